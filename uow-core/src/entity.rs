@@ -1,0 +1,217 @@
+//! The entity layer: what `#[derive(Tracked)]` implements for a struct.
+//!
+//! Two traits split what is backend-neutral from what needs a Diesel backend:
+//! [`Entity`] describes the struct (table, key, persisted fields, field-level diff) and
+//! [`Persist`] binds its values into statements for one backend. The derive writes both; the
+//! rest of the crate only ever talks to entities through them.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use diesel::backend::Backend;
+use diesel::query_builder::AstPass;
+use diesel::row::NamedRow;
+use diesel::QueryResult;
+
+/// The most persisted fields (columns) one entity may have.
+///
+/// Field sets are fixed-size bit sets so that diffing an entity never allocates; 128 is well
+/// past Diesel's own `128-column-tables` limit.
+pub const MAX_FIELDS: usize = 128;
+
+/// Description of one persisted field, in declaration order.
+///
+/// Fields marked `#[tracked(skip)]` have no `FieldInfo`: they are neither written nor tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldInfo {
+    /// The Rust field name.
+    pub name: &'static str,
+    /// The SQL column name, taken from the Diesel `table!` column.
+    pub column: &'static str,
+    /// Part of the primary key.
+    pub key: bool,
+    /// Assigned by the database on insert (left out of the INSERT, read back after it).
+    pub generated: bool,
+}
+
+/// A set of persisted fields, by index into [`Entity::FIELDS`].
+///
+/// ```
+/// use uow_core::FieldSet;
+/// let mut set = FieldSet::EMPTY;
+/// set.insert(2);
+/// set.insert(70);
+/// assert!(set.contains(2) && set.contains(70) && !set.contains(3));
+/// assert_eq!(set.iter().collect::<Vec<_>>(), vec![2, 70]);
+/// assert_eq!(set.len(), 2);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct FieldSet([u64; 2]);
+
+impl FieldSet {
+    /// The set with no field.
+    pub const EMPTY: FieldSet = FieldSet([0, 0]);
+
+    /// Adds field `index` (below [`MAX_FIELDS`]; larger indexes are ignored, and the derive
+    /// refuses structs with more fields).
+    #[inline]
+    pub fn insert(&mut self, index: usize) {
+        if index < MAX_FIELDS {
+            self.0[index / 64] |= 1 << (index % 64);
+        }
+    }
+
+    /// Removes field `index`.
+    #[inline]
+    pub fn remove(&mut self, index: usize) {
+        if index < MAX_FIELDS {
+            self.0[index / 64] &= !(1 << (index % 64));
+        }
+    }
+
+    /// Whether field `index` is in the set.
+    #[inline]
+    pub fn contains(&self, index: usize) -> bool {
+        index < MAX_FIELDS && self.0[index / 64] & (1 << (index % 64)) != 0
+    }
+
+    /// Whether the set is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.0 == [0, 0]
+    }
+
+    /// How many fields are in the set.
+    #[inline]
+    pub fn len(&self) -> usize {
+        (self.0[0].count_ones() + self.0[1].count_ones()) as usize
+    }
+
+    /// The fields in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..MAX_FIELDS).filter(move |i| self.contains(*i))
+    }
+
+    /// Every field of `fields` that may appear in an UPDATE's SET list (not part of the key).
+    pub fn all_updatable(fields: &[FieldInfo]) -> FieldSet {
+        let mut set = FieldSet::EMPTY;
+        for (index, field) in fields.iter().enumerate() {
+            if !field.key {
+                set.insert(index);
+            }
+        }
+        set
+    }
+}
+
+impl Debug for FieldSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// A struct whose changes a [`UnitOfWork`](crate::UnitOfWork) tracks. Implemented by
+/// `#[derive(Tracked)]`; implementing it by hand is possible but not needed.
+///
+/// ```
+/// # use uow::prelude::*;
+/// diesel::table! { notes (id) { id -> Integer, body -> Text } }
+///
+/// #[derive(Tracked, Clone, Debug, PartialEq)]
+/// #[tracked(table = notes)]
+/// struct Note { #[tracked(generated)] id: i32, body: String }
+///
+/// assert_eq!(Note::TABLE_NAME, "notes");
+/// assert_eq!(Note::FIELDS.iter().map(|f| f.column).collect::<Vec<_>>(), ["id", "body"]);
+/// let before = Note { id: 1, body: "a".into() };
+/// let mut after = before.clone();
+/// after.body.push('b');
+/// assert_eq!(after.changed_fields(&before).iter().collect::<Vec<_>>(), vec![1]);
+/// ```
+pub trait Entity: Clone + 'static {
+    /// The Diesel table (`table!`) the entity is stored in.
+    type Table: diesel::Table + Default;
+    /// The primary key: the key field's type, or a tuple for a composite key.
+    type Key: Clone + Eq + Hash + Debug + 'static;
+    /// The values the database assigns on insert, as a tuple in field order (`()` if none).
+    type Generated: 'static;
+
+    /// The struct's name, for messages.
+    const ENTITY_NAME: &'static str;
+    /// The table's name as written in `#[tracked(table = ...)]`, for messages and reports.
+    const TABLE_NAME: &'static str;
+    /// Persisted fields in declaration order; indexes into this slice are field indexes.
+    const FIELDS: &'static [FieldInfo];
+
+    /// The entity's primary key.
+    fn key(&self) -> Self::Key;
+
+    /// The persisted fields whose value differs between `self` and `baseline`.
+    fn changed_fields(&self, baseline: &Self) -> FieldSet;
+
+    /// Copies the generated fields' values out of the entity.
+    fn generated(&self) -> Self::Generated;
+
+    /// Writes values the database generated into the entity.
+    fn set_generated(&mut self, values: Self::Generated);
+
+    /// For an entity whose key is one generated integer: the key inside `values`, used to
+    /// order rows returned by a multi-row INSERT. `None` when the key is not generated.
+    fn generated_key_order(values: &Self::Generated) -> Option<i128>;
+
+    /// For an entity whose only generated field is an integer key: the generated values for
+    /// the auto-increment id `id` (MySQL's `LAST_INSERT_ID`). `None` otherwise.
+    fn generated_from_insert_id(id: u64) -> Option<Self::Generated>;
+}
+
+/// Binding an [`Entity`]'s values into statements for the Diesel backend `DB`.
+///
+/// The derive implements it for every backend whose types fit the fields (through Diesel's
+/// `ToSql`/`FromSql` bounds), so generated code never depends on cargo features.
+pub trait Persist<DB: Backend>: Entity {
+    /// Writes the (quoted, possibly schema-qualified) table name.
+    fn walk_table(out: AstPass<'_, '_, DB>) -> QueryResult<()>;
+
+    /// Binds the current value of persisted field `field` as a parameter.
+    fn walk_field<'b>(&'b self, field: usize, out: AstPass<'_, 'b, DB>) -> QueryResult<()>;
+
+    /// Binds part `part` of a key value (0 for a single-column key).
+    fn walk_key<'b>(key: &'b Self::Key, part: usize, out: AstPass<'_, 'b, DB>) -> QueryResult<()>;
+
+    /// Reads the generated fields, by column name, from a row returned by an INSERT or SELECT.
+    fn read_generated<'a>(
+        row: &impl NamedRow<'a, DB>,
+    ) -> diesel::deserialize::Result<Self::Generated>;
+}
+
+/// Integer types a database can generate as keys (SERIAL, AUTOINCREMENT, AUTO_INCREMENT).
+///
+/// A `#[tracked(generated)]` key must be one of these, because rows inserted together are
+/// matched to their entities by the order of the keys the database assigned.
+#[diagnostic::on_unimplemented(
+    message = "`#[tracked(generated)]` key `{Self}` is not an integer type",
+    label = "a generated key must be an integer the database assigns in order",
+    note = "use i16, i32, i64, u16, u32 or u64 (SERIAL, AUTOINCREMENT, AUTO_INCREMENT columns); assign other keys, such as UUIDs, in Rust and drop `generated`"
+)]
+pub trait AutoIncrementKey: Copy {
+    /// The value, widened for ordering.
+    fn order(&self) -> i128;
+    /// The value from an auto-increment counter, if it fits.
+    fn from_insert_id(id: u64) -> Option<Self>;
+}
+
+macro_rules! auto_increment_key {
+    ($($ty:ty),*) => {$(
+        impl AutoIncrementKey for $ty {
+            #[inline]
+            fn order(&self) -> i128 {
+                *self as i128
+            }
+            #[inline]
+            fn from_insert_id(id: u64) -> Option<Self> {
+                <$ty>::try_from(id).ok()
+            }
+        }
+    )*};
+}
+auto_increment_key!(i16, i32, i64, u16, u32, u64);

@@ -1,0 +1,164 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// Which statement kind an error or a report line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// An INSERT of new entities.
+    Insert,
+    /// An UPDATE of changed columns.
+    Update,
+    /// A DELETE of removed entities.
+    Delete,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Insert => "INSERT",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+        })
+    }
+}
+
+/// Everything that can go wrong in a unit of work.
+///
+/// Every failing call leaves the unit of work and its entities as they were before the call, so
+/// after fixing the cause the same call can simply be made again.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A statement failed in the database, or the connection did (constraint violation, lost
+    /// connection, read-only database, missing table). The transaction was rolled back and every
+    /// entity is as it was before `commit`.
+    #[error(
+        "{operation} on table `{table}` failed: {source}; the transaction was rolled back and \
+         every entity is as before the commit: fix the cause and commit again"
+    )]
+    Statement {
+        /// The kind of statement that failed.
+        operation: Operation,
+        /// The table it was written for.
+        table: &'static str,
+        /// Diesel's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+
+    /// The database failed outside any one statement: opening, committing or rolling back the
+    /// transaction. Nothing was written and every entity is as it was before the call.
+    #[error(
+        "the database transaction failed: {0}; nothing was written and every entity is as \
+         before the call: check the connection and try again"
+    )]
+    Transaction(#[source] diesel::result::Error),
+
+    /// An UPDATE or DELETE matched fewer rows than it should: the row was deleted, or its key
+    /// changed, by someone else since it was loaded. The commit was rolled back.
+    #[error(
+        "{operation} of {entity} with key {key} matched no row in `{table}`: it was deleted or \
+         changed by someone else since it was loaded; the commit was rolled back: reload the \
+         entity and try again"
+    )]
+    Conflict {
+        /// The statement kind.
+        operation: Operation,
+        /// The entity type.
+        entity: &'static str,
+        /// Its table.
+        table: &'static str,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
+
+    /// A handle was used with a unit of work that does not hold its entity: it belongs to
+    /// another unit of work, or its entity was removed and committed, or discarded.
+    #[error(
+        "this unit of work holds no {entity} for the handle given: the handle belongs to another \
+         unit of work, or its entity was removed and committed; register or load the entity in \
+         this unit of work first"
+    )]
+    UnknownEntity {
+        /// The entity type of the handle.
+        entity: &'static str,
+    },
+
+    /// An entity was registered while the unit of work already holds another instance with the
+    /// same primary key (one row, one instance).
+    #[error(
+        "this unit of work already holds a {entity} with key {key}: use the handle it returned \
+         (for example from `find`) instead of registering a second instance"
+    )]
+    DuplicateKey {
+        /// The entity type.
+        entity: &'static str,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
+
+    /// The primary key of an entity that is already in the database was changed in memory.
+    /// Nothing was written.
+    #[error(
+        "the key of {entity} changed from {before} to {after} after it was persisted: keys \
+         identify rows and cannot be updated; restore the key, or remove this entity and \
+         register a new one with the new key"
+    )]
+    KeyChanged {
+        /// The entity type.
+        entity: &'static str,
+        /// The persisted key.
+        before: String,
+        /// The key found in memory.
+        after: String,
+    },
+
+    /// An entity is registered for removal twice, or a removed entity is used as if present.
+    #[error(
+        "{entity} with key {key} is already registered for removal; commit, or `unremove` it \
+         to keep it"
+    )]
+    AlreadyRemoved {
+        /// The entity type.
+        entity: &'static str,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
+
+    /// An INSERT returned a different number of generated keys than rows it inserted, or keys
+    /// that could not be matched to the rows; nothing was written.
+    #[error(
+        "INSERT into `{table}` returned {returned} generated row(s) for {expected} new {entity}; \
+         the commit was rolled back: check that the table's key is assigned by the database \
+         (SERIAL, AUTOINCREMENT, AUTO_INCREMENT) and that no trigger changes the row count"
+    )]
+    GeneratedKeys {
+        /// The entity type.
+        entity: &'static str,
+        /// Its table.
+        table: &'static str,
+        /// Rows inserted.
+        expected: usize,
+        /// Rows the database returned.
+        returned: usize,
+    },
+}
+
+impl Error {
+    /// The database error beneath this one, if it came from the database.
+    ///
+    /// ```
+    /// let err = uow_core::Error::Transaction(diesel::result::Error::RollbackTransaction);
+    /// assert!(err.database_error().is_some());
+    /// ```
+    pub fn database_error(&self) -> Option<&diesel::result::Error> {
+        match self {
+            Error::Statement { source, .. } | Error::Transaction(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

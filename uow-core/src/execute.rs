@@ -1,0 +1,481 @@
+//! The execute layer: the statements a plan sends, built with Diesel's query builder.
+//!
+//! Every statement here is a Diesel [`QueryFragment`]: table and column names go through
+//! `push_identifier` (quoted by the backend), every value through `push_bind_param`. No value
+//! is ever formatted into SQL text. Backend differences (RETURNING, LAST_INSERT_ID, bind
+//! parameter limits) live in [`Dialect`] and nowhere else.
+
+use diesel::backend::Backend;
+use diesel::connection::LoadConnection;
+use diesel::query_builder::{AsChangeset, AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::RunQueryDsl;
+use diesel::row::NamedRow;
+use diesel::sql_types::Untyped;
+use diesel::QueryResult;
+
+use crate::entity::{Entity, FieldSet, Persist};
+
+/// What differs between Diesel backends when writing entities. Implemented for every backend
+/// whose cargo feature is on; sealed.
+pub trait Dialect: Backend + Sized + sealed::Sealed + 'static {
+    /// The backend's name, for messages.
+    const NAME: &'static str;
+    /// The most bind parameters one statement may carry.
+    const MAX_BIND_PARAMS: usize;
+
+    /// Inserts `rows` in one statement and returns the generated values of each row, in the
+    /// order of `rows`.
+    #[doc(hidden)]
+    fn insert_returning<T, C>(conn: &mut C, rows: &[&T]) -> QueryResult<Vec<T::Generated>>
+    where
+        T: Persist<Self>,
+        C: LoadConnection<Backend = Self>;
+
+    /// How many rows with generated fields one INSERT may carry on this backend (1 when the
+    /// generated values could not be matched to their rows otherwise).
+    #[doc(hidden)]
+    fn generated_rows_per_insert<T: Entity>() -> usize;
+
+    /// `DEFAULT VALUES` or the backend's equivalent, for a table with nothing to insert.
+    #[doc(hidden)]
+    fn push_default_values(out: AstPass<'_, '_, Self>);
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The SET list of an UPDATE: exactly the changed columns of one entity.
+///
+/// It is a Diesel [`AsChangeset`], so it also works in hand-written Diesel updates; get one
+/// from [`UnitOfWork::changes`](crate::UnitOfWork::changes).
+#[derive(Debug, Clone, Copy)]
+pub struct Changes<'a, T> {
+    entity: &'a T,
+    fields: FieldSet,
+}
+
+impl<'a, T: Entity> Changes<'a, T> {
+    /// The changes of `entity` restricted to `fields`.
+    pub fn new(entity: &'a T, fields: FieldSet) -> Self {
+        Changes { entity, fields }
+    }
+
+    /// The fields in this changeset.
+    pub fn fields(&self) -> FieldSet {
+        self.fields
+    }
+
+    /// The columns in this changeset, in field order.
+    pub fn columns(&self) -> Vec<&'static str> {
+        self.fields.iter().map(|i| T::FIELDS[i].column).collect()
+    }
+}
+
+impl<T: Entity> QueryId for Changes<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T, DB> QueryFragment<DB> for Changes<'_, T>
+where
+    DB: Backend,
+    T: Persist<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let mut first = true;
+        for index in self.fields.iter() {
+            if !first {
+                out.push_sql(", ");
+            }
+            first = false;
+            out.push_identifier(T::FIELDS[index].column)?;
+            out.push_sql(" = ");
+            self.entity.walk_field(index, out.reborrow())?;
+        }
+        Ok(())
+    }
+
+    fn is_noop(&self, _backend: &DB) -> QueryResult<bool> {
+        Ok(self.fields.is_empty())
+    }
+}
+
+impl<'a, T: Entity> AsChangeset for Changes<'a, T> {
+    type Target = T::Table;
+    type Changeset = Self;
+
+    fn as_changeset(self) -> Self::Changeset {
+        self
+    }
+}
+
+/// Writes `"k1" = ? AND "k2" = ?` for the persisted key of `entity`.
+fn walk_key_match<'b, T, DB>(entity: &'b T, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()>
+where
+    DB: Backend,
+    T: Persist<DB>,
+{
+    let mut first = true;
+    for (index, field) in T::FIELDS.iter().enumerate().filter(|(_, f)| f.key) {
+        if !first {
+            out.push_sql(" AND ");
+        }
+        first = false;
+        out.push_identifier(field.column)?;
+        out.push_sql(" = ");
+        entity.walk_field(index, out.reborrow())?;
+    }
+    Ok(())
+}
+
+fn key_width<T: Entity>() -> usize {
+    T::FIELDS.iter().filter(|f| f.key).count()
+}
+
+/// Number of columns an INSERT of `T` binds per row.
+pub(crate) fn insert_width<T: Entity>() -> usize {
+    T::FIELDS.iter().filter(|f| !f.generated).count()
+}
+
+/// `INSERT INTO t (cols) VALUES (...), (...) [RETURNING generated cols]`.
+pub(crate) struct InsertRows<'a, T> {
+    rows: &'a [&'a T],
+    returning: bool,
+}
+
+impl<'a, T: Entity> InsertRows<'a, T> {
+    pub(crate) fn new(rows: &'a [&'a T], returning: bool) -> Self {
+        InsertRows { rows, returning }
+    }
+}
+
+impl<T: Entity> QueryId for InsertRows<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T: Entity> Query for InsertRows<'_, T> {
+    type SqlType = Untyped;
+}
+
+impl<T: Entity, C> RunQueryDsl<C> for InsertRows<'_, T> {}
+
+impl<T, DB> QueryFragment<DB> for InsertRows<'_, T>
+where
+    DB: Dialect,
+    T: Persist<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("INSERT INTO ");
+        T::walk_table(out.reborrow())?;
+        if insert_width::<T>() == 0 {
+            out.push_sql(" ");
+            DB::push_default_values(out.reborrow());
+        } else {
+            out.push_sql(" (");
+            let mut first = true;
+            for field in T::FIELDS.iter().filter(|f| !f.generated) {
+                if !first {
+                    out.push_sql(", ");
+                }
+                first = false;
+                out.push_identifier(field.column)?;
+            }
+            out.push_sql(") VALUES ");
+            for (row_index, row) in self.rows.iter().enumerate() {
+                out.push_sql(if row_index == 0 { "(" } else { ", (" });
+                let mut first = true;
+                for (index, _) in T::FIELDS.iter().enumerate().filter(|(_, f)| !f.generated) {
+                    if !first {
+                        out.push_sql(", ");
+                    }
+                    first = false;
+                    row.walk_field(index, out.reborrow())?;
+                }
+                out.push_sql(")");
+            }
+        }
+        if self.returning {
+            out.push_sql(" RETURNING ");
+            let mut first = true;
+            for field in T::FIELDS.iter().filter(|f| f.generated) {
+                if !first {
+                    out.push_sql(", ");
+                }
+                first = false;
+                out.push_identifier(field.column)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A row returned by `INSERT ... RETURNING`: the generated values of one entity.
+pub(crate) struct ReturnedRow<T: Entity>(pub T::Generated);
+
+impl<T, DB> diesel::deserialize::QueryableByName<DB> for ReturnedRow<T>
+where
+    DB: Backend,
+    T: Persist<DB>,
+{
+    fn build<'a>(row: &impl NamedRow<'a, DB>) -> diesel::deserialize::Result<Self> {
+        T::read_generated(row).map(ReturnedRow)
+    }
+}
+
+/// `UPDATE t SET <changes> WHERE <key>`.
+pub(crate) struct UpdateRow<'a, T> {
+    changes: Changes<'a, T>,
+}
+
+impl<'a, T: Entity> UpdateRow<'a, T> {
+    pub(crate) fn new(entity: &'a T, fields: FieldSet) -> Self {
+        UpdateRow {
+            changes: Changes::new(entity, fields),
+        }
+    }
+}
+
+impl<T: Entity> QueryId for UpdateRow<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T: Entity, C> RunQueryDsl<C> for UpdateRow<'_, T> {}
+
+impl<T, DB> QueryFragment<DB> for UpdateRow<'_, T>
+where
+    DB: Backend,
+    T: Persist<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("UPDATE ");
+        T::walk_table(out.reborrow())?;
+        out.push_sql(" SET ");
+        self.changes.walk_ast(out.reborrow())?;
+        out.push_sql(" WHERE ");
+        walk_key_match(self.changes.entity, out.reborrow())
+    }
+}
+
+/// `DELETE FROM t WHERE k IN (...)`, or `WHERE (k1 = ? AND k2 = ?) OR ...` for composite keys.
+pub(crate) struct DeleteRows<'a, T> {
+    rows: &'a [&'a T],
+}
+
+impl<'a, T: Entity> DeleteRows<'a, T> {
+    pub(crate) fn new(rows: &'a [&'a T]) -> Self {
+        DeleteRows { rows }
+    }
+}
+
+impl<T: Entity> QueryId for DeleteRows<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T: Entity, C> RunQueryDsl<C> for DeleteRows<'_, T> {}
+
+impl<T, DB> QueryFragment<DB> for DeleteRows<'_, T>
+where
+    DB: Backend,
+    T: Persist<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("DELETE FROM ");
+        T::walk_table(out.reborrow())?;
+        out.push_sql(" WHERE ");
+        if key_width::<T>() == 1 {
+            let (index, field) = T::FIELDS.iter().enumerate().find(|(_, f)| f.key).ok_or(
+                diesel::result::Error::QueryBuilderError("entity has no key field".into()),
+            )?;
+            out.push_identifier(field.column)?;
+            out.push_sql(" IN (");
+            for (row_index, row) in self.rows.iter().enumerate() {
+                if row_index > 0 {
+                    out.push_sql(", ");
+                }
+                row.walk_field(index, out.reborrow())?;
+            }
+            out.push_sql(")");
+        } else {
+            for (row_index, row) in self.rows.iter().enumerate() {
+                out.push_sql(if row_index == 0 { "(" } else { " OR (" });
+                walk_key_match(*row, out.reborrow())?;
+                out.push_sql(")");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Rows of `T` one INSERT may carry on `DB`.
+pub(crate) fn rows_per_insert<T: Entity, DB: Dialect>() -> usize {
+    let width = insert_width::<T>();
+    if width == 0 {
+        // `DEFAULT VALUES` inserts exactly one row.
+        return 1;
+    }
+    let by_binds = (DB::MAX_BIND_PARAMS / width).max(1);
+    if T::FIELDS.iter().any(|f| f.generated) {
+        by_binds.min(DB::generated_rows_per_insert::<T>())
+    } else {
+        by_binds
+    }
+}
+
+/// Rows of `T` one DELETE may carry on `DB`.
+pub(crate) fn rows_per_delete<T: Entity, DB: Dialect>() -> usize {
+    (DB::MAX_BIND_PARAMS / key_width::<T>().max(1)).max(1)
+}
+
+/// Orders generated values returned by a multi-row INSERT to match the rows: by the generated
+/// key when there is one (databases assign keys in VALUES order, but RETURNING does not
+/// promise to return rows in that order).
+pub(crate) fn order_returned<T: Entity>(mut returned: Vec<T::Generated>) -> Vec<T::Generated> {
+    if returned.len() > 1 {
+        returned.sort_by_cached_key(|g| T::generated_key_order(g).unwrap_or(0));
+    }
+    returned
+}
+
+/// Runs `INSERT ... RETURNING` (PostgreSQL, SQLite) and orders the returned values by key.
+pub(crate) fn insert_with_returning<T, C>(
+    conn: &mut C,
+    rows: &[&T],
+) -> QueryResult<Vec<T::Generated>>
+where
+    C: LoadConnection,
+    C::Backend: Dialect,
+    T: Persist<C::Backend>,
+{
+    let returned: Vec<ReturnedRow<T>> = InsertRows::new(rows, true).load(conn)?;
+    Ok(order_returned::<T>(
+        returned.into_iter().map(|r| r.0).collect(),
+    ))
+}
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use super::*;
+    use diesel::sqlite::Sqlite;
+
+    impl sealed::Sealed for Sqlite {}
+
+    impl Dialect for Sqlite {
+        const NAME: &'static str = "SQLite";
+        // SQLITE_MAX_VARIABLE_NUMBER of the bundled SQLite (3.32 and later).
+        const MAX_BIND_PARAMS: usize = 32766;
+
+        fn insert_returning<T, C>(conn: &mut C, rows: &[&T]) -> QueryResult<Vec<T::Generated>>
+        where
+            T: Persist<Self>,
+            C: LoadConnection<Backend = Self>,
+        {
+            insert_with_returning(conn, rows)
+        }
+
+        fn generated_rows_per_insert<T: Entity>() -> usize {
+            // Rows can be matched to their generated values only through an ordered key.
+            if T::FIELDS.iter().any(|f| f.key && f.generated) {
+                usize::MAX
+            } else {
+                1
+            }
+        }
+
+        fn push_default_values(mut out: AstPass<'_, '_, Self>) {
+            out.push_sql("DEFAULT VALUES");
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::*;
+    use diesel::pg::Pg;
+
+    impl sealed::Sealed for Pg {}
+
+    impl Dialect for Pg {
+        const NAME: &'static str = "PostgreSQL";
+        const MAX_BIND_PARAMS: usize = 65535;
+
+        fn insert_returning<T, C>(conn: &mut C, rows: &[&T]) -> QueryResult<Vec<T::Generated>>
+        where
+            T: Persist<Self>,
+            C: LoadConnection<Backend = Self>,
+        {
+            insert_with_returning(conn, rows)
+        }
+
+        fn generated_rows_per_insert<T: Entity>() -> usize {
+            if T::FIELDS.iter().any(|f| f.key && f.generated) {
+                usize::MAX
+            } else {
+                1
+            }
+        }
+
+        fn push_default_values(mut out: AstPass<'_, '_, Self>) {
+            out.push_sql("DEFAULT VALUES");
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+mod mysql {
+    use super::*;
+    use diesel::mysql::Mysql;
+
+    impl sealed::Sealed for Mysql {}
+
+    diesel::define_sql_function! {
+        /// MySQL's id of the first row of the last INSERT on this connection.
+        fn last_insert_id() -> diesel::sql_types::Unsigned<diesel::sql_types::BigInt>;
+    }
+
+    impl Dialect for Mysql {
+        const NAME: &'static str = "MySQL";
+        const MAX_BIND_PARAMS: usize = 65535;
+
+        fn insert_returning<T, C>(conn: &mut C, rows: &[&T]) -> QueryResult<Vec<T::Generated>>
+        where
+            T: Persist<Self>,
+            C: LoadConnection<Backend = Self>,
+        {
+            let inserted = InsertRows::new(rows, false).execute(conn)?;
+            if inserted != rows.len() {
+                return Err(diesel::result::Error::QueryBuilderError(
+                    format!("INSERT affected {inserted} rows, expected {}", rows.len()).into(),
+                ));
+            }
+            let first: u64 = diesel::select(last_insert_id()).get_result(conn)?;
+            (0..rows.len() as u64)
+                .map(|offset| {
+                    T::generated_from_insert_id(first + offset).ok_or_else(|| {
+                        diesel::result::Error::QueryBuilderError(
+                            format!(
+                                "{}: MySQL reports only an AUTO_INCREMENT key ({first}); other \
+                                 generated fields are not supported on MySQL",
+                                T::ENTITY_NAME
+                            )
+                            .into(),
+                        )
+                    })
+                })
+                .collect()
+        }
+
+        fn generated_rows_per_insert<T: Entity>() -> usize {
+            // Consecutive ids for a multi-row INSERT are checked per connection before a batch
+            // is sent (see `mysql_consecutive_ids`); one row per statement is always exact.
+            1
+        }
+
+        fn push_default_values(mut out: AstPass<'_, '_, Self>) {
+            out.push_sql("() VALUES ()");
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! The registry: one store per entity type (a slab of tracked entities plus the identity map),
+//! and the type-erased interface a unit of work drives them through.
+//!
+//! A store never changes an entity while a commit is running: generated values are kept aside
+//! and applied by [`ErasedStore::finish_commit`] only after the database committed, so a
+//! failed commit leaves memory untouched by construction.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+
+use diesel::connection::LoadConnection;
+use diesel::RunQueryDsl;
+
+use crate::entity::{Entity, Persist};
+use crate::error::{Error, Operation, Result};
+use crate::execute::{self, DeleteRows, Dialect, InsertRows, UpdateRow};
+use crate::plan::{Change, ChangeKind, PreviewStep, Step, TableInfo};
+use crate::report::CommitReport;
+use crate::tracking::{Lifecycle, Tracked};
+
+struct Slot<T: Entity> {
+    generation: u32,
+    tracked: Option<Tracked<T>>,
+}
+
+/// All entities of one type held by a unit of work.
+pub(crate) struct Store<T: Entity, C> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+    by_key: HashMap<T::Key, u32>,
+    /// Slots that may have something to write: new, removed, mutably borrowed, register_dirty.
+    touched: Vec<u32>,
+    /// Generated values of rows inserted by the commit under way, applied once it succeeds.
+    pending_generated: Vec<(u32, T::Generated)>,
+    /// Keys that entities will be filed under after the commit under way succeeds.
+    pending_keys: Vec<(u32, T::Key)>,
+    _connection: PhantomData<fn(&mut C)>,
+}
+
+pub(crate) fn key_text<K: std::fmt::Debug>(key: &K) -> String {
+    format!("{key:?}")
+}
+
+impl<T: Entity, C> Store<T, C> {
+    pub fn new() -> Self {
+        Store {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_key: HashMap::new(),
+            touched: Vec::new(),
+            pending_generated: Vec::new(),
+            pending_keys: Vec::new(),
+            _connection: PhantomData,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    pub fn find(&self, key: &T::Key) -> Option<(u32, u32)> {
+        let slot = *self.by_key.get(key)?;
+        Some((slot, self.slots[slot as usize].generation))
+    }
+
+    /// Adds an entity; `key` is filed in the identity map (it must not be there yet).
+    pub fn insert(&mut self, tracked: Tracked<T>) -> (u32, u32) {
+        let key = tracked.key.clone();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize].tracked = Some(tracked);
+                slot
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    tracked: Some(tracked),
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        if let Some(key) = key {
+            self.by_key.insert(key, slot);
+        }
+        (slot, self.slots[slot as usize].generation)
+    }
+
+    pub fn get(&self, slot: u32, generation: u32) -> Option<&Tracked<T>> {
+        let s = self.slots.get(slot as usize)?;
+        if s.generation != generation {
+            return None;
+        }
+        s.tracked.as_ref()
+    }
+
+    pub fn get_mut(&mut self, slot: u32, generation: u32) -> Option<&mut Tracked<T>> {
+        let s = self.slots.get_mut(slot as usize)?;
+        if s.generation != generation {
+            return None;
+        }
+        s.tracked.as_mut()
+    }
+
+    /// Puts `slot` on the touched list (once).
+    pub fn touch(&mut self, slot: u32) {
+        if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
+            if !tracked.touched {
+                tracked.touched = true;
+                self.touched.push(slot);
+            }
+        }
+    }
+
+    /// Drops the entity in `slot`; its handles go stale.
+    pub fn release(&mut self, slot: u32) {
+        let s = &mut self.slots[slot as usize];
+        if let Some(tracked) = s.tracked.take() {
+            if let Some(key) = tracked.key {
+                if self.by_key.get(&key) == Some(&slot) {
+                    self.by_key.remove(&key);
+                }
+            }
+            s.generation = s.generation.wrapping_add(1);
+            self.free.push(slot);
+        }
+    }
+
+    fn tracked(&self, slot: u32) -> &Tracked<T> {
+        // Touched slots always hold an entity: `release` runs only when settling.
+        match &self.slots[slot as usize].tracked {
+            Some(tracked) => tracked,
+            None => unreachable!("touched slot {slot} holds no entity"),
+        }
+    }
+
+    fn entities(&self, slots: &[u32]) -> Vec<&T> {
+        slots.iter().map(|s| &self.tracked(*s).value).collect()
+    }
+}
+
+/// A store seen without its entity type, as the unit of work drives it.
+pub(crate) trait ErasedStore<C>: Any {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn len(&self) -> usize;
+    /// Checks the touched entities and lists what they need written.
+    fn pending(&self, store: usize, out: &mut Vec<Change>) -> Result<()>;
+    fn table_info(&self) -> TableInfo;
+    fn preview(&self, step: &Step) -> PreviewStep;
+    /// Sends one step. Entities are not changed; generated values are kept aside.
+    fn execute(&mut self, conn: &mut C, step: &Step, report: &mut CommitReport) -> Result<()>;
+    /// The commit failed: forget what was kept aside.
+    fn abandon_commit(&mut self);
+    /// The commit succeeded: apply generated values and settle every touched entity.
+    fn finish_commit(&mut self);
+}
+
+impl<T, C> ErasedStore<C> for Store<T, C>
+where
+    C: LoadConnection + 'static,
+    C::Backend: Dialect,
+    T: Persist<C::Backend>,
+{
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn len(&self) -> usize {
+        Store::len(self)
+    }
+
+    fn pending(&self, store: usize, out: &mut Vec<Change>) -> Result<()> {
+        for &slot in &self.touched {
+            let tracked = self.tracked(slot);
+            let kind = match tracked.lifecycle {
+                Lifecycle::New => {
+                    if !T::FIELDS.iter().any(|f| f.key && f.generated) {
+                        let key = tracked.value.key();
+                        if tracked.key.as_ref() != Some(&key) {
+                            if let Some(&other) = self.by_key.get(&key) {
+                                if other != slot {
+                                    return Err(Error::DuplicateKey {
+                                        entity: T::ENTITY_NAME,
+                                        key: key_text(&key),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    ChangeKind::Insert
+                }
+                Lifecycle::Persisted | Lifecycle::Removed => {
+                    let before = tracked.persisted().key();
+                    let after = tracked.value.key();
+                    if before != after {
+                        return Err(Error::KeyChanged {
+                            entity: T::ENTITY_NAME,
+                            before: key_text(&before),
+                            after: key_text(&after),
+                        });
+                    }
+                    if tracked.lifecycle == Lifecycle::Removed {
+                        ChangeKind::Delete
+                    } else {
+                        ChangeKind::Update(tracked.changed_fields())
+                    }
+                }
+            };
+            out.push(Change { store, slot, kind });
+        }
+        Ok(())
+    }
+
+    fn table_info(&self) -> TableInfo {
+        TableInfo {
+            entity: T::ENTITY_NAME,
+            table: T::TABLE_NAME,
+            rows_per_insert: execute::rows_per_insert::<T, C::Backend>(),
+            rows_per_delete: execute::rows_per_delete::<T, C::Backend>(),
+        }
+    }
+
+    fn preview(&self, step: &Step) -> PreviewStep {
+        let rows = step
+            .slots
+            .iter()
+            .map(|&slot| {
+                let tracked = self.tracked(slot);
+                match step.operation {
+                    Operation::Insert => format!("new {}", T::ENTITY_NAME),
+                    Operation::Delete => format!("key {}", key_text(&tracked.value.key())),
+                    Operation::Update => {
+                        let columns: Vec<_> =
+                            step.fields.iter().map(|i| T::FIELDS[i].column).collect();
+                        format!(
+                            "key {}: {}",
+                            key_text(&tracked.value.key()),
+                            columns.join(", ")
+                        )
+                    }
+                }
+            })
+            .collect();
+        PreviewStep {
+            operation: step.operation,
+            table: T::TABLE_NAME,
+            entity: T::ENTITY_NAME,
+            statements: match step.operation {
+                Operation::Update => step.slots.len(),
+                _ => 1,
+            },
+            rows,
+        }
+    }
+
+    fn execute(&mut self, conn: &mut C, step: &Step, report: &mut CommitReport) -> Result<()> {
+        let statement_error = |source| Error::Statement {
+            operation: step.operation,
+            table: T::TABLE_NAME,
+            source,
+        };
+        match step.operation {
+            Operation::Insert => {
+                let rows = self.entities(&step.slots);
+                let has_generated = T::FIELDS.iter().any(|f| f.generated);
+                if has_generated {
+                    let generated =
+                        C::Backend::insert_returning(conn, &rows).map_err(statement_error)?;
+                    if generated.len() != rows.len() {
+                        return Err(Error::GeneratedKeys {
+                            entity: T::ENTITY_NAME,
+                            table: T::TABLE_NAME,
+                            expected: rows.len(),
+                            returned: generated.len(),
+                        });
+                    }
+                    drop(rows);
+                    self.pending_generated
+                        .extend(step.slots.iter().copied().zip(generated));
+                } else {
+                    let inserted = InsertRows::new(&rows, false)
+                        .execute(conn)
+                        .map_err(statement_error)?;
+                    if inserted != rows.len() {
+                        return Err(Error::GeneratedKeys {
+                            entity: T::ENTITY_NAME,
+                            table: T::TABLE_NAME,
+                            expected: rows.len(),
+                            returned: inserted,
+                        });
+                    }
+                    let keys: Vec<_> = rows.iter().map(|e| e.key()).collect();
+                    drop(rows);
+                    self.pending_keys
+                        .extend(step.slots.iter().copied().zip(keys));
+                }
+                report.record(
+                    T::ENTITY_NAME,
+                    T::TABLE_NAME,
+                    Operation::Insert,
+                    step.slots.len(),
+                    1,
+                );
+            }
+            Operation::Update => {
+                for &slot in &step.slots {
+                    let entity = &self.tracked(slot).value;
+                    let updated = UpdateRow::new(entity, step.fields)
+                        .execute(conn)
+                        .map_err(statement_error)?;
+                    if updated != 1 {
+                        return Err(Error::Conflict {
+                            operation: Operation::Update,
+                            entity: T::ENTITY_NAME,
+                            table: T::TABLE_NAME,
+                            key: key_text(&entity.key()),
+                        });
+                    }
+                }
+                report.record(
+                    T::ENTITY_NAME,
+                    T::TABLE_NAME,
+                    Operation::Update,
+                    step.slots.len(),
+                    step.slots.len(),
+                );
+            }
+            Operation::Delete => {
+                let rows = self.entities(&step.slots);
+                let deleted = DeleteRows::new(&rows)
+                    .execute(conn)
+                    .map_err(statement_error)?;
+                if deleted != rows.len() {
+                    // The batch already removed the rows it found, so the missing one cannot be
+                    // told apart here; a single-row batch names its key exactly.
+                    let key = rows.first().map(|e| key_text(&e.key())).unwrap_or_default();
+                    return Err(Error::Conflict {
+                        operation: Operation::Delete,
+                        entity: T::ENTITY_NAME,
+                        table: T::TABLE_NAME,
+                        key: if rows.len() == 1 {
+                            key
+                        } else {
+                            format!("among {} keys starting at {key}", rows.len())
+                        },
+                    });
+                }
+                report.record(
+                    T::ENTITY_NAME,
+                    T::TABLE_NAME,
+                    Operation::Delete,
+                    rows.len(),
+                    1,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn abandon_commit(&mut self) {
+        self.pending_generated.clear();
+        self.pending_keys.clear();
+    }
+
+    fn finish_commit(&mut self) {
+        for (slot, generated) in std::mem::take(&mut self.pending_generated) {
+            if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
+                tracked.value.set_generated(generated);
+                let key = tracked.value.key();
+                tracked.key = Some(key.clone());
+                self.by_key.insert(key, slot);
+            }
+        }
+        for (slot, key) in std::mem::take(&mut self.pending_keys) {
+            if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
+                if tracked.key.as_ref() != Some(&key) {
+                    if let Some(old) = tracked.key.replace(key.clone()) {
+                        if self.by_key.get(&old) == Some(&slot) {
+                            self.by_key.remove(&old);
+                        }
+                    }
+                    self.by_key.insert(key, slot);
+                }
+            }
+        }
+        for slot in std::mem::take(&mut self.touched) {
+            let removed = match self.slots[slot as usize].tracked.as_mut() {
+                Some(tracked) if tracked.lifecycle == Lifecycle::Removed => true,
+                Some(tracked) => {
+                    tracked.settle();
+                    false
+                }
+                None => false,
+            };
+            if removed {
+                self.release(slot);
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! What a commit wrote.
+
+use std::fmt;
+
+use crate::error::Operation;
+
+/// Rows written to one table by a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableReport {
+    /// The entity type.
+    pub entity: &'static str,
+    /// The table.
+    pub table: &'static str,
+    /// Rows inserted.
+    pub inserted: usize,
+    /// Rows updated.
+    pub updated: usize,
+    /// Rows deleted.
+    pub deleted: usize,
+}
+
+/// What a successful commit wrote, per table, in the order tables were first written.
+///
+/// ```
+/// # use uow::prelude::*;
+/// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+/// # #[derive(Tracked, Clone, Debug, PartialEq)]
+/// # #[tracked(table = notes)]
+/// # struct Note { #[tracked(generated)] id: i32, body: String }
+/// # use diesel::{Connection, RunQueryDsl};
+/// let mut conn = diesel::SqliteConnection::establish(":memory:")?;
+/// diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+/// let mut uow = UnitOfWork::new();
+/// uow.register_new(Note { id: 0, body: "a".into() })?;
+/// uow.register_new(Note { id: 0, body: "b".into() })?;
+/// let report = uow.commit(&mut conn)?;
+/// assert_eq!(report.inserted("notes"), 2);
+/// assert_eq!(report.statements(), 1);
+/// assert_eq!(report.to_string(), "notes: 2 inserted, 0 updated, 0 deleted (1 statement(s))");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitReport {
+    tables: Vec<TableReport>,
+    statements: usize,
+}
+
+impl CommitReport {
+    pub(crate) fn record(
+        &mut self,
+        entity: &'static str,
+        table: &'static str,
+        operation: Operation,
+        rows: usize,
+        statements: usize,
+    ) {
+        self.statements += statements;
+        let index = match self.tables.iter().position(|t| t.entity == entity) {
+            Some(index) => index,
+            None => {
+                self.tables.push(TableReport {
+                    entity,
+                    table,
+                    inserted: 0,
+                    updated: 0,
+                    deleted: 0,
+                });
+                self.tables.len() - 1
+            }
+        };
+        let line = &mut self.tables[index];
+        match operation {
+            Operation::Insert => line.inserted += rows,
+            Operation::Update => line.updated += rows,
+            Operation::Delete => line.deleted += rows,
+        }
+    }
+
+    /// One line per table written.
+    pub fn tables(&self) -> &[TableReport] {
+        &self.tables
+    }
+
+    /// INSERT/UPDATE/DELETE statements sent.
+    pub fn statements(&self) -> usize {
+        self.statements
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    fn sum(&self, table: &str, pick: fn(&TableReport) -> usize) -> usize {
+        self.tables
+            .iter()
+            .filter(|t| t.table == table)
+            .map(pick)
+            .sum()
+    }
+
+    /// Rows inserted into `table`.
+    pub fn inserted(&self, table: &str) -> usize {
+        self.sum(table, |t| t.inserted)
+    }
+
+    /// Rows updated in `table`.
+    pub fn updated(&self, table: &str) -> usize {
+        self.sum(table, |t| t.updated)
+    }
+
+    /// Rows deleted from `table`.
+    pub fn deleted(&self, table: &str) -> usize {
+        self.sum(table, |t| t.deleted)
+    }
+
+    /// Rows written in all tables.
+    pub fn rows(&self) -> usize {
+        self.tables
+            .iter()
+            .map(|t| t.inserted + t.updated + t.deleted)
+            .sum()
+    }
+}
+
+impl fmt::Display for CommitReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.tables.is_empty() {
+            return f.write_str("nothing written");
+        }
+        for (i, t) in self.tables.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(
+                f,
+                "{}: {} inserted, {} updated, {} deleted",
+                t.table, t.inserted, t.updated, t.deleted
+            )?;
+        }
+        write!(f, " ({} statement(s))", self.statements)
+    }
+}

@@ -1,0 +1,492 @@
+//! The unit of work: registration, the identity map, mutation tracking and `commit`.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use diesel::connection::LoadConnection;
+use diesel::Connection;
+
+use crate::entity::{FieldSet, Persist};
+use crate::error::{Error, Result};
+use crate::execute::{Changes, Dialect};
+use crate::plan::{self, PlanPreview};
+use crate::registry::{key_text, ErasedStore, Store};
+use crate::report::CommitReport;
+use crate::tracking::{EntityState, Lifecycle, Tracked};
+
+static NEXT_UNIT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A reference to one entity held by a [`UnitOfWork`].
+///
+/// Handles are small `Copy` values; the entity itself stays inside the unit of work, which is
+/// how it sees every mutation. A handle is only valid with the unit of work that issued it, and
+/// goes stale when its entity is removed and committed.
+pub struct Handle<T> {
+    unit: u64,
+    slot: u32,
+    generation: u32,
+    _entity: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Handle<T> {}
+impl<T> PartialEq for Handle<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.unit, self.slot, self.generation) == (other.unit, other.slot, other.generation)
+    }
+}
+impl<T> Eq for Handle<T> {}
+impl<T> Hash for Handle<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.unit, self.slot, self.generation).hash(state)
+    }
+}
+impl<T> fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Handle<{}>({}:{}@{})",
+            std::any::type_name::<T>(),
+            self.unit,
+            self.slot,
+            self.generation
+        )
+    }
+}
+
+/// The Unit of Work: gathers new, changed and removed entities and writes them in one
+/// transaction on [`commit`](UnitOfWork::commit).
+///
+/// `C` is the Diesel connection type the unit of work commits to. Registering, loading and
+/// mutating never send a statement; `commit` is the only way in. A failed commit rolls the
+/// transaction back and leaves every entity exactly as it was before the call.
+///
+/// ```
+/// use uow::prelude::*;
+/// use diesel::{Connection, RunQueryDsl, SqliteConnection};
+///
+/// diesel::table! { accounts (id) { id -> Integer, owner -> Text, balance -> BigInt } }
+///
+/// #[derive(Tracked, Clone, Debug, PartialEq, diesel::Queryable)]
+/// #[tracked(table = accounts)]
+/// struct Account { #[tracked(generated)] id: i32, owner: String, balance: i64 }
+///
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// diesel::sql_query("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, balance BIGINT NOT NULL)")
+///     .execute(&mut conn)?;
+///
+/// let mut uow = UnitOfWork::new();
+/// let ann = uow.register_new(Account { id: 0, owner: "ann".into(), balance: 10 })?;
+/// uow.commit(&mut conn)?;
+/// assert_ne!(uow.get(&ann)?.id, 0); // the generated key was written back
+///
+/// uow.get_mut(&ann)?.balance += 5; // plain mutation is tracked
+/// assert_eq!(uow.changed_columns(&ann)?, ["balance"]);
+/// let report = uow.commit(&mut conn)?;
+/// assert_eq!(report.updated("accounts"), 1);
+///
+/// let rows: Vec<Account> = accounts::table.load(&mut conn)?;
+/// assert_eq!(rows[0].balance, 15);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct UnitOfWork<C> {
+    id: u64,
+    stores: Vec<Box<dyn ErasedStore<C>>>,
+    by_type: HashMap<TypeId, usize>,
+}
+
+impl<C: 'static> fmt::Debug for UnitOfWork<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UnitOfWork")
+            .field("id", &self.id)
+            .field(
+                "entities",
+                &self.stores.iter().map(|s| s.len()).sum::<usize>(),
+            )
+            .finish()
+    }
+}
+
+impl<C> Default for UnitOfWork<C>
+where
+    C: Connection + LoadConnection + 'static,
+    C::Backend: Dialect,
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<C> UnitOfWork<C>
+where
+    C: Connection + LoadConnection + 'static,
+    C::Backend: Dialect,
+{
+    /// An empty unit of work.
+    pub fn new() -> Self {
+        UnitOfWork {
+            id: NEXT_UNIT_ID.fetch_add(1, Ordering::Relaxed),
+            stores: Vec::new(),
+            by_type: HashMap::new(),
+        }
+    }
+
+    /// Number of entities held (new, clean, dirty and removed).
+    pub fn len(&self) -> usize {
+        self.stores.iter().map(|s| s.len()).sum()
+    }
+
+    /// Whether no entity is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn store<T: Persist<C::Backend>>(&self) -> Option<&Store<T, C>> {
+        let index = *self.by_type.get(&TypeId::of::<T>())?;
+        self.stores[index].as_any().downcast_ref()
+    }
+
+    fn store_mut<T: Persist<C::Backend>>(&mut self) -> &mut Store<T, C> {
+        let index = match self.by_type.get(&TypeId::of::<T>()) {
+            Some(index) => *index,
+            None => {
+                self.stores.push(Box::new(Store::<T, C>::new()));
+                self.by_type
+                    .insert(TypeId::of::<T>(), self.stores.len() - 1);
+                self.stores.len() - 1
+            }
+        };
+        match self.stores[index].as_any_mut().downcast_mut() {
+            Some(store) => store,
+            None => unreachable!("store {index} is filed under another type"),
+        }
+    }
+
+    fn handle<T>(&self, (slot, generation): (u32, u32)) -> Handle<T> {
+        Handle {
+            unit: self.id,
+            slot,
+            generation,
+            _entity: PhantomData,
+        }
+    }
+
+    fn tracked<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<&Tracked<T>> {
+        let unknown = Error::UnknownEntity {
+            entity: T::ENTITY_NAME,
+        };
+        if handle.unit != self.id {
+            return Err(unknown);
+        }
+        self.store::<T>()
+            .and_then(|s| s.get(handle.slot, handle.generation))
+            .ok_or(unknown)
+    }
+
+    fn tracked_mut<T: Persist<C::Backend>>(
+        &mut self,
+        handle: &Handle<T>,
+    ) -> Result<&mut Tracked<T>> {
+        let unknown = Error::UnknownEntity {
+            entity: T::ENTITY_NAME,
+        };
+        if handle.unit != self.id {
+            return Err(unknown);
+        }
+        self.store_mut::<T>()
+            .get_mut(handle.slot, handle.generation)
+            .ok_or(unknown)
+    }
+
+    fn register<T: Persist<C::Backend>>(
+        &mut self,
+        entity: T,
+        lifecycle: Lifecycle,
+        key: Option<T::Key>,
+    ) -> Result<Handle<T>> {
+        let store = self.store_mut::<T>();
+        if let Some(key) = &key {
+            if store.find(key).is_some() {
+                return Err(Error::DuplicateKey {
+                    entity: T::ENTITY_NAME,
+                    key: key_text(key),
+                });
+            }
+        }
+        let id = store.insert(Tracked::new(entity, lifecycle, key));
+        Ok(self.handle(id))
+    }
+
+    /// Registers a new entity, INSERTed by the next commit (the classic `registerNew`).
+    ///
+    /// Fields marked `#[tracked(generated)]` are left out of the INSERT and written back after
+    /// the commit succeeds. An entity whose key is not generated is filed in the identity map at
+    /// once, so registering a second entity with the same key is [`Error::DuplicateKey`].
+    pub fn register_new<T: Persist<C::Backend>>(&mut self, entity: T) -> Result<Handle<T>> {
+        let key_is_generated = T::FIELDS.iter().any(|f| f.key && f.generated);
+        let key = (!key_is_generated).then(|| entity.key());
+        let handle = self.register(entity, Lifecycle::New, key)?;
+        self.store_mut::<T>().touch(handle.slot);
+        Ok(handle)
+    }
+
+    /// Tracks an entity just read from the database, as clean (the classic `registerClean`).
+    ///
+    /// Later changes through [`get_mut`](Self::get_mut) are detected field by field. Fails with
+    /// [`Error::DuplicateKey`] when an entity with the same key is held already; see
+    /// [`attach`](Self::attach) to reuse the held instance instead.
+    pub fn register_clean<T: Persist<C::Backend>>(&mut self, entity: T) -> Result<Handle<T>> {
+        let key = entity.key();
+        self.register(entity, Lifecycle::Persisted, Some(key))
+    }
+
+    /// Tracks an entity read from the database, or returns the instance already held for its
+    /// key (identity map: one row, one instance). A held instance is never overwritten by the
+    /// row, so in-memory changes survive re-reading.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let first = uow.attach(Note { id: 1, body: "a".into() });
+    /// uow.get_mut(&first)?.body = "changed".into();
+    /// let again = uow.attach(Note { id: 1, body: "a".into() });
+    /// assert_eq!(first, again);
+    /// assert_eq!(uow.get(&again)?.body, "changed");
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn attach<T: Persist<C::Backend>>(&mut self, entity: T) -> Handle<T> {
+        let key = entity.key();
+        let store = self.store_mut::<T>();
+        let id = match store.find(&key) {
+            Some(id) => id,
+            None => store.insert(Tracked::new(entity, Lifecycle::Persisted, Some(key))),
+        };
+        self.handle(id)
+    }
+
+    /// [`attach`](Self::attach) for every row of a query result, in order.
+    pub fn attach_all<T, I>(&mut self, entities: I) -> Vec<Handle<T>>
+    where
+        T: Persist<C::Backend>,
+        I: IntoIterator<Item = T>,
+    {
+        entities.into_iter().map(|e| self.attach(e)).collect()
+    }
+
+    /// Tracks an entity that exists in the database but whose row may differ from `entity` in
+    /// ways nobody recorded (for example one rebuilt from a form): the next commit UPDATEs
+    /// every non-key column (the classic `registerDirty`).
+    ///
+    /// For entities already held, mutate through [`get_mut`](Self::get_mut) instead: only the
+    /// changed columns are written then.
+    pub fn register_dirty<T: Persist<C::Backend>>(&mut self, entity: T) -> Result<Handle<T>> {
+        let handle = self.register_clean(entity)?;
+        let store = self.store_mut::<T>();
+        if let Some(tracked) = store.get_mut(handle.slot, handle.generation) {
+            tracked.write_all = true;
+        }
+        store.touch(handle.slot);
+        Ok(handle)
+    }
+
+    /// Registers a held entity for removal: the next commit DELETEs its row (the classic
+    /// `registerRemoved`). A new entity that was never committed is simply dropped, and its
+    /// handle goes stale.
+    pub fn register_removed<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<()> {
+        let tracked = self.tracked_mut(handle)?;
+        match tracked.lifecycle {
+            Lifecycle::Removed => {
+                return Err(Error::AlreadyRemoved {
+                    entity: T::ENTITY_NAME,
+                    key: key_text(&tracked.value.key()),
+                })
+            }
+            Lifecycle::New => self.store_mut::<T>().release(handle.slot),
+            Lifecycle::Persisted => {
+                tracked.lifecycle = Lifecycle::Removed;
+                self.store_mut::<T>().touch(handle.slot);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes back a [`register_removed`](Self::register_removed) that was not committed yet.
+    pub fn unremove<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<()> {
+        let tracked = self.tracked_mut(handle)?;
+        if tracked.lifecycle == Lifecycle::Removed {
+            tracked.lifecycle = Lifecycle::Persisted;
+        }
+        Ok(())
+    }
+
+    /// The entity behind `handle`.
+    pub fn get<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<&T> {
+        Ok(&self.tracked(handle)?.value)
+    }
+
+    /// The entity behind `handle`, for plain Rust mutation (`uow.get_mut(&h)?.balance += 5`).
+    ///
+    /// The first mutable borrow after a commit keeps a copy of the persisted values; the next
+    /// commit compares against it and writes only the fields that differ.
+    pub fn get_mut<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<&mut T> {
+        self.tracked_mut(handle)?;
+        let store = self.store_mut::<T>();
+        store.touch(handle.slot);
+        match store.get_mut(handle.slot, handle.generation) {
+            Some(tracked) => {
+                tracked.before_mutation();
+                Ok(&mut tracked.value)
+            }
+            None => Err(Error::UnknownEntity {
+                entity: T::ENTITY_NAME,
+            }),
+        }
+    }
+
+    /// The handle of the held entity with primary key `key`, if any.
+    pub fn find<T: Persist<C::Backend>>(&self, key: &T::Key) -> Option<Handle<T>> {
+        let id = self.store::<T>()?.find(key)?;
+        Some(self.handle(id))
+    }
+
+    /// Where the entity stands: new, clean, dirty or removed.
+    pub fn state<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<EntityState> {
+        Ok(self.tracked(handle)?.state())
+    }
+
+    /// The fields the next commit would UPDATE (empty for new and removed entities).
+    pub fn changed_fields<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<FieldSet> {
+        let tracked = self.tracked(handle)?;
+        Ok(match tracked.lifecycle {
+            Lifecycle::Persisted => tracked.changed_fields(),
+            _ => FieldSet::EMPTY,
+        })
+    }
+
+    /// The column names the next commit would UPDATE, in field order.
+    pub fn changed_columns<T: Persist<C::Backend>>(
+        &self,
+        handle: &Handle<T>,
+    ) -> Result<Vec<&'static str>> {
+        Ok(self.changes(handle)?.columns())
+    }
+
+    /// The pending changes of one entity as a Diesel [`AsChangeset`](diesel::AsChangeset),
+    /// usable in a hand-written `diesel::update(...).set(...)`.
+    pub fn changes<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<Changes<'_, T>> {
+        let fields = self.changed_fields(handle)?;
+        Ok(Changes::new(self.get(handle)?, fields))
+    }
+
+    /// The persisted values of an entity: what the database row holds as far as this unit of
+    /// work knows (the current values for a clean entity).
+    pub fn original<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<&T> {
+        Ok(self.tracked(handle)?.persisted())
+    }
+
+    fn pending(&self) -> Result<Vec<plan::Change>> {
+        let mut changes = Vec::new();
+        for (index, store) in self.stores.iter().enumerate() {
+            store.pending(index, &mut changes)?;
+        }
+        Ok(changes)
+    }
+
+    fn plan_pending(&self) -> Result<plan::Plan> {
+        let changes = self.pending()?;
+        let tables: Vec<_> = self.stores.iter().map(|s| s.table_info()).collect();
+        Ok(plan::plan(&changes, &tables))
+    }
+
+    /// Whether the next commit would write anything.
+    pub fn has_changes(&self) -> bool {
+        !matches!(self.plan_pending(), Ok(plan) if plan.is_empty())
+    }
+
+    /// What the next commit would send, without sending anything; printable.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let note = uow.register_clean(Note { id: 7, body: "a".into() })?;
+    /// uow.get_mut(&note)?.body = "b".into();
+    /// let preview = uow.plan()?;
+    /// assert_eq!(preview.statement_count(), 1);
+    /// assert!(preview.to_string().contains("UPDATE notes (Note): 1 row(s)"));
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn plan(&self) -> Result<PlanPreview> {
+        let plan = self.plan_pending()?;
+        Ok(PlanPreview {
+            lines: plan
+                .steps
+                .iter()
+                .map(|step| self.stores[step.store].preview(step))
+                .collect(),
+        })
+    }
+
+    /// Writes every pending change in one transaction: INSERTs for new entities (generated
+    /// values written back), UPDATEs of exactly the changed columns, DELETEs of removed ones.
+    ///
+    /// On success new and dirty entities become clean with their current values as the new
+    /// baseline, and removed ones leave the unit of work. On failure the transaction is rolled
+    /// back and every entity is exactly as before the call (values, states, changed fields, no
+    /// generated key kept), so fixing the cause and calling `commit` again sends each change
+    /// once. With nothing pending no statement is sent, not even `BEGIN`.
+    pub fn commit(&mut self, conn: &mut C) -> Result<CommitReport> {
+        let plan = self.plan_pending()?;
+        if plan.is_empty() {
+            self.finish();
+            return Ok(CommitReport::default());
+        }
+        let stores = &mut self.stores;
+        let outcome = conn.transaction::<_, Error, _>(|conn| {
+            let mut report = CommitReport::default();
+            for step in &plan.steps {
+                stores[step.store].execute(conn, step, &mut report)?;
+            }
+            Ok(report)
+        });
+        match outcome {
+            Ok(report) => {
+                self.finish();
+                Ok(report)
+            }
+            Err(error) => {
+                for store in &mut self.stores {
+                    store.abandon_commit();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        for store in &mut self.stores {
+            store.finish_commit();
+        }
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(error: diesel::result::Error) -> Self {
+        Error::Transaction(error)
+    }
+}
