@@ -116,26 +116,31 @@ impl<T: Entity, C> Store<T, C> {
     pub fn release(&mut self, slot: u32) {
         let s = &mut self.slots[slot as usize];
         if let Some(tracked) = s.tracked.take() {
-            if let Some(key) = tracked.key {
-                if self.by_key.get(&key) == Some(&slot) {
-                    self.by_key.remove(&key);
+            if let Some(key) = &tracked.key {
+                if self.by_key.get(key) == Some(&slot) {
+                    self.by_key.remove(key);
                 }
             }
             s.generation = s.generation.wrapping_add(1);
             self.free.push(slot);
+            if tracked.touched {
+                self.touched.retain(|t| *t != slot);
+            }
         }
     }
 
-    fn tracked(&self, slot: u32) -> &Tracked<T> {
-        // Touched slots always hold an entity: `release` runs only when settling.
-        match &self.slots[slot as usize].tracked {
-            Some(tracked) => tracked,
-            None => unreachable!("touched slot {slot} holds no entity"),
-        }
+    /// The entity in a slot from the touched list or a plan step. `release` takes slots off the
+    /// touched list, so these always hold one; a vanished slot is skipped, never a panic.
+    fn tracked(&self, slot: u32) -> Option<&Tracked<T>> {
+        self.slots.get(slot as usize)?.tracked.as_ref()
     }
 
     fn entities(&self, slots: &[u32]) -> Vec<&T> {
-        slots.iter().map(|s| &self.tracked(*s).value).collect()
+        slots
+            .iter()
+            .filter_map(|s| self.tracked(*s))
+            .map(|t| &t.value)
+            .collect()
     }
 }
 
@@ -176,7 +181,9 @@ where
 
     fn pending(&self, store: usize, out: &mut Vec<Change>) -> Result<()> {
         for &slot in &self.touched {
-            let tracked = self.tracked(slot);
+            let Some(tracked) = self.tracked(slot) else {
+                continue;
+            };
             let kind = match tracked.lifecycle {
                 Lifecycle::New => {
                     if !T::FIELDS.iter().any(|f| f.key && f.generated) {
@@ -229,20 +236,17 @@ where
         let rows = step
             .slots
             .iter()
-            .map(|&slot| {
-                let tracked = self.tracked(slot);
-                match step.operation {
-                    Operation::Insert => format!("new {}", T::ENTITY_NAME),
-                    Operation::Delete => format!("key {}", key_text(&tracked.value.key())),
-                    Operation::Update => {
-                        let columns: Vec<_> =
-                            step.fields.iter().map(|i| T::FIELDS[i].column).collect();
-                        format!(
-                            "key {}: {}",
-                            key_text(&tracked.value.key()),
-                            columns.join(", ")
-                        )
-                    }
+            .filter_map(|&slot| self.tracked(slot))
+            .map(|tracked| match step.operation {
+                Operation::Insert => format!("new {}", T::ENTITY_NAME),
+                Operation::Delete => format!("key {}", key_text(&tracked.value.key())),
+                Operation::Update => {
+                    let columns: Vec<_> = step.fields.iter().map(|i| T::FIELDS[i].column).collect();
+                    format!(
+                        "key {}: {}",
+                        key_text(&tracked.value.key()),
+                        columns.join(", ")
+                    )
                 }
             })
             .collect();
@@ -308,8 +312,7 @@ where
                 );
             }
             Operation::Update => {
-                for &slot in &step.slots {
-                    let entity = &self.tracked(slot).value;
+                for entity in self.entities(&step.slots) {
                     let updated = UpdateRow::new(entity, step.fields)
                         .execute(conn)
                         .map_err(statement_error)?;

@@ -1,0 +1,309 @@
+//! Commit: INSERT new entities (keys written back), UPDATE only changed columns, DELETE removed
+//! ones, all in one transaction; nothing pending sends nothing. DESIGN.md promises 1, 3 and 4.
+
+mod common;
+
+use common::*;
+use diesel::prelude::*;
+use uow::prelude::*;
+
+backend_tests! {
+    fn commit_inserts_new_entities_and_writes_back_generated_keys(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = ["ann", "bob", "cy"]
+            .iter()
+            .enumerate()
+            .map(|(i, owner)| uow.register_new(account(owner, 10 * i as i64)))
+            .collect::<Result<_, _>>()?;
+        assert!(uow.has_changes());
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.inserted("accounts"), 3);
+        assert_eq!(report.updated("accounts") + report.deleted("accounts"), 0);
+
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.len(), 3);
+        for handle in &handles {
+            let held = uow.get(handle)?;
+            assert_ne!(held.id, 0, "generated key written back");
+            let row = rows.iter().find(|r| r.id == held.id).ok_or("row missing")?;
+            assert_eq!(row, held, "each entity got the key of its own row");
+            assert_eq!(uow.state(handle)?, EntityState::Clean);
+            assert_eq!(uow.find::<Account>(&held.id), Some(*handle), "filed in the identity map");
+        }
+        assert!(!uow.has_changes());
+        Ok(())
+    }
+
+    fn commit_updates_only_the_changed_columns(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let bob = uow.register_new(account("bob", 20))?;
+        uow.commit(&mut db.conn)?;
+
+        let log = db.record();
+        uow.get_mut(&ann)?.balance += 5;
+        assert_eq!(uow.state(&ann)?, EntityState::Dirty);
+        assert_eq!(uow.changed_columns(&ann)?, ["balance"]);
+        assert_eq!(uow.state(&bob)?, EntityState::Clean);
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.updated("accounts"), 1);
+
+        let writes = log.writes();
+        assert_eq!(writes.len(), 1, "one UPDATE: {writes:?}");
+        let update = writes[0].to_lowercase();
+        assert!(update.starts_with("update"), "{update}");
+        assert!(update.contains("balance"), "{update}");
+        for column in ["owner", "note"] {
+            assert!(!update.contains(column), "{column} is unchanged but written: {update}");
+        }
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows[0].balance, 15);
+        assert_eq!(rows[1].balance, 20);
+        assert_eq!(uow.state(&ann)?, EntityState::Clean, "the committed value is the new baseline");
+        Ok(())
+    }
+
+    fn several_changed_columns_are_written_together(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let log = db.record();
+        {
+            let a = uow.get_mut(&ann)?;
+            a.owner = "anne".into();
+            a.note = Some("renamed".into());
+        }
+        assert_eq!(uow.changed_columns(&ann)?, ["owner", "note"]);
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        assert_eq!(writes.len(), 1);
+        assert!(!writes[0].to_lowercase().contains("balance"), "{}", writes[0]);
+        let rows = account_rows(&mut db.conn);
+        assert_eq!((rows[0].owner.as_str(), rows[0].note.as_deref()), ("anne", Some("renamed")));
+        Ok(())
+    }
+
+    fn a_field_set_back_to_its_original_value_is_clean(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let log = db.record();
+        uow.get_mut(&ann)?.balance = 99;
+        uow.get_mut(&ann)?.balance = 10;
+        assert_eq!(uow.state(&ann)?, EntityState::Clean);
+        assert!(uow.changed_columns(&ann)?.is_empty());
+        let report = uow.commit(&mut db.conn)?;
+        assert!(report.is_empty());
+        assert!(log.all().is_empty(), "no statement at all: {:?}", log.all());
+        Ok(())
+    }
+
+    fn a_commit_with_nothing_pending_sends_no_statement(db) {
+        let mut seed = UnitOfWork::<Conn>::new();
+        for i in 0..20 {
+            seed.register_new(account(&format!("owner{i}"), i))?;
+        }
+        seed.commit(&mut db.conn)?;
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let rows = account_rows(&mut db.conn);
+        let handles = uow.attach_all(rows);
+        assert_eq!(uow.len(), 20);
+        // Borrowing without changing anything is not a change either.
+        let _ = uow.get_mut(&handles[3])?;
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert!(report.is_empty());
+        assert_eq!(report.statements(), 0);
+        assert!(log.all().is_empty(), "not even BEGIN: {:?}", log.all());
+        // And an empty unit of work.
+        let report = UnitOfWork::<Conn>::new().commit(&mut db.conn)?;
+        assert!(report.is_empty());
+        assert!(log.all().is_empty());
+        Ok(())
+    }
+
+    fn attached_rows_are_tracked_without_register_dirty(db) {
+        let mut seed = UnitOfWork::<Conn>::new();
+        seed.register_new(account("ann", 10))?;
+        seed.register_new(account("bob", 20))?;
+        seed.commit(&mut db.conn)?;
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let rows: Vec<Account> = accounts::table
+            .filter(accounts::owner.eq("bob"))
+            .select(Account::as_select())
+            .load(&mut db.conn)?;
+        let bob = uow.attach_all(rows)[0];
+        uow.get_mut(&bob)?.balance -= 5;
+        assert_eq!(uow.state(&bob)?, EntityState::Dirty);
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.updated("accounts"), 1);
+        assert_eq!(account_rows(&mut db.conn)[1].balance, 15);
+        Ok(())
+    }
+
+    fn removed_entities_are_deleted_and_leave_the_unit_of_work(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let bob = uow.register_new(account("bob", 20))?;
+        let cy = uow.register_new(account("cy", 30))?;
+        uow.commit(&mut db.conn)?;
+        let bob_id = uow.get(&bob)?.id;
+
+        uow.register_removed(&bob)?;
+        uow.register_removed(&cy)?;
+        assert_eq!(uow.state(&bob)?, EntityState::Removed);
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.deleted("accounts"), 2);
+        assert_eq!(log.writes().len(), 1, "one DELETE for both rows: {:?}", log.writes());
+
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].owner, "ann");
+        assert_eq!(uow.len(), 1);
+        assert!(matches!(uow.get(&bob), Err(uow::Error::UnknownEntity { .. })));
+        assert_eq!(uow.find::<Account>(&bob_id), None);
+        assert_eq!(uow.state(&ann)?, EntityState::Clean);
+        Ok(())
+    }
+
+    fn removing_a_new_entity_before_commit_writes_nothing(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.register_removed(&ann)?;
+        let log = db.record();
+        assert!(uow.commit(&mut db.conn)?.is_empty());
+        assert!(log.all().is_empty());
+        assert!(account_rows(&mut db.conn).is_empty());
+        Ok(())
+    }
+
+    fn unremove_keeps_the_row(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        uow.register_removed(&ann)?;
+        uow.unremove(&ann)?;
+        assert_eq!(uow.state(&ann)?, EntityState::Clean);
+        assert!(uow.commit(&mut db.conn)?.is_empty());
+        assert_eq!(account_rows(&mut db.conn).len(), 1);
+        Ok(())
+    }
+
+    fn register_dirty_writes_every_column(db) {
+        let mut seed = UnitOfWork::<Conn>::new();
+        let ann = seed.register_new(account("ann", 10))?;
+        seed.commit(&mut db.conn)?;
+        let id = seed.get(&ann)?.id;
+
+        // An entity rebuilt elsewhere (e.g. from a form): the row's values are unknown.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let edited = Account { id, owner: "ann".into(), balance: 42, note: Some("n".into()) };
+        let handle = uow.register_dirty(edited.clone())?;
+        assert_eq!(uow.state(&handle)?, EntityState::Dirty);
+        assert_eq!(uow.changed_columns(&handle)?, ["owner", "balance", "note"]);
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        assert_eq!(log.writes().len(), 1);
+        assert_eq!(account_rows(&mut db.conn), vec![edited]);
+        assert_eq!(uow.state(&handle)?, EntityState::Clean);
+        Ok(())
+    }
+
+    fn mixed_commit_runs_in_one_transaction_and_reports_per_table(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let old = uow.register_new(account("old", 1))?;
+        uow.register_new(Tag { code: "a".into(), label: "Alpha".into() })?;
+        uow.commit(&mut db.conn)?;
+
+        uow.get_mut(&ann)?.balance = 11;
+        uow.register_removed(&old)?;
+        uow.register_new(account("new", 5))?;
+        uow.register_new(Tag { code: "b".into(), label: "Beta".into() })?;
+        uow.register_new(Membership { user_id: 1, group_id: 2, role: "admin".into() })?;
+        let preview = uow.plan()?;
+        assert_eq!(preview.statement_count(), 5, "{preview}");
+
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(
+            (report.inserted("accounts"), report.updated("accounts"), report.deleted("accounts")),
+            (1, 1, 1)
+        );
+        assert_eq!(report.inserted("tags"), 1);
+        assert_eq!(report.inserted("memberships"), 1);
+        assert_eq!(report.statements(), 5);
+        assert_eq!(report.rows(), 5);
+        assert_eq!(log.writes().len(), 5);
+        let all = log.all();
+        let begins = all.iter().filter(|s| s.to_uppercase().starts_with("BEGIN")
+            || s.to_uppercase().starts_with("START TRANSACTION")).count();
+        let commits = all.iter().filter(|s| s.to_uppercase().starts_with("COMMIT")).count();
+        assert_eq!((begins, commits), (1, 1), "one transaction: {all:?}");
+        let owners: Vec<_> = account_rows(&mut db.conn).into_iter().map(|a| (a.owner, a.balance)).collect();
+        assert_eq!(owners, [("ann".to_string(), 11), ("new".to_string(), 5)]);
+        Ok(())
+    }
+
+    fn entities_with_keys_chosen_in_rust(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let a = uow.register_new(Tag { code: "a".into(), label: "Alpha".into() })?;
+        let b = uow.register_new(Tag { code: "b".into(), label: "Beta".into() })?;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.find::<Tag>(&"a".to_string()), Some(a));
+        uow.get_mut(&a)?.label = "Alef".into();
+        uow.register_removed(&b)?;
+        uow.commit(&mut db.conn)?;
+        let rows: Vec<Tag> = tags::table.order(tags::code).load(&mut db.conn)?;
+        assert_eq!(rows, [Tag { code: "a".into(), label: "Alef".into() }]);
+        Ok(())
+    }
+
+    fn entities_with_composite_keys(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let m1 = uow.register_new(Membership { user_id: 1, group_id: 1, role: "member".into() })?;
+        let m2 = uow.register_new(Membership { user_id: 1, group_id: 2, role: "member".into() })?;
+        let m3 = uow.register_new(Membership { user_id: 2, group_id: 1, role: "member".into() })?;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.find::<Membership>(&(1, 2)), Some(m2));
+
+        uow.get_mut(&m1)?.role = "admin".into();
+        uow.register_removed(&m2)?;
+        uow.register_removed(&m3)?;
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!((report.updated("memberships"), report.deleted("memberships")), (1, 2));
+        assert_eq!(log.writes().len(), 2, "{:?}", log.writes());
+        let rows: Vec<Membership> = memberships::table.load(&mut db.conn)?;
+        assert_eq!(rows, [Membership { user_id: 1, group_id: 1, role: "admin".into() }]);
+        Ok(())
+    }
+
+    fn the_changeset_works_in_a_hand_written_diesel_update(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        uow.get_mut(&ann)?.balance = 77;
+        let id = uow.get(&ann)?.id;
+        let changes = uow.changes(&ann)?;
+        assert_eq!(changes.columns(), ["balance"]);
+        let updated = diesel::update(accounts::table.find(id)).set(changes).execute(&mut db.conn)?;
+        assert_eq!(updated, 1);
+        assert_eq!(account_rows(&mut db.conn)[0].balance, 77);
+        Ok(())
+    }
+
+    fn original_values_are_kept_until_commit(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        uow.get_mut(&ann)?.balance = 3;
+        assert_eq!(uow.original(&ann)?.balance, 10);
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.original(&ann)?.balance, 3);
+        Ok(())
+    }
+}

@@ -1,0 +1,483 @@
+//! Test harness shared by the integration tests: isolated databases on every enabled backend,
+//! the test schema, and a statement log built on Diesel's `Instrumentation`.
+//!
+//! Each behaviour is written once inside `backend_tests!`, which expands it into one `#[test]`
+//! per enabled backend (`sqlite::name`, `postgres::name`, `mysql::name`). Every test gets its
+//! own database: an in-memory SQLite database, a fresh PostgreSQL schema, or a fresh MySQL
+//! database, so tests run in parallel and in any order. A backend whose feature is on but whose
+//! server cannot be reached fails the test with a message naming the variable to set.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent, LoadConnection};
+use diesel::prelude::*;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+diesel::table! {
+    accounts (id) {
+        id -> Integer,
+        owner -> Text,
+        balance -> BigInt,
+        note -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tags (code) {
+        code -> Text,
+        label -> Text,
+    }
+}
+
+diesel::table! {
+    memberships (user_id, group_id) {
+        user_id -> Integer,
+        group_id -> Integer,
+        role -> Text,
+    }
+}
+
+/// A new database of one backend, dropped when the value is.
+pub struct TestDb<C: Connection> {
+    pub conn: C,
+    /// Connects again to the same isolated database (for a second session).
+    reconnect: Box<dyn Fn() -> C>,
+    cleanup: Option<Box<dyn FnOnce()>>,
+    pub log: StatementLog,
+}
+
+impl<C: Connection> Drop for TestDb<C> {
+    fn drop(&mut self) {
+        if let Some(cleanup) = self.cleanup.take() {
+            cleanup();
+        }
+    }
+}
+
+impl<C: Connection + LoadConnection + 'static> TestDb<C> {
+    /// Another connection to this test's database.
+    pub fn connect(&self) -> C {
+        (self.reconnect)()
+    }
+
+    /// Runs DDL or other statements without values.
+    pub fn exec(&mut self, sql: &str) {
+        if let Err(e) = self.conn.batch_execute(sql) {
+            panic!("test setup statement failed: {e}\n{sql}");
+        }
+    }
+
+    /// Starts recording the statements sent on `conn` from now on.
+    pub fn record(&mut self) -> StatementLog {
+        let log = StatementLog::default();
+        self.conn.set_instrumentation(log.clone());
+        self.log = log.clone();
+        log
+    }
+}
+
+/// Which backend a test runs on, for the few setup statements whose syntax differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+/// A connection type the tests can run on.
+pub trait TestBackend: Connection + LoadConnection + Sized + 'static {
+    const KIND: Kind;
+    fn open_isolated() -> TestDb<Self>;
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn unique_name() -> String {
+    format!(
+        "uow_t_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[cfg(feature = "sqlite")]
+impl TestBackend for diesel::SqliteConnection {
+    const KIND: Kind = Kind::Sqlite;
+
+    fn open_isolated() -> TestDb<Self> {
+        // A file, not `:memory:`, so a second connection sees the same database.
+        let dir = std::env::temp_dir().join(unique_name());
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("cannot create {}: {e}", dir.display());
+        }
+        let path = dir.join("test.db").to_string_lossy().into_owned();
+        let connect = move || {
+            let mut conn = match diesel::SqliteConnection::establish(&path) {
+                Ok(conn) => conn,
+                Err(e) => panic!("cannot open SQLite database {path}: {e}"),
+            };
+            if let Err(e) = diesel::sql_query("PRAGMA foreign_keys = ON").execute(&mut conn) {
+                panic!("PRAGMA failed: {e}");
+            }
+            if let Err(e) = diesel::sql_query("PRAGMA busy_timeout = 5000").execute(&mut conn) {
+                panic!("PRAGMA failed: {e}");
+            }
+            conn
+        };
+        let conn = connect();
+        TestDb {
+            conn,
+            reconnect: Box::new(connect),
+            cleanup: Some(Box::new(move || {
+                let _ = std::fs::remove_dir_all(&dir);
+            })),
+            log: StatementLog::default(),
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+pub const POSTGRES_URL_VAR: &str = "UOW_TEST_POSTGRES_URL";
+#[cfg(feature = "postgres")]
+pub const POSTGRES_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[cfg(feature = "postgres")]
+impl TestBackend for diesel::PgConnection {
+    const KIND: Kind = Kind::Postgres;
+
+    fn open_isolated() -> TestDb<Self> {
+        let url =
+            std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_string());
+        let schema = unique_name();
+        let connect_url = url.clone();
+        let connect_schema = schema.clone();
+        let connect = move || {
+            let mut conn = match diesel::PgConnection::establish(&connect_url) {
+                Ok(conn) => conn,
+                Err(e) => panic!(
+                    "the `postgres` feature is on but PostgreSQL at {connect_url} cannot be \
+                     reached ({e}); start the server or set {POSTGRES_URL_VAR} to its URL"
+                ),
+            };
+            let sql = format!("SET search_path TO {connect_schema}");
+            if let Err(e) = diesel::sql_query(sql).execute(&mut conn) {
+                panic!("cannot select schema {connect_schema}: {e}");
+            }
+            conn
+        };
+        {
+            let mut admin = match diesel::PgConnection::establish(&url) {
+                Ok(conn) => conn,
+                Err(e) => panic!(
+                    "the `postgres` feature is on but PostgreSQL at {url} cannot be reached \
+                     ({e}); start the server or set {POSTGRES_URL_VAR} to its URL"
+                ),
+            };
+            if let Err(e) = diesel::sql_query(format!("CREATE SCHEMA {schema}")).execute(&mut admin)
+            {
+                panic!("cannot create schema {schema}: {e}");
+            }
+        }
+        let conn = connect();
+        TestDb {
+            conn,
+            reconnect: Box::new(connect),
+            cleanup: Some(Box::new(move || {
+                if let Ok(mut admin) = diesel::PgConnection::establish(&url) {
+                    let _ = diesel::sql_query(format!("DROP SCHEMA {schema} CASCADE"))
+                        .execute(&mut admin);
+                }
+            })),
+            log: StatementLog::default(),
+        }
+    }
+}
+
+#[cfg(feature = "mysql")]
+pub const MYSQL_URL_VAR: &str = "UOW_TEST_MYSQL_URL";
+#[cfg(feature = "mysql")]
+pub const MYSQL_URL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
+
+#[cfg(feature = "mysql")]
+impl TestBackend for diesel::MysqlConnection {
+    const KIND: Kind = Kind::Mysql;
+
+    fn open_isolated() -> TestDb<Self> {
+        let url = std::env::var(MYSQL_URL_VAR).unwrap_or_else(|_| MYSQL_URL_DEFAULT.to_string());
+        let database = unique_name();
+        let establish = |url: &str| match diesel::MysqlConnection::establish(url) {
+            Ok(conn) => conn,
+            Err(e) => panic!(
+                "the `mysql` feature is on but MySQL/MariaDB at {url} cannot be reached ({e}); \
+                 start the server or set {MYSQL_URL_VAR} to its URL"
+            ),
+        };
+        {
+            let mut admin = establish(&url);
+            if let Err(e) =
+                diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut admin)
+            {
+                panic!("cannot create database {database}: {e}");
+            }
+        }
+        // Same server, the new database: replace the path of the URL.
+        let base = match url.rfind('/') {
+            Some(i) if i > "mysql://".len() => &url[..i],
+            _ => url.as_str(),
+        };
+        let db_url = format!("{base}/{database}");
+        let connect = move || establish(&db_url);
+        let conn = connect();
+        TestDb {
+            conn,
+            reconnect: Box::new(connect),
+            cleanup: Some(Box::new(move || {
+                if let Ok(mut admin) = diesel::MysqlConnection::establish(&url) {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE {database}")).execute(&mut admin);
+                }
+            })),
+            log: StatementLog::default(),
+        }
+    }
+}
+
+/// Creates the test tables (and the trigger used for failure injection) in `db`.
+///
+/// `accounts.balance` has `CHECK (balance >= 0)`; deleting an account whose owner is
+/// `'locked'` fails in a trigger.
+pub fn create_schema<C: TestBackend>(db: &mut TestDb<C>) {
+    let (serial, text_key) = match C::KIND {
+        Kind::Sqlite => ("INTEGER PRIMARY KEY", "TEXT"),
+        Kind::Postgres => ("SERIAL PRIMARY KEY", "TEXT"),
+        Kind::Mysql => ("INTEGER AUTO_INCREMENT PRIMARY KEY", "VARCHAR(100)"),
+    };
+    let text = if C::KIND == Kind::Mysql {
+        "VARCHAR(255)"
+    } else {
+        "TEXT"
+    };
+    db.exec(&format!(
+        "CREATE TABLE accounts (id {serial}, owner {text} NOT NULL, \
+         balance BIGINT NOT NULL CHECK (balance >= 0), note {text})"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE tags (code {text_key} PRIMARY KEY, label {text} NOT NULL UNIQUE)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE memberships (user_id INTEGER NOT NULL, group_id INTEGER NOT NULL, \
+         role {text} NOT NULL CHECK (role <> ''), PRIMARY KEY (user_id, group_id))"
+    ));
+    match C::KIND {
+        Kind::Sqlite => db.exec(
+            "CREATE TRIGGER accounts_locked BEFORE DELETE ON accounts WHEN OLD.owner = 'locked' \
+             BEGIN SELECT RAISE(ABORT, 'account is locked'); END",
+        ),
+        Kind::Postgres => {
+            db.exec(
+                "CREATE FUNCTION accounts_locked() RETURNS trigger AS $$ BEGIN \
+                 IF OLD.owner = 'locked' THEN RAISE EXCEPTION 'account is locked'; END IF; \
+                 RETURN OLD; END $$ LANGUAGE plpgsql",
+            );
+            db.exec(
+                "CREATE TRIGGER accounts_locked BEFORE DELETE ON accounts \
+                 FOR EACH ROW EXECUTE FUNCTION accounts_locked()",
+            );
+        }
+        Kind::Mysql => db.exec(
+            "CREATE TRIGGER accounts_locked BEFORE DELETE ON accounts FOR EACH ROW BEGIN \
+             IF OLD.owner = 'locked' THEN SIGNAL SQLSTATE '45000' \
+             SET MESSAGE_TEXT = 'account is locked'; END IF; END",
+        ),
+    }
+}
+
+/// Statements sent on a connection, as Diesel's instrumentation reports them.
+#[derive(Clone, Default)]
+pub struct StatementLog(Arc<Mutex<Vec<String>>>);
+
+impl StatementLog {
+    /// Every statement so far, transaction control included.
+    pub fn all(&self) -> Vec<String> {
+        match self.0.lock() {
+            Ok(v) => v.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// The INSERT/UPDATE/DELETE statements so far.
+    pub fn writes(&self) -> Vec<String> {
+        self.all()
+            .into_iter()
+            .filter(|s| {
+                let s = s.trim_start().to_ascii_uppercase();
+                s.starts_with("INSERT") || s.starts_with("UPDATE") || s.starts_with("DELETE")
+            })
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        match self.0.lock() {
+            Ok(mut v) => v.clear(),
+            Err(p) => p.into_inner().clear(),
+        }
+    }
+}
+
+impl Instrumentation for StatementLog {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::StartQuery { query, .. } = event {
+            let sql = query.to_string();
+            match self.0.lock() {
+                Ok(mut v) => v.push(sql),
+                Err(p) => p.into_inner().push(sql),
+            }
+        }
+    }
+}
+
+/// Expands each test body into one `#[test]` per enabled backend. Inside a body, `Conn` is the
+/// connection type and `$db` a fresh [`TestDb`] with the test schema created.
+#[macro_export]
+macro_rules! backend_tests {
+    ($(fn $name:ident($db:ident) $body:block)*) => {
+        #[cfg(feature = "sqlite")]
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            type Conn = diesel::SqliteConnection;
+            $(
+                #[test]
+                fn $name() -> common::TestResult {
+                    #[allow(unused_mut)]
+                    let mut $db = <Conn as common::TestBackend>::open_isolated();
+                    common::create_schema(&mut $db);
+                    $body
+                }
+            )*
+        }
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            type Conn = diesel::PgConnection;
+            $(
+                #[test]
+                fn $name() -> common::TestResult {
+                    #[allow(unused_mut)]
+                    let mut $db = <Conn as common::TestBackend>::open_isolated();
+                    common::create_schema(&mut $db);
+                    $body
+                }
+            )*
+        }
+        #[cfg(feature = "mysql")]
+        mod mysql {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            type Conn = diesel::MysqlConnection;
+            $(
+                #[test]
+                fn $name() -> common::TestResult {
+                    #[allow(unused_mut)]
+                    let mut $db = <Conn as common::TestBackend>::open_isolated();
+                    common::create_schema(&mut $db);
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+use uow::prelude::*;
+
+/// The main test entity: a generated key, a CHECKed balance, a nullable note.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = accounts)]
+#[diesel(table_name = accounts)]
+pub struct Account {
+    #[tracked(generated)]
+    pub id: i32,
+    pub owner: String,
+    pub balance: i64,
+    pub note: Option<String>,
+}
+
+pub fn account(owner: &str, balance: i64) -> Account {
+    Account {
+        id: 0,
+        owner: owner.into(),
+        balance,
+        note: None,
+    }
+}
+
+/// A key chosen in Rust (text), and a UNIQUE label.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = tags)]
+#[diesel(table_name = tags)]
+pub struct Tag {
+    #[tracked(primary_key)]
+    pub code: String,
+    pub label: String,
+}
+
+/// A composite key.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = memberships)]
+#[diesel(table_name = memberships)]
+pub struct Membership {
+    #[tracked(primary_key)]
+    pub user_id: i32,
+    #[tracked(primary_key)]
+    pub group_id: i32,
+    pub role: String,
+}
+
+/// Every account row, by key.
+pub fn account_rows<C: AccountRows>(conn: &mut C) -> Vec<Account> {
+    conn.account_rows()
+}
+
+/// Reading the accounts table back with plain Diesel, for each backend.
+pub trait AccountRows {
+    fn account_rows(&mut self) -> Vec<Account>;
+}
+
+macro_rules! account_rows_for {
+    ($($feature:literal => $conn:ty),*) => {$(
+        #[cfg(feature = $feature)]
+        impl AccountRows for $conn {
+            fn account_rows(&mut self) -> Vec<Account> {
+                match accounts::table.order(accounts::id).load(self) {
+                    Ok(rows) => rows,
+                    Err(e) => panic!("reading accounts failed: {e}"),
+                }
+            }
+        }
+    )*};
+}
+account_rows_for!("sqlite" => diesel::SqliteConnection, "postgres" => diesel::PgConnection, "mysql" => diesel::MysqlConnection);
+
+/// Everything observable about one held entity: value, state, changed columns.
+pub fn observe<C, T>(uow: &UnitOfWork<C>, handle: &Handle<T>) -> (T, EntityState, Vec<&'static str>)
+where
+    C: Connection + LoadConnection + 'static,
+    C::Backend: uow::Dialect,
+    T: Persist<C::Backend>,
+{
+    match (
+        uow.get(handle),
+        uow.state(handle),
+        uow.changed_columns(handle),
+    ) {
+        (Ok(v), Ok(s), Ok(c)) => (v.clone(), s, c),
+        _ => panic!("handle not held"),
+    }
+}

@@ -1,0 +1,223 @@
+//! Misuse is an error with a message that says what to do, never a panic or a partial write
+//! (DESIGN.md promise 8), and the identity map holds one instance per key (promise 5).
+
+mod common;
+
+use common::*;
+use uow::prelude::*;
+
+backend_tests! {
+    fn removing_an_entity_the_unit_of_work_does_not_hold(db) {
+        let mut other = UnitOfWork::<Conn>::new();
+        let foreign = other.register_new(account("ann", 1))?;
+        let mut uow = UnitOfWork::<Conn>::new();
+        let error = uow.register_removed(&foreign).expect_err("not held here");
+        assert!(matches!(error, uow::Error::UnknownEntity { entity: "Account" }));
+        assert!(error.to_string().contains("register or load the entity in this unit of work"), "{error}");
+        assert!(uow.get(&foreign).is_err());
+        assert!(uow.get_mut(&foreign).is_err());
+        assert!(uow.commit(&mut db.conn)?.is_empty());
+        Ok(())
+    }
+
+    fn a_handle_goes_stale_when_its_entity_is_removed_and_committed(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.commit(&mut db.conn)?;
+        uow.register_removed(&ann)?;
+        let error = uow.register_removed(&ann).expect_err("twice");
+        assert!(matches!(error, uow::Error::AlreadyRemoved { .. }), "{error}");
+        uow.commit(&mut db.conn)?;
+        // The slot is reused by a new entity; the old handle must not reach it.
+        let bob = uow.register_new(account("bob", 2))?;
+        assert!(matches!(uow.get(&ann), Err(uow::Error::UnknownEntity { .. })));
+        assert!(matches!(uow.register_removed(&ann), Err(uow::Error::UnknownEntity { .. })));
+        assert_eq!(uow.get(&bob)?.owner, "bob");
+        Ok(())
+    }
+
+    fn registering_a_second_instance_for_a_held_key(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let a = uow.register_new(Tag { code: "a".into(), label: "Alpha".into() })?;
+        let error = uow.register_new(Tag { code: "a".into(), label: "Other".into() }).expect_err("duplicate");
+        assert!(matches!(&error, uow::Error::DuplicateKey { entity: "Tag", key } if key == "\"a\""), "{error}");
+        assert!(uow.register_clean(Tag { code: "a".into(), label: "x".into() }).is_err());
+        assert!(uow.register_dirty(Tag { code: "a".into(), label: "x".into() }).is_err());
+        // attach reuses the held instance instead, and never overwrites it.
+        assert_eq!(uow.attach(Tag { code: "a".into(), label: "stale".into() }), a);
+        assert_eq!(uow.get(&a)?.label, "Alpha");
+        assert_eq!(uow.len(), 1);
+
+        uow.commit(&mut db.conn)?;
+        let mut fresh = UnitOfWork::<Conn>::new();
+        let ann = fresh.register_clean(account_with_id(7))?;
+        assert!(matches!(fresh.register_clean(account_with_id(7)), Err(uow::Error::DuplicateKey { .. })));
+        assert_eq!(fresh.find::<Account>(&7), Some(ann));
+        Ok(())
+    }
+
+    fn a_new_entity_whose_key_is_changed_to_a_held_one(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        uow.register_new(Tag { code: "a".into(), label: "Alpha".into() })?;
+        let b = uow.register_new(Tag { code: "b".into(), label: "Beta".into() })?;
+        uow.get_mut(&b)?.code = "a".into();
+        let log = db.record();
+        let error = uow.commit(&mut db.conn).expect_err("duplicate key");
+        assert!(matches!(error, uow::Error::DuplicateKey { .. }), "{error}");
+        assert!(log.all().is_empty(), "nothing sent");
+        uow.get_mut(&b)?.code = "c".into();
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.find::<Tag>(&"c".to_string()), Some(b));
+        assert_eq!(uow.find::<Tag>(&"b".to_string()), None);
+        Ok(())
+    }
+
+    fn changing_the_primary_key_of_a_persisted_entity(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        let bob = uow.register_new(account("bob", 2))?;
+        uow.commit(&mut db.conn)?;
+        let id = uow.get(&ann)?.id;
+        uow.get_mut(&bob)?.balance = 3;
+        uow.get_mut(&ann)?.id = id + 100;
+        let before = (observe(&uow, &ann), observe(&uow, &bob));
+        let log = db.record();
+        let error = uow.commit(&mut db.conn).expect_err("key changed");
+        assert!(matches!(&error, uow::Error::KeyChanged { entity: "Account", .. }), "{error}");
+        assert!(error.to_string().contains("restore the key"), "{error}");
+        assert!(log.all().is_empty(), "nothing sent, not even bob's update");
+        assert_eq!((observe(&uow, &ann), observe(&uow, &bob)), before);
+        uow.get_mut(&ann)?.id = id;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(account_rows(&mut db.conn)[1].balance, 3);
+        Ok(())
+    }
+
+    fn committing_on_a_connection_that_fails(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.commit(&mut db.conn)?;
+        uow.get_mut(&ann)?.balance = 5;
+        let new = uow.register_new(account("bob", 2))?;
+        let before = (observe(&uow, &ann), observe(&uow, &new));
+
+        let mut broken = db.connect();
+        break_connection(&mut db, &mut broken);
+        let error = uow.commit(&mut broken).expect_err("the connection is gone");
+        assert!(error.database_error().is_some(), "{error:?}");
+        assert_eq!((observe(&uow, &ann), observe(&uow, &new)), before);
+        // A working connection commits the same work.
+        uow.commit(&mut db.conn)?;
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].balance, 5);
+        Ok(())
+    }
+
+    fn a_row_deleted_behind_the_unit_of_works_back_is_a_conflict(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        let bob = uow.register_new(account("bob", 1))?;
+        uow.commit(&mut db.conn)?;
+        let id = uow.get(&ann)?.id;
+        {
+            use diesel::prelude::*;
+            diesel::delete(accounts::table.find(id)).execute(&mut db.conn)?;
+        }
+        uow.get_mut(&ann)?.balance = 9;
+        uow.get_mut(&bob)?.balance = 9;
+        let error = uow.commit(&mut db.conn).expect_err("row is gone");
+        assert!(matches!(&error, uow::Error::Conflict { operation: uow::Operation::Update, entity: "Account", key, .. } if *key == id.to_string()), "{error}");
+        assert_eq!(account_rows(&mut db.conn)[0].balance, 1, "bob's update rolled back");
+        assert_eq!(uow.state(&bob)?, EntityState::Dirty);
+        Ok(())
+    }
+}
+
+fn account_with_id(id: i32) -> Account {
+    Account {
+        id,
+        ..account("x", 1)
+    }
+}
+
+/// Makes `broken` unusable: SQLite's connection turns read-only; a server kills the session.
+fn break_connection<C: TestBackend>(db: &mut TestDb<C>, broken: &mut C) {
+    match C::KIND {
+        Kind::Sqlite => {
+            if let Err(e) = broken.batch_execute("PRAGMA query_only = ON") {
+                panic!("{e}");
+            }
+        }
+        Kind::Postgres | Kind::Mysql => backend_specific::kill(db, broken),
+    }
+}
+
+mod backend_specific {
+    use super::*;
+
+    #[allow(dead_code)] // unused when only SQLite is on
+    pub trait Kill {
+        fn kill(admin: &mut Self, victim: &mut Self);
+    }
+
+    pub fn kill<C: TestBackend>(db: &mut TestDb<C>, broken: &mut C) {
+        // Dispatch through `Any`: the kill statement differs per server.
+        let admin: &mut dyn std::any::Any = &mut db.conn;
+        let victim: &mut dyn std::any::Any = broken;
+        #[cfg(feature = "postgres")]
+        if let (Some(a), Some(v)) = (
+            admin.downcast_mut::<diesel::PgConnection>(),
+            victim.downcast_mut::<diesel::PgConnection>(),
+        ) {
+            return Kill::kill(a, v);
+        }
+        #[cfg(feature = "mysql")]
+        if let (Some(a), Some(v)) = (
+            admin.downcast_mut::<diesel::MysqlConnection>(),
+            victim.downcast_mut::<diesel::MysqlConnection>(),
+        ) {
+            return Kill::kill(a, v);
+        }
+        let _ = (admin, victim);
+    }
+
+    #[cfg(feature = "postgres")]
+    impl Kill for diesel::PgConnection {
+        fn kill(admin: &mut Self, victim: &mut Self) {
+            use diesel::prelude::*;
+            let pid: i32 = match diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                "pg_backend_pid()",
+            ))
+            .get_result(victim)
+            {
+                Ok(pid) => pid,
+                Err(e) => panic!("{e}"),
+            };
+            diesel::define_sql_function! { fn pg_terminate_backend(pid: diesel::sql_types::Integer) -> diesel::sql_types::Bool; }
+            if let Err(e) = diesel::select(pg_terminate_backend(pid)).get_result::<bool>(admin) {
+                panic!("{e}");
+            }
+        }
+    }
+
+    #[cfg(feature = "mysql")]
+    impl Kill for diesel::MysqlConnection {
+        fn kill(admin: &mut Self, victim: &mut Self) {
+            use diesel::connection::SimpleConnection;
+            use diesel::prelude::*;
+            let id: u64 = match diesel::select(diesel::dsl::sql::<
+                diesel::sql_types::Unsigned<diesel::sql_types::BigInt>,
+            >("CONNECTION_ID()"))
+            .get_result(victim)
+            {
+                Ok(id) => id,
+                Err(e) => panic!("{e}"),
+            };
+            // KILL takes no bind parameter; the id is a number the server gave us.
+            if let Err(e) = admin.batch_execute(&format!("KILL {id}")) {
+                panic!("{e}");
+            }
+        }
+    }
+}
