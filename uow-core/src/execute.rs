@@ -429,7 +429,26 @@ mod mysql {
     use super::*;
     use diesel::mysql::Mysql;
 
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+
     impl sealed::Sealed for Mysql {}
+
+    /// Whether InnoDB gives the rows of one multi-row INSERT consecutive ids:
+    /// lock modes 0 ("traditional") and 1 ("consecutive") do; 2 ("interleaved") does not.
+    pub(super) fn multi_row_ids_are_consecutive(lock_mode: i64) -> bool {
+        matches!(lock_mode, 0 | 1)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn interleaved_lock_mode_falls_back_to_one_row_per_insert() {
+            assert!(super::multi_row_ids_are_consecutive(0));
+            assert!(super::multi_row_ids_are_consecutive(1));
+            assert!(!super::multi_row_ids_are_consecutive(2));
+        }
+    }
 
     diesel::define_sql_function! {
         /// MySQL's id of the first row of the last INSERT on this connection.
@@ -445,6 +464,25 @@ mod mysql {
             T: Persist<Self>,
             C: LoadConnection<Backend = Self>,
         {
+            // LAST_INSERT_ID gives the first id of a multi-row INSERT; the others follow it
+            // only under the "traditional" or "consecutive" auto-increment lock modes.
+            let increment = if rows.len() > 1 {
+                let (lock_mode, increment): (i64, i64) = diesel::select((
+                    sql::<BigInt>("CAST(@@innodb_autoinc_lock_mode AS SIGNED)"),
+                    sql::<BigInt>("CAST(@@auto_increment_increment AS SIGNED)"),
+                ))
+                .get_result(conn)?;
+                if !multi_row_ids_are_consecutive(lock_mode) {
+                    let mut generated = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        generated.extend(Self::insert_returning(conn, std::slice::from_ref(row))?);
+                    }
+                    return Ok(generated);
+                }
+                u64::try_from(increment).unwrap_or(1).max(1)
+            } else {
+                1
+            };
             let inserted = InsertRows::new(rows, false).execute(conn)?;
             if inserted != rows.len() {
                 return Err(diesel::result::Error::QueryBuilderError(
@@ -454,11 +492,12 @@ mod mysql {
             let first: u64 = diesel::select(last_insert_id()).get_result(conn)?;
             (0..rows.len() as u64)
                 .map(|offset| {
-                    T::generated_from_insert_id(first + offset).ok_or_else(|| {
+                    T::generated_from_insert_id(first + offset * increment).ok_or_else(|| {
                         diesel::result::Error::QueryBuilderError(
                             format!(
-                                "{}: MySQL reports only an AUTO_INCREMENT key ({first}); other \
-                                 generated fields are not supported on MySQL",
+                                "{}: MySQL reports only the AUTO_INCREMENT key through \
+                                 LAST_INSERT_ID; other generated fields are not supported on \
+                                 MySQL: drop `generated` from them and set them in Rust",
                                 T::ENTITY_NAME
                             )
                             .into(),
@@ -469,9 +508,13 @@ mod mysql {
         }
 
         fn generated_rows_per_insert<T: Entity>() -> usize {
-            // Consecutive ids for a multi-row INSERT are checked per connection before a batch
-            // is sent (see `mysql_consecutive_ids`); one row per statement is always exact.
-            1
+            // Only an AUTO_INCREMENT key can be read back (through LAST_INSERT_ID).
+            let only_key_generated = T::FIELDS.iter().all(|f| !f.generated || f.key);
+            if only_key_generated {
+                usize::MAX
+            } else {
+                1
+            }
         }
 
         fn push_default_values(mut out: AstPass<'_, '_, Self>) {
