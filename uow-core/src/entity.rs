@@ -155,6 +155,10 @@ pub trait Entity: Clone + 'static {
     /// Writes values the database generated into the entity.
     fn set_generated(&mut self, values: Self::Generated);
 
+    /// Moves every persisted field of `fresh` into `self`, keeping `self`'s skipped fields
+    /// (used by `refresh`).
+    fn assign_persisted(&mut self, fresh: Self);
+
     /// For an entity whose key is one generated integer: the key inside `values`, used to
     /// order rows returned by a multi-row INSERT. `None` when the key is not generated.
     fn generated_key_order(values: &Self::Generated) -> Option<i128>;
@@ -182,6 +186,16 @@ pub trait Persist<DB: Backend>: Entity {
     fn read_generated<'a>(
         row: &impl NamedRow<'a, DB>,
     ) -> diesel::deserialize::Result<Self::Generated>;
+}
+
+/// Building an entity from a database row, for [`UnitOfWork::load`](crate::UnitOfWork::load)
+/// and [`refresh`](crate::UnitOfWork::refresh).
+///
+/// The derive implements it where every `#[tracked(skip)]` field is `Default` (a row has no
+/// value for it).
+pub trait Load<DB: Backend>: Persist<DB> {
+    /// Reads every persisted field, by column name; skipped fields get their default.
+    fn from_row<'a>(row: &impl NamedRow<'a, DB>) -> diesel::deserialize::Result<Self>;
 }
 
 /// Integer types a database can generate as keys (SERIAL, AUTOINCREMENT, AUTO_INCREMENT).

@@ -11,6 +11,8 @@ pub enum Operation {
     Update,
     /// A DELETE of removed entities.
     Delete,
+    /// A SELECT reading entities (`load`, `refresh`).
+    Select,
 }
 
 impl fmt::Display for Operation {
@@ -19,6 +21,7 @@ impl fmt::Display for Operation {
             Operation::Insert => "INSERT",
             Operation::Update => "UPDATE",
             Operation::Delete => "DELETE",
+            Operation::Select => "SELECT",
         })
     }
 }
@@ -125,6 +128,53 @@ pub enum Error {
         /// The key, as `Debug` prints it.
         key: String,
     },
+
+    /// `load` or `refresh` found no row with the key.
+    #[error(
+        "no row of `{table}` has key {key} for {entity}: it does not exist or was deleted; \
+         check the key, or `register_new` the entity to create it"
+    )]
+    NotFound {
+        /// The entity type.
+        entity: &'static str,
+        /// Its table.
+        table: &'static str,
+        /// The key, as `Debug` prints it.
+        key: String,
+    },
+
+    /// `flush` was called on a connection with no open transaction: flushed changes could not
+    /// be rolled back later.
+    #[error(
+        "flush needs an open transaction, and the connection has none: run it inside \
+         `uow.transaction(&mut conn, |uow| ...)` (or `uow::transaction`), or call `commit` to \
+         write and commit at once"
+    )]
+    NoTransaction,
+
+    /// `commit` was called inside a scope, which owns the transaction: the scope commits when
+    /// its closure returns `Ok`.
+    #[error(
+        "commit was called inside `transaction(...)`, which owns the transaction: return `Ok` \
+         from the closure to commit, or call `flush` to send pending changes now"
+    )]
+    CommitInScope,
+
+    /// A scope was opened on a unit of work that is already inside a scope on another
+    /// connection; a unit of work follows one transaction at a time.
+    #[error(
+        "this unit of work is already inside a transaction scope on another connection: nest \
+         with `scope.nested(|inner| ...)`, which uses the scope's own connection"
+    )]
+    ScopeOnOtherConnection,
+
+    /// The connection's transaction manager is broken (an earlier COMMIT or ROLLBACK failed),
+    /// so nothing can be written safely on it.
+    #[error(
+        "the connection's transaction is broken (an earlier COMMIT or ROLLBACK failed): \
+         discard this connection, open a new one and run the unit of work again"
+    )]
+    TransactionBroken,
 
     /// An INSERT returned a different number of generated keys than rows it inserted, or keys
     /// that could not be matched to the rows; nothing was written.

@@ -13,7 +13,7 @@ use diesel::row::NamedRow;
 use diesel::sql_types::Untyped;
 use diesel::QueryResult;
 
-use crate::entity::{Entity, FieldSet, Persist};
+use crate::entity::{Entity, FieldSet, Load, Persist};
 
 /// What differs between Diesel backends when writing entities. Implemented for every backend
 /// whose cargo feature is on; sealed.
@@ -308,6 +308,80 @@ where
         }
         Ok(())
     }
+}
+
+/// `SELECT <persisted columns> FROM t WHERE <key>`.
+pub(crate) struct SelectByKey<'a, T: Entity> {
+    key: &'a T::Key,
+}
+
+impl<'a, T: Entity> SelectByKey<'a, T> {
+    pub(crate) fn new(key: &'a T::Key) -> Self {
+        SelectByKey { key }
+    }
+}
+
+impl<T: Entity> QueryId for SelectByKey<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T: Entity> Query for SelectByKey<'_, T> {
+    type SqlType = Untyped;
+}
+
+impl<T: Entity, C> RunQueryDsl<C> for SelectByKey<'_, T> {}
+
+impl<T, DB> QueryFragment<DB> for SelectByKey<'_, T>
+where
+    DB: Backend,
+    T: Persist<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("SELECT ");
+        for (index, field) in T::FIELDS.iter().enumerate() {
+            if index > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(field.column)?;
+        }
+        out.push_sql(" FROM ");
+        T::walk_table(out.reborrow())?;
+        out.push_sql(" WHERE ");
+        for (part, field) in T::FIELDS.iter().filter(|f| f.key).enumerate() {
+            if part > 0 {
+                out.push_sql(" AND ");
+            }
+            out.push_identifier(field.column)?;
+            out.push_sql(" = ");
+            T::walk_key(self.key, part, out.reborrow())?;
+        }
+        Ok(())
+    }
+}
+
+/// A whole entity read from a row.
+pub(crate) struct LoadedRow<T>(pub T);
+
+impl<T, DB> diesel::deserialize::QueryableByName<DB> for LoadedRow<T>
+where
+    DB: Backend,
+    T: Load<DB>,
+{
+    fn build<'a>(row: &impl NamedRow<'a, DB>) -> diesel::deserialize::Result<Self> {
+        T::from_row(row).map(LoadedRow)
+    }
+}
+
+/// Reads the row with key `key`, if there is one.
+pub(crate) fn select_by_key<T, C>(conn: &mut C, key: &T::Key) -> QueryResult<Option<T>>
+where
+    C: LoadConnection,
+    C::Backend: 'static,
+    T: Load<C::Backend>,
+{
+    let mut rows: Vec<LoadedRow<T>> = SelectByKey::<T>::new(key).load(conn)?;
+    Ok(rows.pop().map(|r| r.0))
 }
 
 /// Rows of `T` one INSERT may carry on `DB`.

@@ -19,9 +19,18 @@ use crate::plan::{Change, ChangeKind, PreviewStep, Step, TableInfo};
 use crate::report::CommitReport;
 use crate::tracking::{Lifecycle, Tracked};
 
+#[derive(Clone)]
 struct Slot<T: Entity> {
     generation: u32,
     tracked: Option<Tracked<T>>,
+}
+
+/// What one open scope must be able to undo in a store: the first saved state of every slot
+/// it changed (copy-on-write, so a scope costs nothing for entities it does not touch), and
+/// the touched list as it was when the scope began.
+struct ScopeLog<T: Entity> {
+    saved: HashMap<u32, Slot<T>>,
+    touched: Vec<u32>,
 }
 
 /// All entities of one type held by a unit of work.
@@ -35,6 +44,8 @@ pub(crate) struct Store<T: Entity, C> {
     pending_generated: Vec<(u32, T::Generated)>,
     /// Keys that entities will be filed under after the commit under way succeeds.
     pending_keys: Vec<(u32, T::Key)>,
+    /// One log per open scope, outermost first.
+    scopes: Vec<ScopeLog<T>>,
     _connection: PhantomData<fn(&mut C)>,
 }
 
@@ -43,7 +54,8 @@ pub(crate) fn key_text<K: std::fmt::Debug>(key: &K) -> String {
 }
 
 impl<T: Entity, C> Store<T, C> {
-    pub fn new() -> Self {
+    /// An empty store inside `open_scopes` scopes (it did not exist when they began).
+    pub fn new(open_scopes: usize) -> Self {
         Store {
             slots: Vec::new(),
             free: Vec::new(),
@@ -51,8 +63,32 @@ impl<T: Entity, C> Store<T, C> {
             touched: Vec::new(),
             pending_generated: Vec::new(),
             pending_keys: Vec::new(),
+            scopes: (0..open_scopes)
+                .map(|_| ScopeLog {
+                    saved: HashMap::new(),
+                    touched: Vec::new(),
+                })
+                .collect(),
             _connection: PhantomData,
         }
+    }
+
+    /// Records the state of `slot` before the innermost open scope changes it (once per scope).
+    fn save(&mut self, slot: u32) {
+        let Some(log) = self.scopes.last_mut() else {
+            return;
+        };
+        if log.saved.contains_key(&slot) {
+            return;
+        }
+        let state = match self.slots.get(slot as usize) {
+            Some(s) => s.clone(),
+            None => Slot {
+                generation: 0,
+                tracked: None,
+            },
+        };
+        log.saved.insert(slot, state);
     }
 
     pub fn len(&self) -> usize {
@@ -69,15 +105,18 @@ impl<T: Entity, C> Store<T, C> {
         let key = tracked.key.clone();
         let slot = match self.free.pop() {
             Some(slot) => {
+                self.save(slot);
                 self.slots[slot as usize].tracked = Some(tracked);
                 slot
             }
             None => {
+                let slot = self.slots.len() as u32;
+                self.save(slot);
                 self.slots.push(Slot {
                     generation: 0,
                     tracked: Some(tracked),
                 });
-                (self.slots.len() - 1) as u32
+                slot
             }
         };
         if let Some(key) = key {
@@ -94,16 +133,16 @@ impl<T: Entity, C> Store<T, C> {
         s.tracked.as_ref()
     }
 
+    /// The entity for changing it; the innermost open scope saves it first.
     pub fn get_mut(&mut self, slot: u32, generation: u32) -> Option<&mut Tracked<T>> {
-        let s = self.slots.get_mut(slot as usize)?;
-        if s.generation != generation {
-            return None;
-        }
-        s.tracked.as_mut()
+        self.get(slot, generation)?;
+        self.save(slot);
+        self.slots.get_mut(slot as usize)?.tracked.as_mut()
     }
 
     /// Puts `slot` on the touched list (once).
     pub fn touch(&mut self, slot: u32) {
+        self.save(slot);
         if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
             if !tracked.touched {
                 tracked.touched = true;
@@ -114,6 +153,7 @@ impl<T: Entity, C> Store<T, C> {
 
     /// Drops the entity in `slot`; its handles go stale.
     pub fn release(&mut self, slot: u32) {
+        self.save(slot);
         let s = &mut self.slots[slot as usize];
         if let Some(tracked) = s.tracked.take() {
             if let Some(key) = &tracked.key {
@@ -159,6 +199,12 @@ pub(crate) trait ErasedStore<C>: Any {
     fn abandon_commit(&mut self);
     /// The commit succeeded: apply generated values and settle every touched entity.
     fn finish_commit(&mut self);
+    /// A scope begins: from now on, first changes of each slot are saved.
+    fn begin_scope(&mut self);
+    /// The innermost scope failed: put every slot it changed back as it was.
+    fn rollback_scope(&mut self);
+    /// The innermost scope succeeded: its saved states now belong to the scope around it.
+    fn commit_scope(&mut self);
 }
 
 impl<T, C> ErasedStore<C> for Store<T, C>
@@ -238,7 +284,7 @@ where
             .iter()
             .filter_map(|&slot| self.tracked(slot))
             .map(|tracked| match step.operation {
-                Operation::Insert => format!("new {}", T::ENTITY_NAME),
+                Operation::Insert | Operation::Select => format!("new {}", T::ENTITY_NAME),
                 Operation::Delete => format!("key {}", key_text(&tracked.value.key())),
                 Operation::Update => {
                     let columns: Vec<_> = step.fields.iter().map(|i| T::FIELDS[i].column).collect();
@@ -333,6 +379,7 @@ where
                     step.slots.len(),
                 );
             }
+            Operation::Select => {}
             Operation::Delete => {
                 let rows = self.entities(&step.slots);
                 let deleted = DeleteRows::new(&rows)
@@ -370,7 +417,67 @@ where
         self.pending_keys.clear();
     }
 
+    fn begin_scope(&mut self) {
+        self.scopes.push(ScopeLog {
+            saved: HashMap::new(),
+            touched: self.touched.clone(),
+        });
+    }
+
+    fn rollback_scope(&mut self) {
+        let Some(log) = self.scopes.pop() else {
+            return;
+        };
+        self.pending_generated.clear();
+        self.pending_keys.clear();
+        for (slot, saved) in log.saved {
+            let index = slot as usize;
+            if index >= self.slots.len() {
+                continue;
+            }
+            if let Some(key) = self.slots[index]
+                .tracked
+                .as_ref()
+                .and_then(|t| t.key.as_ref())
+            {
+                if self.by_key.get(key) == Some(&slot) {
+                    self.by_key.remove(key);
+                }
+            }
+            match saved.tracked.as_ref().and_then(|t| t.key.clone()) {
+                Some(key) => {
+                    self.by_key.insert(key, slot);
+                }
+                None => {}
+            }
+            let occupied = saved.tracked.is_some();
+            self.slots[index] = saved;
+            if occupied {
+                self.free.retain(|f| *f != slot);
+            } else if !self.free.contains(&slot) {
+                self.free.push(slot);
+            }
+        }
+        self.touched = log.touched;
+    }
+
+    fn commit_scope(&mut self) {
+        let Some(log) = self.scopes.pop() else {
+            return;
+        };
+        if let Some(outer) = self.scopes.last_mut() {
+            for (slot, saved) in log.saved {
+                outer.saved.entry(slot).or_insert(saved);
+            }
+        }
+    }
+
     fn finish_commit(&mut self) {
+        if !self.scopes.is_empty() {
+            for slot in self.touched.clone() {
+                self.save(slot);
+            }
+        }
         for (slot, generated) in std::mem::take(&mut self.pending_generated) {
             if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
                 tracked.value.set_generated(generated);

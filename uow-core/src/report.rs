@@ -73,6 +73,7 @@ impl CommitReport {
             Operation::Insert => line.inserted += rows,
             Operation::Update => line.updated += rows,
             Operation::Delete => line.deleted += rows,
+            Operation::Select => {}
         }
     }
 

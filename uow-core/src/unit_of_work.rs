@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use diesel::connection::LoadConnection;
 use diesel::Connection;
 
-use crate::entity::{FieldSet, Persist};
-use crate::error::{Error, Result};
+use crate::entity::{FieldSet, Load, Persist};
+use crate::error::{Error, Operation, Result};
 use crate::execute::{Changes, Dialect};
 use crate::plan::{self, PlanPreview};
 use crate::registry::{key_text, ErasedStore, Store};
@@ -101,6 +101,8 @@ pub struct UnitOfWork<C> {
     id: u64,
     stores: Vec<Box<dyn ErasedStore<C>>>,
     by_type: HashMap<TypeId, usize>,
+    /// Transaction scopes open on this unit of work (nested ones on savepoints).
+    scope_depth: usize,
 }
 
 impl<C: 'static> fmt::Debug for UnitOfWork<C> {
@@ -136,7 +138,34 @@ where
             id: NEXT_UNIT_ID.fetch_add(1, Ordering::Relaxed),
             stores: Vec::new(),
             by_type: HashMap::new(),
+            scope_depth: 0,
         }
+    }
+
+    /// Whether a transaction scope is open on this unit of work.
+    pub fn in_scope(&self) -> bool {
+        self.scope_depth > 0
+    }
+
+    pub(crate) fn begin_scope(&mut self) {
+        self.scope_depth += 1;
+        for store in &mut self.stores {
+            store.begin_scope();
+        }
+    }
+
+    /// Closes the innermost scope: keeps its changes, or puts every entity back as it was
+    /// when the scope began.
+    pub(crate) fn end_scope(&mut self, keep: bool) {
+        self.scope_depth = self.scope_depth.saturating_sub(1);
+        for store in &mut self.stores {
+            if keep {
+                store.commit_scope();
+            } else {
+                store.rollback_scope();
+            }
+        }
+        crate::trace::scope_end(keep);
     }
 
     /// Number of entities held (new, clean, dirty and removed).
@@ -158,7 +187,8 @@ where
         let index = match self.by_type.get(&TypeId::of::<T>()) {
             Some(index) => *index,
             None => {
-                self.stores.push(Box::new(Store::<T, C>::new()));
+                self.stores
+                    .push(Box::new(Store::<T, C>::new(self.scope_depth)));
                 self.by_type
                     .insert(TypeId::of::<T>(), self.stores.len() - 1);
                 self.stores.len() - 1
@@ -451,31 +481,136 @@ where
     /// generated key kept), so fixing the cause and calling `commit` again sends each change
     /// once. With nothing pending no statement is sent, not even `BEGIN`.
     pub fn commit(&mut self, conn: &mut C) -> Result<CommitReport> {
+        if self.in_scope() {
+            return Err(Error::CommitInScope);
+        }
+        crate::scope::check_not_broken(conn)?;
+        self.write(conn, true, "commit")
+    }
+
+    /// Sends every pending change inside the transaction already open on `conn`, so the
+    /// database assigns keys now while a later failure can still roll everything back.
+    ///
+    /// Fails with [`Error::NoTransaction`] when `conn` has no open transaction. The flush
+    /// itself runs on a savepoint: if it fails, the database and the entities are as before
+    /// the flush. Inside [`transaction`](crate::transaction) a later rollback also restores
+    /// the entities this flush settled; inside a transaction you opened yourself, memory
+    /// cannot follow your rollback, so prefer the scoped form.
+    pub fn flush(&mut self, conn: &mut C) -> Result<CommitReport> {
+        match crate::scope::check_not_broken(conn)? {
+            Some(_) => self.write(conn, true, "flush"),
+            None => Err(Error::NoTransaction),
+        }
+    }
+
+    /// Sends pending changes in the current transaction without a savepoint of their own (the
+    /// end of a scope, where a failure rolls the whole transaction back anyway).
+    pub(crate) fn flush_without_savepoint(&mut self, conn: &mut C) -> Result<CommitReport> {
+        self.write(conn, false, "flush")
+    }
+
+    fn write(
+        &mut self,
+        conn: &mut C,
+        transaction: bool,
+        what: &'static str,
+    ) -> Result<CommitReport> {
         let plan = self.plan_pending()?;
         if plan.is_empty() {
             self.finish();
             return Ok(CommitReport::default());
         }
+        let span = crate::trace::write_span(what);
         let stores = &mut self.stores;
-        let outcome = conn.transaction::<_, Error, _>(|conn| {
+        let mut run = |conn: &mut C| -> Result<CommitReport> {
             let mut report = CommitReport::default();
             for step in &plan.steps {
                 stores[step.store].execute(conn, step, &mut report)?;
             }
             Ok(report)
-        });
+        };
+        let outcome = if transaction {
+            conn.transaction::<_, Error, _>(|conn| run(conn))
+        } else {
+            run(conn)
+        };
         match outcome {
             Ok(report) => {
                 self.finish();
+                crate::trace::write_done(&span, &report);
                 Ok(report)
             }
             Err(error) => {
                 for store in &mut self.stores {
                     store.abandon_commit();
                 }
+                crate::trace::write_failed(&span, &error);
                 Err(error)
             }
         }
+    }
+
+    /// The entity with primary key `key`: the instance already held (no query), or the row
+    /// read from the database and tracked as clean (identity map: one row, one instance).
+    ///
+    /// Fails with [`Error::NotFound`] when no row has the key.
+    pub fn load<T: Load<C::Backend>>(&mut self, conn: &mut C, key: T::Key) -> Result<Handle<T>> {
+        if let Some(handle) = self.find::<T>(&key) {
+            return Ok(handle);
+        }
+        match crate::execute::select_by_key::<T, C>(conn, &key) {
+            Ok(Some(entity)) => Ok(self.attach(entity)),
+            Ok(None) => Err(Error::NotFound {
+                entity: T::ENTITY_NAME,
+                table: T::TABLE_NAME,
+                key: key_text(&key),
+            }),
+            Err(source) => Err(Error::Statement {
+                operation: Operation::Select,
+                table: T::TABLE_NAME,
+                source,
+            }),
+        }
+    }
+
+    /// Discards the local changes of one entity and reads its row again; it is clean after.
+    /// A removal registered for it is taken back. Fields marked `skip` keep their values.
+    pub fn refresh<T: Load<C::Backend>>(&mut self, conn: &mut C, handle: &Handle<T>) -> Result<()> {
+        let tracked = self.tracked(handle)?;
+        if tracked.lifecycle == Lifecycle::New {
+            return Err(Error::NotFound {
+                entity: T::ENTITY_NAME,
+                table: T::TABLE_NAME,
+                key: format!(
+                    "{} (a new entity, not in the database yet)",
+                    key_text(&tracked.value.key())
+                ),
+            });
+        }
+        let key = tracked.persisted().key();
+        let fresh = match crate::execute::select_by_key::<T, C>(conn, &key) {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => {
+                return Err(Error::NotFound {
+                    entity: T::ENTITY_NAME,
+                    table: T::TABLE_NAME,
+                    key: key_text(&key),
+                })
+            }
+            Err(source) => {
+                return Err(Error::Statement {
+                    operation: Operation::Select,
+                    table: T::TABLE_NAME,
+                    source,
+                })
+            }
+        };
+        let tracked = self.tracked_mut(handle)?;
+        tracked.value.assign_persisted(fresh);
+        tracked.baseline = None;
+        tracked.write_all = false;
+        tracked.lifecycle = Lifecycle::Persisted;
+        Ok(())
     }
 
     fn finish(&mut self) {

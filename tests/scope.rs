@@ -1,0 +1,221 @@
+//! Scoped transactions: commit on `Ok`, rollback of database AND memory on `Err` or panic,
+//! `flush` inside the scope, nested scopes on savepoints, and the misuse errors around them.
+
+mod common;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use common::*;
+use diesel::prelude::*;
+use uow::prelude::*;
+
+backend_tests! {
+    fn a_scope_commits_when_the_closure_returns_ok(db) {
+        let id = uow::transaction(&mut db.conn, |uow| {
+            let ann = uow.register_new(account("ann", 10))?;
+            uow.register_new(account("bob", 20))?;
+            uow.flush()?;
+            let id = uow.get(&ann)?.id;
+            assert_ne!(id, 0, "key readable right after flush");
+            uow.get_mut(&ann)?.balance = 11; // after the flush: written at the end of the scope
+            Ok::<_, uow::Error>(id)
+        })?;
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.iter().find(|r| r.id == id).map(|r| r.balance), Some(11));
+        Ok(())
+    }
+
+    fn an_error_rolls_back_flushed_and_unflushed_work_in_database_and_memory(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let bob = uow.register_new(account("bob", 20))?;
+        uow.commit(&mut db.conn)?;
+        uow.get_mut(&bob)?.note = Some("pending before the scope".into());
+        let rows_before = account_rows(&mut db.conn);
+        let memory_before = (observe(&uow, &ann), observe(&uow, &bob));
+
+        let mut new = None;
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |uow| {
+            let n = uow.register_new(account("new", 1))?;
+            new = Some(n);
+            uow.get_mut(&ann)?.balance = 0;
+            uow.register_removed(&bob)?;
+            uow.flush()?; // INSERT, UPDATEs, DELETE sent; entities settled
+            assert_ne!(uow.get(&n)?.id, 0);
+            assert_eq!(uow.state(&ann)?, EntityState::Clean);
+            uow.get_mut(&ann)?.owner = "unflushed".into();
+            Err(uow::Error::NoTransaction) // stands for any failure of the caller
+        });
+        assert!(result.is_err());
+        assert_eq!(account_rows(&mut db.conn), rows_before, "flushed work rolled back");
+        assert_eq!((observe(&uow, &ann), observe(&uow, &bob)), memory_before, "memory as at scope start");
+        let new = new.ok_or("scope ran")?;
+        assert!(matches!(uow.get(&new), Err(uow::Error::UnknownEntity { .. })), "registered inside the failed scope");
+        assert_eq!(uow.len(), 2);
+
+        // The unit of work is usable: the change pending before the scope commits.
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.updated("accounts"), 1);
+        assert_eq!(log.writes().len(), 1);
+        assert_eq!(account_rows(&mut db.conn)[1].note.as_deref(), Some("pending before the scope"));
+        Ok(())
+    }
+
+    fn a_panic_rolls_back_and_the_panic_continues(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let memory_before = observe(&uow, &ann);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let _: Result<(), uow::Error> = uow.transaction(&mut db.conn, |uow| {
+                uow.get_mut(&ann)?.balance = 1;
+                uow.register_new(account("new", 1))?;
+                uow.flush()?;
+                panic!("boom");
+            });
+        }));
+        let payload = outcome.expect_err("the panic continues");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+        assert_eq!(observe(&uow, &ann), memory_before);
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.len(), 1, "nothing written");
+        assert_eq!(rows[0].balance, 10);
+        // The connection is not left inside the transaction.
+        uow.get_mut(&ann)?.balance = 12;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(account_rows(&mut db.conn)[0].balance, 12);
+        Ok(())
+    }
+
+    fn a_failure_at_the_end_of_scope_flush_restores_memory(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let memory_before = observe(&uow, &ann);
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |uow| {
+            uow.register_new(account("ok", 1))?;
+            uow.flush()?;
+            uow.get_mut(&ann)?.balance = -1; // breaks the CHECK when the scope flushes at its end
+            Ok(())
+        });
+        assert!(matches!(result, Err(uow::Error::Statement { .. })), "{result:?}");
+        assert_eq!(observe(&uow, &ann), memory_before);
+        assert_eq!(account_rows(&mut db.conn).len(), 1);
+        Ok(())
+    }
+
+    fn inner_failure_undoes_only_the_inner_changes(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let log = db.record();
+        uow.transaction(&mut db.conn, |outer| {
+            outer.get_mut(&ann)?.balance = 20;
+            outer.register_new(account("outer", 1))?;
+            outer.flush()?;
+            let inner: Result<(), uow::Error> = outer.nested(|inner| {
+                inner.get_mut(&ann)?.balance = 30;
+                inner.register_new(account("inner", 2))?;
+                inner.flush()?;
+                inner.get_mut(&ann)?.note = Some("inner".into());
+                Err(uow::Error::NoTransaction)
+            });
+            assert!(inner.is_err());
+            assert_eq!(outer.get(&ann)?.balance, 20, "inner change undone in memory");
+            assert_eq!(outer.get(&ann)?.note, None);
+            assert_eq!(outer.state(&ann)?, EntityState::Clean, "as flushed by the outer scope");
+            outer.get_mut(&ann)?.owner = "anne".into();
+            Ok::<_, uow::Error>(())
+        })?;
+        let owners: Vec<_> = account_rows(&mut db.conn).into_iter().map(|a| (a.owner, a.balance, a.note)).collect();
+        assert_eq!(owners, [("anne".to_string(), 20, None), ("outer".to_string(), 1, None)]);
+        assert!(log.all().iter().any(|s| s.to_uppercase().contains("SAVEPOINT")), "nested on a savepoint");
+        Ok(())
+    }
+
+    fn inner_success_folds_into_the_outer_unit(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let memory_before = observe(&uow, &ann);
+        // Inner succeeds, outer fails: the inner changes go too.
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |outer| {
+            outer.nested(|inner| {
+                inner.get_mut(&ann)?.balance = 30;
+                inner.register_new(account("inner", 2))?;
+                inner.flush()?;
+                Ok::<_, uow::Error>(())
+            })?;
+            assert_eq!(outer.get(&ann)?.balance, 30);
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        assert_eq!(observe(&uow, &ann), memory_before);
+        assert_eq!(account_rows(&mut db.conn).len(), 1);
+
+        // Inner succeeds without flushing, outer succeeds: the inner changes are committed.
+        uow.transaction(&mut db.conn, |outer| {
+            outer.nested(|inner| {
+                inner.get_mut(&ann)?.balance = 31;
+                Ok::<_, uow::Error>(())
+            })
+        })?;
+        assert_eq!(account_rows(&mut db.conn)[0].balance, 31);
+        assert_eq!(uow.state(&ann)?, EntityState::Clean);
+        Ok(())
+    }
+
+    fn a_panic_in_a_nested_scope_undoes_it_and_continues(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let _: Result<(), uow::Error> = uow.transaction(&mut db.conn, |outer| {
+                outer.get_mut(&ann)?.balance = 20;
+                let inner = catch_unwind(AssertUnwindSafe(|| {
+                    let _: Result<(), uow::Error> = outer.nested(|inner| {
+                        inner.get_mut(&ann)?.balance = 30;
+                        inner.flush()?;
+                        panic!("inner boom");
+                    });
+                }));
+                assert!(inner.is_err());
+                assert_eq!(outer.get(&ann)?.balance, 20);
+                Ok(())
+            });
+        }));
+        assert!(outcome.is_ok());
+        assert_eq!(account_rows(&mut db.conn)[0].balance, 20);
+        Ok(())
+    }
+
+    fn scope_misuse_is_a_clear_error(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        uow.register_new(account("ann", 10))?;
+        let error = uow.flush(&mut db.conn).expect_err("no transaction");
+        assert!(matches!(error, uow::Error::NoTransaction), "{error}");
+        assert!(error.to_string().contains("uow.transaction"), "{error}");
+
+        let mut other = db.connect();
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            let commit = scope.commit(&mut other).expect_err("the scope owns the transaction");
+            assert!(matches!(commit, uow::Error::CommitInScope), "{commit}");
+            let nested: Result<(), uow::Error> = scope.transaction(&mut other, |_| Ok(()));
+            assert!(matches!(nested, Err(uow::Error::ScopeOnOtherConnection)), "{nested:?}");
+            Ok(())
+        });
+        result?;
+        assert_eq!(account_rows(&mut db.conn).len(), 1, "the scope still committed its work");
+
+        // flush inside a transaction the caller opened works.
+        uow.register_new(account("bob", 1))?;
+        db.conn.transaction::<_, uow::Error, _>(|conn| {
+            uow.flush(conn)?;
+            Ok(())
+        })?;
+        assert_eq!(account_rows(&mut db.conn).len(), 2);
+        Ok(())
+    }
+}
