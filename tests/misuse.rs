@@ -114,6 +114,49 @@ backend_tests! {
         Ok(())
     }
 
+    fn a_unit_of_work_on_a_broken_transaction_refuses_to_write(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.commit(&mut db.conn)?;
+        let mut victim = db.connect();
+        let result: Result<(), uow::Error> = uow.transaction(&mut victim, |scope| {
+            scope.get_mut(&ann)?.balance = 2;
+            scope.flush()?;
+            // The transaction dies under the scope: SQLite's is ended behind Diesel's back,
+            // a server's session is killed. The scope's ROLLBACK then fails.
+            match <Conn as TestBackend>::KIND {
+                Kind::Sqlite => {
+                    use diesel::connection::SimpleConnection;
+                    scope.connection().batch_execute("COMMIT").map_err(uow::Error::Transaction)?;
+                }
+                _ => backend_specific::kill(&mut db, scope.connection()),
+            }
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        assert_eq!(uow.get(&ann)?.balance, 1, "memory restored even so");
+        assert_eq!(uow.state(&ann)?, EntityState::Clean);
+        uow.get_mut(&ann)?.balance = 3;
+        if <Conn as TestBackend>::KIND == Kind::Sqlite {
+            // SQLite answers the ROLLBACK with "no transaction is active", which Diesel
+            // recognises: its transaction manager is consistent again and writing is safe.
+            uow.commit(&mut victim)?;
+            uow.get_mut(&ann)?.balance = 4;
+        } else {
+            let error = uow.commit(&mut victim).expect_err("broken");
+            assert!(matches!(error, uow::Error::TransactionBroken), "{error}");
+            assert!(error.to_string().contains("open a new one"), "{error}");
+            let scoped: Result<(), uow::Error> = uow.transaction(&mut victim, |_| Ok(()));
+            assert!(matches!(scoped, Err(uow::Error::TransactionBroken)), "{scoped:?}");
+            assert_eq!(uow.state(&ann)?, EntityState::Dirty, "the change is still pending");
+        }
+        // A fresh connection works.
+        uow.commit(&mut db.conn)?;
+        let expected = if <Conn as TestBackend>::KIND == Kind::Sqlite { 4 } else { 3 };
+        assert_eq!(account_rows(&mut db.conn)[0].balance, expected);
+        Ok(())
+    }
+
     fn a_row_deleted_behind_the_unit_of_works_back_is_a_conflict(db) {
         let mut uow = UnitOfWork::<Conn>::new();
         let ann = uow.register_new(account("ann", 1))?;
@@ -166,6 +209,7 @@ mod backend_specific {
         let admin: &mut dyn std::any::Any = &mut db.conn;
         let victim: &mut dyn std::any::Any = broken;
         #[cfg(feature = "postgres")]
+        #[allow(clippy::needless_return)]
         if let (Some(a), Some(v)) = (
             admin.downcast_mut::<diesel::PgConnection>(),
             victim.downcast_mut::<diesel::PgConnection>(),
