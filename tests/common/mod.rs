@@ -40,6 +40,32 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    authors (id) {
+        id -> Integer,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    books (id) {
+        id -> Integer,
+        author_id -> Integer,
+        title -> Text,
+    }
+}
+
+diesel::table! {
+    nodes (id) {
+        id -> Integer,
+        parent_id -> Nullable<Integer>,
+        name -> Text,
+    }
+}
+
+diesel::joinable!(books -> authors (author_id));
+diesel::allow_tables_to_appear_in_same_query!(authors, books);
+
 /// A new database of one backend, dropped when the value is.
 pub struct TestDb<C: Connection> {
     pub conn: C,
@@ -271,6 +297,17 @@ pub fn create_schema<C: TestBackend>(db: &mut TestDb<C>) {
         "CREATE TABLE memberships (user_id INTEGER NOT NULL, group_id INTEGER NOT NULL, \
          role {text} NOT NULL CHECK (role <> ''), PRIMARY KEY (user_id, group_id))"
     ));
+    db.exec(&format!(
+        "CREATE TABLE authors (id {serial}, name {text} NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE books (id {serial}, author_id INTEGER NOT NULL REFERENCES authors (id), \
+         title {text} NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE nodes (id {serial}, parent_id INTEGER REFERENCES nodes (id), \
+         name {text} NOT NULL)"
+    ));
     match C::KIND {
         Kind::Sqlite => db.exec(
             "CREATE TRIGGER accounts_locked BEFORE DELETE ON accounts WHEN OLD.owner = 'locked' \
@@ -438,6 +475,38 @@ pub struct Membership {
     #[tracked(primary_key)]
     pub group_id: i32,
     pub role: String,
+}
+
+/// A parent with a generated key.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = authors)]
+#[diesel(table_name = authors)]
+pub struct Author {
+    #[tracked(generated)]
+    pub id: i32,
+    pub name: String,
+}
+
+/// A child of `Author` (foreign key declared in the schema).
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = books, belongs_to(Author, foreign_key = author_id))]
+#[diesel(table_name = books)]
+pub struct Book {
+    #[tracked(generated)]
+    pub id: i32,
+    pub author_id: i32,
+    pub title: String,
+}
+
+/// A self-reference with a nullable foreign key.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = nodes, belongs_to(Node, foreign_key = parent_id))]
+#[diesel(table_name = nodes)]
+pub struct Node {
+    #[tracked(generated)]
+    pub id: i32,
+    pub parent_id: Option<i32>,
+    pub name: String,
 }
 
 /// Every account row, by key.

@@ -134,7 +134,7 @@ pub trait Entity: Clone + 'static {
     /// The primary key: the key field's type, or a tuple for a composite key.
     type Key: Clone + Eq + Hash + Debug + 'static;
     /// The values the database assigns on insert, as a tuple in field order (`()` if none).
-    type Generated: 'static;
+    type Generated: Clone + 'static;
 
     /// The struct's name, for messages.
     const ENTITY_NAME: &'static str;
@@ -155,6 +155,18 @@ pub trait Entity: Clone + 'static {
     /// Writes values the database generated into the entity.
     fn set_generated(&mut self, values: Self::Generated);
 
+    /// The key the entity will have once `generated` is written into it.
+    fn key_with_generated(&self, generated: &Self::Generated) -> Self::Key {
+        let mut copy = self.clone();
+        copy.set_generated(generated.clone());
+        copy.key()
+    }
+
+    /// Calls `visitor` once per `#[tracked(belongs_to(...))]` relation, with its index.
+    fn visit_relations<V: RelationVisitor<Self>>(visitor: &mut V) {
+        let _ = visitor;
+    }
+
     /// Moves every persisted field of `fresh` into `self`, keeping `self`'s skipped fields
     /// (used by `refresh`).
     fn assign_persisted(&mut self, fresh: Self);
@@ -173,6 +185,9 @@ pub trait Entity: Clone + 'static {
 /// The derive implements it for every backend whose types fit the fields (through Diesel's
 /// `ToSql`/`FromSql` bounds), so generated code never depends on cargo features.
 pub trait Persist<DB: Backend>: Entity {
+    /// Writes the `Debug` form of persisted field `field` (for plan previews).
+    fn fmt_field(&self, field: usize, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result;
+
     /// Writes the (quoted, possibly schema-qualified) table name.
     fn walk_table(out: AstPass<'_, '_, DB>) -> QueryResult<()>;
 
@@ -188,6 +203,56 @@ pub trait Persist<DB: Backend>: Entity {
     ) -> diesel::deserialize::Result<Self::Generated>;
 }
 
+/// One `#[tracked(belongs_to(Parent, foreign_key = field))]` relation of `Child`, generated
+/// by the derive as a private type.
+pub trait Relation<Child: Entity>: 'static {
+    /// The entity the foreign key points at.
+    type Parent: Entity;
+    /// Index of the foreign key field in `Child::FIELDS`.
+    const FIELD: usize;
+    /// The parent key the child points at (`None` for a null foreign key).
+    fn parent_key(child: &Child) -> Option<<Self::Parent as Entity>::Key>;
+    /// Points the child at the parent with key `key`.
+    fn set_parent_key(child: &mut Child, key: <Self::Parent as Entity>::Key);
+}
+
+/// Receives the relations of an entity type, typed (see [`Entity::visit_relations`]).
+pub trait RelationVisitor<Child: Entity> {
+    /// Called for relation number `index` (declaration order).
+    fn visit<R: Relation<Child>>(&mut self, index: usize);
+}
+
+/// A foreign key field's type: the parent's key `K`, or `Option<K>` for a nullable one.
+#[diagnostic::on_unimplemented(
+    message = "foreign key of type `{Self}` does not match the parent's key type `{K}`",
+    label = "this field is the foreign key of a `belongs_to` relation",
+    note = "a foreign key has the parent's key type, or `Option` of it when the column is nullable"
+)]
+pub trait ForeignKey<K> {
+    /// The key pointed at, if any.
+    fn get(&self) -> Option<K>;
+    /// Points at `key`.
+    fn set(&mut self, key: K);
+}
+
+impl<K: Clone> ForeignKey<K> for K {
+    fn get(&self) -> Option<K> {
+        Some(self.clone())
+    }
+    fn set(&mut self, key: K) {
+        *self = key;
+    }
+}
+
+impl<K: Clone> ForeignKey<K> for Option<K> {
+    fn get(&self) -> Option<K> {
+        self.clone()
+    }
+    fn set(&mut self, key: K) {
+        *self = Some(key);
+    }
+}
+
 /// Building an entity from a database row, for [`UnitOfWork::load`](crate::UnitOfWork::load)
 /// and [`refresh`](crate::UnitOfWork::refresh).
 ///
@@ -196,6 +261,25 @@ pub trait Persist<DB: Backend>: Entity {
 pub trait Load<DB: Backend>: Persist<DB> {
     /// Reads every persisted field, by column name; skipped fields get their default.
     fn from_row<'a>(row: &impl NamedRow<'a, DB>) -> diesel::deserialize::Result<Self>;
+}
+
+/// The value a `#[tracked(skip)]` field gets when an entity is read from a row (`load`,
+/// `refresh`): its `Default`. Generic over the backend only so that a skipped field without
+/// `Default` disables loading instead of failing the derive.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is a `#[tracked(skip)]` field without `Default`, so the entity cannot be read from a row",
+    label = "`load` and `refresh` need every skipped field to be `Default`",
+    note = "implement or derive `Default` for the field's type, or read rows with a Diesel query and `attach` them"
+)]
+pub trait SkippedDefault<DB>: Sized {
+    /// The default value.
+    fn skipped_default() -> Self;
+}
+
+impl<T: Default, DB> SkippedDefault<DB> for T {
+    fn skipped_default() -> Self {
+        T::default()
+    }
 }
 
 /// Integer types a database can generate as keys (SERIAL, AUTOINCREMENT, AUTO_INCREMENT).

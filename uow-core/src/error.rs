@@ -176,6 +176,47 @@ pub enum Error {
     )]
     TransactionBroken,
 
+    /// The pending changes depend on each other in a circle (for example two new rows whose
+    /// foreign keys point at each other while both keys are generated), so no order can write
+    /// them. Nothing was written.
+    #[error(
+        "the pending changes form a cycle through foreign keys: {}; nothing was written: \
+         break the cycle, e.g. commit one entity first and point the other at it afterwards, \
+         or make one foreign key nullable and set it in a second commit",
+        entities.join(" -> ")
+    )]
+    Cycle {
+        /// The entities on or behind the cycle.
+        entities: Vec<String>,
+    },
+
+    /// `set_parent` named a parent type the child has no `belongs_to` relation with.
+    #[error(
+        "{child} has no `belongs_to` relation with {parent}: add \
+         `#[tracked(belongs_to({parent}, foreign_key = ...))]` to {child}"
+    )]
+    NoRelation {
+        /// The child entity type.
+        child: &'static str,
+        /// The parent entity type.
+        parent: &'static str,
+    },
+
+    /// `set_parent` found several relations from the child to the parent type.
+    #[error(
+        "{child} has several `belongs_to` relations with {parent} (foreign keys {}): name the \
+         one to set with `set_parent_via(&child, \"field\", &parent)`",
+        fields.join(", ")
+    )]
+    AmbiguousRelation {
+        /// The child entity type.
+        child: &'static str,
+        /// The parent entity type.
+        parent: &'static str,
+        /// The foreign key fields to choose from.
+        fields: Vec<&'static str>,
+    },
+
     /// An INSERT returned a different number of generated keys than rows it inserted, or keys
     /// that could not be matched to the rows; nothing was written.
     #[error(

@@ -83,78 +83,136 @@ impl Plan {
     }
 }
 
-/// Orders and batches `changes`.
-///
-/// Order: inserts by entity type in registration order, then updates, then deletes in reverse
-/// type order, so rows a later statement may refer to exist by then and rows are gone only
-/// after nothing points at them any more. Within a type, rows keep the order they were
-/// registered in. Inserts and deletes are cut into statements of at most `rows_per_insert` /
-/// `rows_per_delete` rows; updates are grouped by their exact column list so that every
-/// statement of a group has the same SQL and reuses one prepared statement.
-///
-/// ```
-/// use uow_core::plan::{plan, Change, ChangeKind, TableInfo};
-/// let tables = [TableInfo { entity: "Note", table: "notes", rows_per_insert: 2, rows_per_delete: 10 }];
-/// let changes: Vec<_> = (0..5).map(|slot| Change { store: 0, slot, kind: ChangeKind::Insert }).collect();
-/// let plan = plan(&changes, &tables);
-/// assert_eq!(plan.steps.iter().map(|s| s.slots.len()).collect::<Vec<_>>(), [2, 2, 1]);
-/// ```
-pub fn plan(changes: &[Change], tables: &[TableInfo]) -> Plan {
-    let mut inserts: Vec<Vec<u32>> = vec![Vec::new(); tables.len()];
-    let mut deletes: Vec<Vec<u32>> = vec![Vec::new(); tables.len()];
-    // Per store: update groups in order of first appearance.
-    let mut updates: Vec<Vec<(FieldSet, Vec<u32>)>> = vec![Vec::new(); tables.len()];
+/// A dependency between two changes: `before` must be written before `after` (indexes into
+/// the `changes` slice given to [`plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Edge {
+    /// The change written first (a parent's INSERT, a child's DELETE...).
+    pub before: usize,
+    /// The change that depends on it.
+    pub after: usize,
+}
 
-    for change in changes {
-        let Some(_) = tables.get(change.store) else {
-            continue;
-        };
-        match change.kind {
-            ChangeKind::Insert => inserts[change.store].push(change.slot),
-            ChangeKind::Delete => deletes[change.store].push(change.slot),
-            ChangeKind::Update(fields) if fields.is_empty() => {}
-            ChangeKind::Update(fields) => {
-                let groups = &mut updates[change.store];
-                match groups.iter_mut().find(|(f, _)| *f == fields) {
-                    Some((_, slots)) => slots.push(change.slot),
-                    None => groups.push((fields, vec![change.slot])),
+/// The changes that depend on each other in a circle, so no order can write them; nothing
+/// is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cycle {
+    /// Indexes into `changes` of every change on or behind the circle.
+    pub changes: Vec<usize>,
+}
+
+/// Orders and batches `changes`, respecting `edges`.
+///
+/// Row-level topological order (as EF Core does): a change is written only after every change
+/// it depends on. Among changes that are free to go, DELETEs go first (so a unique value freed
+/// by a delete can be reused by an insert in the same commit), then UPDATEs, then INSERTs; and
+/// each step takes *every* free change of one shape (same table, operation and, for updates,
+/// column list), so independent rows share statements. Inserts and deletes are cut into
+/// statements of at most `rows_per_insert` / `rows_per_delete` rows; updates are one statement
+/// per row, all of one SQL text (one prepared statement). Rows keep the order they were given
+/// in within a step.
+///
+/// ```
+/// use uow_core::plan::{plan, Change, ChangeKind, Edge, TableInfo};
+/// let tables = [
+///     TableInfo { entity: "Parent", table: "parents", rows_per_insert: 100, rows_per_delete: 100 },
+///     TableInfo { entity: "Child", table: "children", rows_per_insert: 100, rows_per_delete: 100 },
+/// ];
+/// let changes = [
+///     Change { store: 1, slot: 0, kind: ChangeKind::Insert }, // child of...
+///     Change { store: 0, slot: 0, kind: ChangeKind::Insert }, // ...this new parent
+/// ];
+/// let plan = plan(&changes, &[Edge { before: 1, after: 0 }], &tables).unwrap();
+/// assert_eq!(plan.steps.iter().map(|s| s.store).collect::<Vec<_>>(), [0, 1]);
+/// ```
+pub fn plan(changes: &[Change], edges: &[Edge], tables: &[TableInfo]) -> Result<Plan, Cycle> {
+    use std::collections::BTreeMap;
+
+    let count = changes.len();
+    let mut indegree = vec![0usize; count];
+    let mut successors: Vec<Vec<usize>> = vec![Vec::new(); count];
+    for edge in edges {
+        if edge.before < count && edge.after < count && edge.before != edge.after {
+            successors[edge.before].push(edge.after);
+            indegree[edge.after] += 1;
+        }
+    }
+
+    // A step's shape; the derived order is the priority among free changes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    struct Shape {
+        rank: u8,
+        store: usize,
+        fields: FieldSet,
+    }
+    let shape = |change: &Change| match change.kind {
+        ChangeKind::Delete => Shape {
+            rank: 0,
+            store: usize::MAX - change.store,
+            fields: FieldSet::EMPTY,
+        },
+        ChangeKind::Update(fields) => Shape {
+            rank: 1,
+            store: change.store,
+            fields,
+        },
+        ChangeKind::Insert => Shape {
+            rank: 2,
+            store: change.store,
+            fields: FieldSet::EMPTY,
+        },
+    };
+
+    let mut free: BTreeMap<Shape, Vec<usize>> = BTreeMap::new();
+    let mut skipped = vec![false; count];
+    for (index, change) in changes.iter().enumerate() {
+        let nothing_to_write = matches!(change.kind, ChangeKind::Update(f) if f.is_empty());
+        if change.store >= tables.len() || nothing_to_write {
+            skipped[index] = true;
+        }
+        if indegree[index] == 0 {
+            free.entry(shape(change)).or_default().push(index);
+        }
+    }
+
+    let mut steps = Vec::new();
+    let mut done = 0;
+    while let Some((group_shape, mut group)) = free.pop_first() {
+        group.sort_unstable();
+        done += group.len();
+        let writes: Vec<usize> = group.iter().copied().filter(|i| !skipped[*i]).collect();
+        if let Some(&first) = writes.first() {
+            let store = changes[first].store;
+            let (operation, chunk) = match changes[first].kind {
+                ChangeKind::Insert => (Operation::Insert, tables[store].rows_per_insert),
+                ChangeKind::Delete => (Operation::Delete, tables[store].rows_per_delete),
+                ChangeKind::Update(_) => (Operation::Update, usize::MAX),
+            };
+            let slots: Vec<u32> = writes.iter().map(|i| changes[*i].slot).collect();
+            for rows in slots.chunks(chunk.max(1)) {
+                steps.push(Step {
+                    store,
+                    operation,
+                    fields: group_shape.fields,
+                    slots: rows.to_vec(),
+                });
+            }
+        }
+        for index in group {
+            for &next in &successors[index] {
+                indegree[next] -= 1;
+                if indegree[next] == 0 {
+                    free.entry(shape(&changes[next])).or_default().push(next);
                 }
             }
         }
     }
 
-    let mut steps = Vec::new();
-    for (store, slots) in inserts.into_iter().enumerate() {
-        for chunk in slots.chunks(tables[store].rows_per_insert.max(1)) {
-            steps.push(Step {
-                store,
-                operation: Operation::Insert,
-                fields: FieldSet::EMPTY,
-                slots: chunk.to_vec(),
-            });
-        }
+    if done < count {
+        let changes = (0..count).filter(|i| indegree[*i] > 0).collect();
+        return Err(Cycle { changes });
     }
-    for (store, groups) in updates.into_iter().enumerate() {
-        for (fields, slots) in groups {
-            steps.push(Step {
-                store,
-                operation: Operation::Update,
-                fields,
-                slots,
-            });
-        }
-    }
-    for (store, slots) in deletes.into_iter().enumerate().rev() {
-        for chunk in slots.chunks(tables[store].rows_per_delete.max(1)) {
-            steps.push(Step {
-                store,
-                operation: Operation::Delete,
-                fields: FieldSet::EMPTY,
-                slots: chunk.to_vec(),
-            });
-        }
-    }
-    Plan { steps }
+    Ok(Plan { steps })
 }
 
 /// A plan with names, ready to print: see [`UnitOfWork::plan`](crate::UnitOfWork::plan).
@@ -229,67 +287,132 @@ mod tests {
         set
     }
 
+    fn change(store: usize, slot: u32, kind: ChangeKind) -> Change {
+        Change { store, slot, kind }
+    }
+
+    fn edge(before: usize, after: usize) -> Edge {
+        Edge { before, after }
+    }
+
+    fn order(plan: &Plan) -> Vec<(Operation, usize, Vec<u32>)> {
+        plan.steps
+            .iter()
+            .map(|s| (s.operation, s.store, s.slots.clone()))
+            .collect()
+    }
+
     #[test]
     fn no_changes_no_steps() {
-        let plan = plan(&[], &[info("a", 10)]);
+        let plan = plan(&[], &[], &[info("a", 10)]).unwrap();
         assert!(plan.is_empty());
         assert_eq!(plan.statement_count(), 0);
     }
 
     #[test]
-    fn inserts_then_updates_then_deletes_in_reverse_type_order() {
+    fn without_dependencies_deletes_go_first_then_updates_then_inserts() {
         let tables = [info("a", 10), info("b", 10)];
         let changes = [
-            Change {
-                store: 1,
-                slot: 0,
-                kind: ChangeKind::Delete,
-            },
-            Change {
-                store: 0,
-                slot: 0,
-                kind: ChangeKind::Delete,
-            },
-            Change {
-                store: 1,
-                slot: 1,
-                kind: ChangeKind::Update(fields(&[1])),
-            },
-            Change {
-                store: 1,
-                slot: 2,
-                kind: ChangeKind::Insert,
-            },
-            Change {
-                store: 0,
-                slot: 1,
-                kind: ChangeKind::Insert,
-            },
+            change(1, 2, ChangeKind::Insert),
+            change(0, 1, ChangeKind::Insert),
+            change(1, 1, ChangeKind::Update(fields(&[1]))),
+            change(0, 0, ChangeKind::Delete),
+            change(1, 0, ChangeKind::Delete),
         ];
-        let plan = plan(&changes, &tables);
-        let order: Vec<_> = plan.steps.iter().map(|s| (s.operation, s.store)).collect();
+        let plan = plan(&changes, &[], &tables).unwrap();
         assert_eq!(
-            order,
+            order(&plan),
             [
-                (Operation::Insert, 0),
-                (Operation::Insert, 1),
-                (Operation::Update, 1),
-                (Operation::Delete, 1),
-                (Operation::Delete, 0),
+                (Operation::Delete, 1, vec![0]),
+                (Operation::Delete, 0, vec![0]),
+                (Operation::Update, 1, vec![1]),
+                (Operation::Insert, 0, vec![1]),
+                (Operation::Insert, 1, vec![2]),
             ]
         );
     }
 
     #[test]
+    fn parent_inserted_before_child_and_child_deleted_before_parent() {
+        let tables = [info("parent", 10), info("child", 10)];
+        let changes = [
+            change(1, 0, ChangeKind::Insert), // 0: new child of new parent 1
+            change(0, 0, ChangeKind::Insert), // 1: new parent
+            change(0, 1, ChangeKind::Delete), // 2: old parent
+            change(1, 1, ChangeKind::Delete), // 3: its child
+        ];
+        let edges = [edge(1, 0), edge(3, 2)];
+        let plan = plan(&changes, &edges, &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Delete, 1, vec![1]),
+                (Operation::Delete, 0, vec![1]),
+                (Operation::Insert, 0, vec![0]),
+                (Operation::Insert, 1, vec![0]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_moved_child_goes_after_the_new_parent_and_before_the_old_parent_is_deleted() {
+        let tables = [info("parent", 10), info("child", 10)];
+        let changes = [
+            change(0, 5, ChangeKind::Insert),               // 0: new parent
+            change(1, 7, ChangeKind::Update(fields(&[2]))), // 1: child moves to it
+            change(0, 3, ChangeKind::Delete),               // 2: old parent
+        ];
+        let edges = [edge(0, 1), edge(1, 2)];
+        let plan = plan(&changes, &edges, &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Insert, 0, vec![5]),
+                (Operation::Update, 1, vec![7]),
+                (Operation::Delete, 0, vec![3]),
+            ]
+        );
+    }
+
+    #[test]
+    fn self_references_split_one_table_into_levels() {
+        let tables = [info("node", 100)];
+        // root <- a <- b, and an unrelated c
+        let changes = [
+            change(0, 0, ChangeKind::Insert),
+            change(0, 1, ChangeKind::Insert),
+            change(0, 2, ChangeKind::Insert),
+            change(0, 3, ChangeKind::Insert),
+        ];
+        let plan = plan(&changes, &[edge(0, 1), edge(1, 2)], &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Insert, 0, vec![0, 3]),
+                (Operation::Insert, 0, vec![1]),
+                (Operation::Insert, 0, vec![2]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cycle_names_every_change_on_it_and_plans_nothing() {
+        let tables = [info("a", 10), info("b", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Insert),
+            change(1, 0, ChangeKind::Insert),
+            change(1, 1, ChangeKind::Insert),
+        ];
+        let cycle = plan(&changes, &[edge(0, 1), edge(1, 0)], &tables).unwrap_err();
+        assert_eq!(cycle.changes, [0, 1]);
+    }
+
+    #[test]
     fn inserts_are_chunked_keeping_registration_order() {
         let changes: Vec<_> = (0..7)
-            .map(|slot| Change {
-                store: 0,
-                slot,
-                kind: ChangeKind::Insert,
-            })
+            .map(|slot| change(0, slot, ChangeKind::Insert))
             .collect();
-        let plan = plan(&changes, &[info("a", 3)]);
+        let plan = plan(&changes, &[], &[info("a", 3)]).unwrap();
         let chunks: Vec<_> = plan.steps.iter().map(|s| s.slots.clone()).collect();
         assert_eq!(chunks, [vec![0, 1, 2], vec![3, 4, 5], vec![6]]);
         assert_eq!(plan.statement_count(), 3);
@@ -298,28 +421,12 @@ mod tests {
     #[test]
     fn updates_grouped_by_exact_column_set() {
         let changes = [
-            Change {
-                store: 0,
-                slot: 0,
-                kind: ChangeKind::Update(fields(&[1])),
-            },
-            Change {
-                store: 0,
-                slot: 1,
-                kind: ChangeKind::Update(fields(&[1, 2])),
-            },
-            Change {
-                store: 0,
-                slot: 2,
-                kind: ChangeKind::Update(fields(&[1])),
-            },
-            Change {
-                store: 0,
-                slot: 3,
-                kind: ChangeKind::Update(FieldSet::EMPTY),
-            },
+            change(0, 0, ChangeKind::Update(fields(&[1]))),
+            change(0, 1, ChangeKind::Update(fields(&[1, 2]))),
+            change(0, 2, ChangeKind::Update(fields(&[1]))),
+            change(0, 3, ChangeKind::Update(FieldSet::EMPTY)),
         ];
-        let plan = plan(&changes, &[info("a", 3)]);
+        let plan = plan(&changes, &[], &[info("a", 3)]).unwrap();
         assert_eq!(plan.steps.len(), 2);
         assert_eq!(plan.steps[0].fields, fields(&[1]));
         assert_eq!(plan.steps[0].slots, [0, 2]);
@@ -330,15 +437,21 @@ mod tests {
     }
 
     #[test]
+    fn a_thousand_updates_of_one_column_share_one_shape() {
+        let changes: Vec<_> = (0..1000)
+            .map(|slot| change(0, slot, ChangeKind::Update(fields(&[3]))))
+            .collect();
+        let plan = plan(&changes, &[], &[info("a", 3)]).unwrap();
+        assert_eq!(plan.steps.len(), 1);
+        assert_eq!(plan.statement_count(), 1000);
+    }
+
+    #[test]
     fn deletes_are_chunked() {
         let changes: Vec<_> = (0..7)
-            .map(|slot| Change {
-                store: 0,
-                slot,
-                kind: ChangeKind::Delete,
-            })
+            .map(|slot| change(0, slot, ChangeKind::Delete))
             .collect();
-        let plan = plan(&changes, &[info("a", 3)]);
+        let plan = plan(&changes, &[], &[info("a", 3)]).unwrap();
         assert_eq!(
             plan.steps.iter().map(|s| s.slots.len()).collect::<Vec<_>>(),
             [3, 3, 1]
@@ -348,13 +461,20 @@ mod tests {
     #[test]
     fn zero_batch_size_is_treated_as_one() {
         let changes: Vec<_> = (0..2)
-            .map(|slot| Change {
-                store: 0,
-                slot,
-                kind: ChangeKind::Insert,
-            })
+            .map(|slot| change(0, slot, ChangeKind::Insert))
             .collect();
-        let plan = plan(&changes, &[info("a", 0)]);
+        let plan = plan(&changes, &[], &[info("a", 0)]).unwrap();
         assert_eq!(plan.steps.len(), 2);
+    }
+
+    #[test]
+    fn an_empty_update_still_orders_what_depends_on_it() {
+        let tables = [info("a", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Update(FieldSet::EMPTY)),
+            change(0, 1, ChangeKind::Delete),
+        ];
+        let plan = plan(&changes, &[edge(0, 1)], &tables).unwrap();
+        assert_eq!(order(&plan), [(Operation::Delete, 0, vec![1])]);
     }
 }

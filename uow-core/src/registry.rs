@@ -5,17 +5,17 @@
 //! and applied by [`ErasedStore::finish_commit`] only after the database committed, so a
 //! failed commit leaves memory untouched by construction.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use diesel::connection::LoadConnection;
 use diesel::RunQueryDsl;
 
-use crate::entity::{Entity, Persist};
+use crate::entity::{Entity, Persist, Relation, RelationVisitor};
 use crate::error::{Error, Operation, Result};
 use crate::execute::{self, DeleteRows, Dialect, InsertRows, UpdateRow};
-use crate::plan::{Change, ChangeKind, PreviewStep, Step, TableInfo};
+use crate::plan::{Change, ChangeKind, Edge, PreviewStep, Step, TableInfo};
 use crate::report::CommitReport;
 use crate::tracking::{Lifecycle, Tracked};
 
@@ -41,7 +41,10 @@ pub(crate) struct Store<T: Entity, C> {
     /// Slots that may have something to write: new, removed, mutably borrowed, register_dirty.
     touched: Vec<u32>,
     /// Generated values of rows inserted by the commit under way, applied once it succeeds.
-    pending_generated: Vec<(u32, T::Generated)>,
+    pending_generated: HashMap<u32, T::Generated>,
+    /// Copies of linked rows with their foreign keys filled in from parents inserted by the
+    /// commit under way; they replace the entities once it succeeds.
+    pending_linked: HashMap<u32, T>,
     /// Keys that entities will be filed under after the commit under way succeeds.
     pending_keys: Vec<(u32, T::Key)>,
     /// One log per open scope, outermost first.
@@ -61,7 +64,8 @@ impl<T: Entity, C> Store<T, C> {
             free: Vec::new(),
             by_key: HashMap::new(),
             touched: Vec::new(),
-            pending_generated: Vec::new(),
+            pending_generated: HashMap::new(),
+            pending_linked: HashMap::new(),
             pending_keys: Vec::new(),
             scopes: (0..open_scopes)
                 .map(|_| ScopeLog {
@@ -175,12 +179,201 @@ impl<T: Entity, C> Store<T, C> {
         self.slots.get(slot as usize)?.tracked.as_ref()
     }
 
+    /// The values a statement binds for `slots`: the linked copy if the commit made one.
     fn entities(&self, slots: &[u32]) -> Vec<&T> {
         slots
             .iter()
-            .filter_map(|s| self.tracked(*s))
-            .map(|t| &t.value)
+            .filter_map(|s| {
+                self.pending_linked
+                    .get(s)
+                    .or_else(|| self.tracked(*s).map(|t| &t.value))
+            })
             .collect()
+    }
+
+    /// The key the entity in `slot` has, or will have once the commit under way succeeds.
+    pub fn current_key(&self, slot: u32, generation: u32) -> Option<T::Key> {
+        let tracked = self.get(slot, generation)?;
+        Some(match self.pending_generated.get(&slot) {
+            Some(generated) => tracked.value.key_with_generated(generated),
+            None => tracked.value.key(),
+        })
+    }
+
+    /// The slot filed under `key`, if it holds an entity.
+    pub fn slot_of(&self, key: &T::Key) -> Option<u32> {
+        self.by_key.get(key).copied()
+    }
+}
+
+/// One field of an entity, printed with its `Debug` form (through the backend's `Persist`).
+struct FieldValue<'a, T, DB>(&'a T, usize, PhantomData<DB>);
+
+impl<T, DB> std::fmt::Debug for FieldValue<'_, T, DB>
+where
+    DB: diesel::backend::Backend,
+    T: Persist<DB>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt_field(self.1, f)
+    }
+}
+
+/// What `edges` needs to see of the whole unit of work.
+pub(crate) struct Dependencies<'a, C> {
+    /// This store's index.
+    pub store: usize,
+    pub changes: &'a [Change],
+    /// (store, slot) -> index into `changes`.
+    pub index: &'a HashMap<(usize, u32), usize>,
+    pub stores: &'a [Box<dyn ErasedStore<C>>],
+    pub by_type: &'a HashMap<TypeId, usize>,
+}
+
+/// A row that needs its parent's key: relation `relation` of `slot` points at `parent_slot`
+/// of the store of type `parent`.
+pub(crate) struct LinkRequest {
+    pub slot: u32,
+    pub relation: usize,
+    pub parent: TypeId,
+    pub parent_name: &'static str,
+    pub parent_slot: u32,
+    pub parent_generation: u32,
+}
+
+/// The answer to a [`LinkRequest`]: the parent's key (of the parent's key type).
+pub(crate) struct ResolvedLink {
+    pub slot: u32,
+    pub relation: usize,
+    pub key: Box<dyn Any>,
+}
+
+/// The parent type and foreign key field of each relation of `T`, in relation order.
+pub(crate) struct RelationMeta {
+    pub parent: TypeId,
+    pub parent_name: &'static str,
+    pub field: usize,
+}
+
+pub(crate) fn relations_of<T: Entity>() -> Vec<RelationMeta> {
+    struct Collect(Vec<RelationMeta>);
+    impl<T: Entity> RelationVisitor<T> for Collect {
+        fn visit<R: Relation<T>>(&mut self, _index: usize) {
+            self.0.push(RelationMeta {
+                parent: TypeId::of::<R::Parent>(),
+                parent_name: <R::Parent as Entity>::ENTITY_NAME,
+                field: R::FIELD,
+            });
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    T::visit_relations(&mut collect);
+    collect.0
+}
+
+/// Points relation `index` of `child` at `key` (which must be the parent's key type).
+pub(crate) fn set_parent_key<T: Entity>(child: &mut T, index: usize, key: Box<dyn Any>) -> bool {
+    struct Set<'a, T> {
+        index: usize,
+        key: Option<Box<dyn Any>>,
+        child: &'a mut T,
+        done: bool,
+    }
+    impl<T: Entity> RelationVisitor<T> for Set<'_, T> {
+        fn visit<R: Relation<T>>(&mut self, index: usize) {
+            if index != self.index {
+                return;
+            }
+            if let Some(key) = self.key.take() {
+                if let Ok(key) = key.downcast::<<R::Parent as Entity>::Key>() {
+                    R::set_parent_key(self.child, *key);
+                    self.done = true;
+                }
+            }
+        }
+    }
+    let mut set = Set {
+        index,
+        key: Some(key),
+        child,
+        done: false,
+    };
+    T::visit_relations(&mut set);
+    set.done
+}
+
+/// Finds, for every change of a child store, the changes of parent rows it depends on.
+struct EdgeFinder<'a, 'd, T: Entity, C> {
+    store: &'a Store<T, C>,
+    deps: &'a Dependencies<'d, C>,
+    out: &'a mut Vec<Edge>,
+    error: Option<Error>,
+}
+
+impl<T: Entity, C: 'static> RelationVisitor<T> for EdgeFinder<'_, '_, T, C> {
+    fn visit<R: Relation<T>>(&mut self, relation: usize) {
+        let Some(&parent_store) = self.deps.by_type.get(&TypeId::of::<R::Parent>()) else {
+            return; // no entity of the parent type is held: nothing to order against
+        };
+        let Some(parents) = self.deps.stores[parent_store]
+            .as_any()
+            .downcast_ref::<Store<R::Parent, C>>()
+        else {
+            return;
+        };
+        let change_of = |slot: u32| self.deps.index.get(&(parent_store, slot)).copied();
+        for &slot in &self.store.touched {
+            let Some(tracked) = self.store.tracked(slot) else {
+                continue;
+            };
+            let Some(&me) = self.deps.index.get(&(self.deps.store, slot)) else {
+                continue;
+            };
+            // The parent pointed at after the commit: a linked handle, or the key in the field.
+            let link = tracked.links.iter().find(|l| l.relation == relation);
+            let new_parent = match link {
+                Some(link) => {
+                    if parents
+                        .get(link.parent_slot, link.parent_generation)
+                        .is_none()
+                    {
+                        self.error = Some(Error::UnknownEntity {
+                            entity: <R::Parent as Entity>::ENTITY_NAME,
+                        });
+                        return;
+                    }
+                    Some(link.parent_slot)
+                }
+                None => R::parent_key(&tracked.value).and_then(|k| parents.slot_of(&k)),
+            };
+            // The parent pointed at in the database now.
+            let old_parent = match tracked.lifecycle {
+                Lifecycle::New => None,
+                _ => R::parent_key(tracked.persisted()).and_then(|k| parents.slot_of(&k)),
+            };
+            let deleting = tracked.lifecycle == Lifecycle::Removed;
+            if !deleting {
+                if let Some(parent) = new_parent.and_then(change_of) {
+                    if self.deps.changes[parent].kind == ChangeKind::Insert {
+                        self.out.push(Edge {
+                            before: parent,
+                            after: me,
+                        });
+                    }
+                }
+            }
+            let moving_away = deleting || new_parent != old_parent;
+            if moving_away {
+                if let Some(parent) = old_parent.and_then(change_of) {
+                    if self.deps.changes[parent].kind == ChangeKind::Delete {
+                        self.out.push(Edge {
+                            before: me,
+                            after: parent,
+                        });
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -193,8 +386,23 @@ pub(crate) trait ErasedStore<C>: Any {
     fn pending(&self, store: usize, out: &mut Vec<Change>) -> Result<()>;
     fn table_info(&self) -> TableInfo;
     fn preview(&self, step: &Step) -> PreviewStep;
-    /// Sends one step. Entities are not changed; generated values are kept aside.
-    fn execute(&mut self, conn: &mut C, step: &Step, report: &mut CommitReport) -> Result<()>;
+    /// One line naming the entity in `slot`, for cycle errors.
+    fn describe(&self, slot: u32) -> String;
+    /// Adds the dependencies of this store's changes on other changes (foreign keys).
+    fn edges(&self, deps: &Dependencies<'_, C>, out: &mut Vec<Edge>) -> Result<()>;
+    /// The parents whose keys the rows of `step` need before they can be written.
+    fn link_requests(&self, step: &Step, out: &mut Vec<LinkRequest>);
+    /// The (possibly just generated) key of the entity in `slot`, type-erased.
+    fn current_key_any(&self, slot: u32, generation: u32) -> Option<Box<dyn Any>>;
+    /// Sends one step. Entities are not changed; generated values and linked copies are kept
+    /// aside. `links` holds the parent keys asked for by `link_requests`.
+    fn execute(
+        &mut self,
+        conn: &mut C,
+        step: &Step,
+        links: Vec<ResolvedLink>,
+        report: &mut CommitReport,
+    ) -> Result<()>;
     /// The commit failed: forget what was kept aside.
     fn abandon_commit(&mut self);
     /// The commit succeeded: apply generated values and settle every touched entity.
@@ -260,7 +468,16 @@ where
                     if tracked.lifecycle == Lifecycle::Removed {
                         ChangeKind::Delete
                     } else {
-                        ChangeKind::Update(tracked.changed_fields())
+                        let mut fields = tracked.changed_fields();
+                        if !tracked.links.is_empty() {
+                            let relations = relations_of::<T>();
+                            for link in &tracked.links {
+                                if let Some(meta) = relations.get(link.relation) {
+                                    fields.insert(meta.field);
+                                }
+                            }
+                        }
+                        ChangeKind::Update(fields)
                     }
                 }
             };
@@ -284,14 +501,39 @@ where
             .iter()
             .filter_map(|&slot| self.tracked(slot))
             .map(|tracked| match step.operation {
-                Operation::Insert | Operation::Select => format!("new {}", T::ENTITY_NAME),
+                Operation::Insert | Operation::Select => {
+                    let values: Vec<String> = T::FIELDS
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| !f.generated)
+                        .map(|(i, f)| {
+                            format!(
+                                "{} = {:?}",
+                                f.column,
+                                FieldValue::<T, C::Backend>(&tracked.value, i, PhantomData)
+                            )
+                        })
+                        .collect();
+                    format!("new: {}", values.join(", "))
+                }
                 Operation::Delete => format!("key {}", key_text(&tracked.value.key())),
                 Operation::Update => {
-                    let columns: Vec<_> = step.fields.iter().map(|i| T::FIELDS[i].column).collect();
+                    let changes: Vec<String> = step
+                        .fields
+                        .iter()
+                        .map(|i| {
+                            format!(
+                                "{}: {:?} -> {:?}",
+                                T::FIELDS[i].column,
+                                FieldValue::<T, C::Backend>(tracked.persisted(), i, PhantomData),
+                                FieldValue::<T, C::Backend>(&tracked.value, i, PhantomData)
+                            )
+                        })
+                        .collect();
                     format!(
                         "key {}: {}",
                         key_text(&tracked.value.key()),
-                        columns.join(", ")
+                        changes.join(", ")
                     )
                 }
             })
@@ -308,7 +550,83 @@ where
         }
     }
 
-    fn execute(&mut self, conn: &mut C, step: &Step, report: &mut CommitReport) -> Result<()> {
+    fn describe(&self, slot: u32) -> String {
+        let key_generated = T::FIELDS.iter().any(|f| f.key && f.generated);
+        match self.tracked(slot) {
+            Some(t) if t.lifecycle == Lifecycle::New && key_generated => {
+                format!("new {} (slot {slot})", T::ENTITY_NAME)
+            }
+            Some(t) if t.lifecycle == Lifecycle::New => {
+                format!(
+                    "new {} with key {}",
+                    T::ENTITY_NAME,
+                    key_text(&t.value.key())
+                )
+            }
+            Some(t) => format!("{} with key {}", T::ENTITY_NAME, key_text(&t.value.key())),
+            None => T::ENTITY_NAME.to_string(),
+        }
+    }
+
+    fn edges(&self, deps: &Dependencies<'_, C>, out: &mut Vec<Edge>) -> Result<()> {
+        let mut finder = EdgeFinder {
+            store: self,
+            deps,
+            out,
+            error: None,
+        };
+        T::visit_relations(&mut finder);
+        match finder.error {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    fn link_requests(&self, step: &Step, out: &mut Vec<LinkRequest>) {
+        let mut relations = None;
+        for &slot in &step.slots {
+            let Some(tracked) = self.tracked(slot) else {
+                continue;
+            };
+            for link in &tracked.links {
+                let relations = relations.get_or_insert_with(relations_of::<T>);
+                if let Some(meta) = relations.get(link.relation) {
+                    out.push(LinkRequest {
+                        slot,
+                        relation: link.relation,
+                        parent: meta.parent,
+                        parent_name: meta.parent_name,
+                        parent_slot: link.parent_slot,
+                        parent_generation: link.parent_generation,
+                    });
+                }
+            }
+        }
+    }
+
+    fn current_key_any(&self, slot: u32, generation: u32) -> Option<Box<dyn Any>> {
+        self.current_key(slot, generation)
+            .map(|k| Box::new(k) as Box<dyn Any>)
+    }
+
+    fn execute(
+        &mut self,
+        conn: &mut C,
+        step: &Step,
+        links: Vec<ResolvedLink>,
+        report: &mut CommitReport,
+    ) -> Result<()> {
+        for link in links {
+            let mut copy = match self.pending_linked.remove(&link.slot) {
+                Some(copy) => copy,
+                None => match self.tracked(link.slot) {
+                    Some(tracked) => tracked.value.clone(),
+                    None => continue,
+                },
+            };
+            set_parent_key(&mut copy, link.relation, link.key);
+            self.pending_linked.insert(link.slot, copy);
+        }
         let statement_error = |source| Error::Statement {
             operation: step.operation,
             table: T::TABLE_NAME,
@@ -414,6 +732,7 @@ where
 
     fn abandon_commit(&mut self) {
         self.pending_generated.clear();
+        self.pending_linked.clear();
         self.pending_keys.clear();
     }
 
@@ -429,6 +748,7 @@ where
             return;
         };
         self.pending_generated.clear();
+        self.pending_linked.clear();
         self.pending_keys.clear();
         for (slot, saved) in log.saved {
             let index = slot as usize;
@@ -476,6 +796,11 @@ where
         if !self.scopes.is_empty() {
             for slot in self.touched.clone() {
                 self.save(slot);
+            }
+        }
+        for (slot, linked) in std::mem::take(&mut self.pending_linked) {
+            if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
+                tracked.value = linked;
             }
         }
         for (slot, generated) in std::mem::take(&mut self.pending_generated) {

@@ -57,6 +57,18 @@ pub(crate) struct Tracked<T: Entity> {
     pub key: Option<T::Key>,
     /// Whether the entity is on its store's touched list.
     pub touched: bool,
+    /// Parents given by handle whose keys are not known yet (`set_parent`); resolved when the
+    /// commit has inserted them.
+    pub links: Vec<Link>,
+}
+
+/// A pending `set_parent`: relation `relation` of the entity points at the entity in
+/// `parent_slot` of the parent type's store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Link {
+    pub relation: usize,
+    pub parent_slot: u32,
+    pub parent_generation: u32,
 }
 
 impl<T: Entity> Tracked<T> {
@@ -68,6 +80,7 @@ impl<T: Entity> Tracked<T> {
             write_all: false,
             key,
             touched: false,
+            links: Vec::new(),
         }
     }
 
@@ -109,5 +122,6 @@ impl<T: Entity> Tracked<T> {
         self.baseline = None;
         self.write_all = false;
         self.touched = false;
+        self.links.clear();
     }
 }

@@ -27,9 +27,14 @@ impl Ctxt {
         ));
     }
 
-    /// Records a parse error from syn as is.
-    pub fn syn_error(&mut self, error: syn::Error) {
-        self.errors.push(error);
+    /// Records a parse error from syn, with a `help:` line added to each of its messages.
+    pub fn syn_error(&mut self, error: syn::Error, help: impl Display) {
+        for error in error {
+            self.errors.push(syn::Error::new(
+                error.span(),
+                format!("{error}\n\n= help: {help}"),
+            ));
+        }
     }
 
     /// Whether any error was recorded.

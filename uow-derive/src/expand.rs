@@ -1,7 +1,7 @@
 //! Code generation: `Entity` and `Persist` impls inside `const _: () = { ... };`, referring to
 //! the runtime only through `::uow::__private` (or `#[tracked(crate = ...)]`).
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::visit_mut::VisitMut;
@@ -34,6 +34,42 @@ impl VisitMut for StaticLifetimes<'_> {
             *lifetime = Lifetime::new("'static", lifetime.span());
         }
     }
+}
+
+/// The predicate `ty: path rest`, spanned so that rustc reports it on the field's type.
+///
+/// rustc reports an unsatisfied bound on its trait path, from its first to its last token. A
+/// path that starts with a token of the derive cannot be joined with the user's tokens, and the
+/// error would land on the whole `#[derive(Tracked)]`; so the tokens of `path` take the span of
+/// the first token of the field's type, and the last token of the bound (the closing `>`, or
+/// the trait's name) that of its last token. The other tokens of `rest` keep their spans: an
+/// unknown column in the SQL type is still reported where it was written. `ty` is the field's
+/// type as used in the impl.
+fn field_bound(field: &Field, ty: &Type, path: TokenStream, rest: TokenStream) -> TokenStream {
+    let spans: Vec<Span> = field
+        .ty
+        .to_token_stream()
+        .into_iter()
+        .map(|t| t.span())
+        .collect();
+    let (Some(&first), Some(&last)) = (spans.first(), spans.last()) else {
+        return quote!(#ty: #path #rest);
+    };
+    let respan = |tokens: TokenStream, span: Span| -> Vec<TokenTree> {
+        tokens
+            .into_iter()
+            .map(|mut token| {
+                token.set_span(span);
+                token
+            })
+            .collect()
+    };
+    let mut path = respan(path, first);
+    let mut rest: Vec<TokenTree> = rest.into_iter().collect();
+    if let Some(end) = rest.last_mut().or(path.last_mut()) {
+        end.set_span(last);
+    }
+    quote!(#ty: #(#path)* #(#rest)*)
 }
 
 struct Generated<'a> {
@@ -145,13 +181,19 @@ fn expand(input: &Input) -> TokenStream {
     // Entity-level checks that need no backend, spanned on the field type so a mismatch with
     // the column points at the field.
     let mut entity_predicates = where_predicates.clone();
+    // Entities are `Clone` (the baseline is a copy); for generic structs `derive(Clone)` only
+    // gives that under bounds of its own, so require it rather than restate them.
+    entity_predicates.push(quote!(#self_ty: #p::Clone));
     for ((field, ty), sql_type) in persisted.iter().zip(&tys).zip(&sql_types) {
-        let span = field.ty.span();
-        entity_predicates.push(quote_spanned!(span=> #ty: #p::PartialEq));
-        entity_predicates
-            .push(quote_spanned!(span=> #ty: #p::diesel::expression::AsExpression<#sql_type>));
+        entity_predicates.push(field_bound(field, ty, quote!(#p::PartialEq), quote!()));
+        entity_predicates.push(field_bound(
+            field,
+            ty,
+            quote!(#p::diesel::expression::AsExpression<),
+            quote!(#sql_type>),
+        ));
         if field.key || field.generated() {
-            entity_predicates.push(quote_spanned!(span=> #ty: #p::Clone));
+            entity_predicates.push(field_bound(field, ty, quote!(#p::Clone), quote!()));
         }
     }
 
@@ -235,14 +277,96 @@ fn expand(input: &Input) -> TokenStream {
     let mut persist_predicates = entity_predicates.clone();
     persist_predicates.push(quote!(__DB: #p::Backend));
     persist_predicates.push(quote!(#table_module::table: #p::QueryFragment<__DB>));
-    for (ty, sql_type) in tys.iter().zip(&sql_types) {
-        persist_predicates.push(quote!(#ty: #p::ToSql<#sql_type, __DB>));
+    for ((field, ty), sql_type) in persisted.iter().zip(&tys).zip(&sql_types) {
+        let bound = field_bound(field, ty, quote!(#p::ToSql<), quote!(#sql_type, __DB>));
+        persist_predicates.push(bound);
         persist_predicates.push(quote!(__DB: #p::HasSqlType<#sql_type>));
     }
-    for (ty, sql_type) in generated_tys.iter().zip(&generated_sql_types) {
-        persist_predicates.push(quote!(#ty: #p::FromSql<#sql_type, __DB>));
+    for ((g, ty), sql_type) in generated
+        .iter()
+        .zip(&generated_tys)
+        .zip(&generated_sql_types)
+    {
+        let bound = field_bound(g.field, ty, quote!(#p::FromSql<), quote!(#sql_type, __DB>));
+        persist_predicates.push(bound);
     }
+    // `Load` reads every persisted field and defaults the skipped ones.
+    let skipped: Vec<&Field> = input.fields.iter().filter(|f| !f.persisted()).collect();
+    let skipped_names: Vec<&syn::Ident> = skipped.iter().map(|f| f.ident).collect();
+    let skipped_tys: Vec<Type> = skipped.iter().map(|f| field_ty(f)).collect();
+    let mut load_predicates = persist_predicates.clone();
+    for ((field, ty), sql_type) in persisted.iter().zip(&tys).zip(&sql_types) {
+        let bound = field_bound(field, ty, quote!(#p::FromSql<), quote!(#sql_type, __DB>));
+        load_predicates.push(bound);
+    }
+    for field in &skipped {
+        // Through `__DB`, so that a skipped field without `Default` only makes `load` and
+        // `refresh` unavailable instead of failing the whole derive.
+        let ty = field_ty(field);
+        load_predicates.push(field_bound(
+            field,
+            &ty,
+            quote!(#p::SkippedDefault<),
+            quote!(__DB>),
+        ));
+    }
+
     let impl_params = &impl_generics.params;
+    // Relations: one private type per `belongs_to`, implementing `Relation<Self>`.
+    let relation_types: Vec<syn::Ident> = (0..input.attrs.belongs_to.len())
+        .map(|i| format_ident!("__UowRelation{}", i))
+        .collect();
+    let relation_indexes: Vec<usize> = (0..relation_types.len()).collect();
+    let relation_impls: Vec<TokenStream> = input
+        .attrs
+        .belongs_to
+        .iter()
+        .zip(&relation_types)
+        .filter_map(|(relation, rel_ty)| {
+            let (index, field) = persisted
+                .iter()
+                .enumerate()
+                .find(|(_, f)| *f.ident == relation.foreign_key)?;
+            let parent = &relation.parent;
+            let fk = field.ident;
+            let fk_ty = field_ty(field);
+            let parent_key = quote!(<#parent as #p::Entity>::Key);
+            let fk_bound =
+                field_bound(field, &fk_ty, quote!(#p::ForeignKey<), quote!(#parent_key>));
+            Some(quote! {
+                #[doc(hidden)]
+                pub struct #rel_ty;
+
+                #[automatically_derived]
+                impl<#impl_params> #p::Relation<#self_ty> for #rel_ty
+                where #(#entity_predicates,)* #fk_bound
+                {
+                    type Parent = #parent;
+                    const FIELD: usize = #index;
+
+                    #[inline]
+                    fn parent_key(__child: &#self_ty) -> #p::Option<#parent_key> {
+                        <#fk_ty as #p::ForeignKey<#parent_key>>::get(&__child.#fk)
+                    }
+
+                    #[inline]
+                    fn set_parent_key(__child: &mut #self_ty, __key: #parent_key) {
+                        <#fk_ty as #p::ForeignKey<#parent_key>>::set(&mut __child.#fk, __key)
+                    }
+                }
+            })
+        })
+        .collect();
+    let visit_relations = if relation_types.is_empty() {
+        quote!()
+    } else {
+        quote! {
+            #[inline]
+            fn visit_relations<__V: #p::RelationVisitor<Self>>(__visitor: &mut __V) {
+                #(__visitor.visit::<#relation_types>(#relation_indexes);)*
+            }
+        }
+    };
     let db = format_ident!("__DB", span = Span::call_site());
     let persist_params = if impl_params.is_empty() {
         quote!(#db)
@@ -254,6 +378,8 @@ fn expand(input: &Input) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
+            #(#relation_impls)*
+
             #[automatically_derived]
             impl<#impl_params> #p::Entity for #self_ty
             where #(#entity_predicates,)*
@@ -299,6 +425,13 @@ fn expand(input: &Input) -> TokenStream {
                     #set_generated
                 }
 
+                #visit_relations
+
+                #[inline]
+                fn assign_persisted(&mut self, __fresh: Self) {
+                    #(self.#names = __fresh.#names;)*
+                }
+
                 #[inline]
                 fn generated_key_order(__values: &Self::Generated) -> #p::Option<i128> {
                     let _ = __values;
@@ -315,6 +448,17 @@ fn expand(input: &Input) -> TokenStream {
             impl<#persist_params> #p::Persist<#db> for #self_ty
             where #(#persist_predicates,)*
             {
+                fn fmt_field(
+                    &self,
+                    __field: usize,
+                    __f: &mut ::std::fmt::Formatter<'_>,
+                ) -> ::std::fmt::Result {
+                    match __field {
+                        #(#indexes => ::std::fmt::Debug::fmt(&self.#names, __f),)*
+                        _ => ::std::result::Result::Ok(()),
+                    }
+                }
+
                 #[inline]
                 fn walk_table(__out: #p::AstPass<'_, '_, #db>) -> #p::QueryResult<()> {
                     #p::QueryFragment::<#db>::walk_ast(&#table_module::table, __out)
@@ -359,6 +503,23 @@ fn expand(input: &Input) -> TokenStream {
                             <#generated_columns as #p::Column>::NAME,
                         )?,)*
                     ))
+                }
+            }
+
+            #[automatically_derived]
+            impl<#persist_params> #p::Load<#db> for #self_ty
+            where #(#load_predicates,)*
+            {
+                fn from_row<'__a>(
+                    __row: &impl #p::NamedRow<'__a, #db>,
+                ) -> #p::DeserializeResult<Self> {
+                    #p::Result::Ok(Self {
+                        #(#names: #p::NamedRow::get::<#sql_types, #tys>(
+                            __row,
+                            <#columns as #p::Column>::NAME,
+                        )?,)*
+                        #(#skipped_names: <#skipped_tys as #p::SkippedDefault<#db>>::skipped_default(),)*
+                    })
                 }
             }
         };

@@ -9,7 +9,7 @@ const MAX_FIELDS: usize = 128;
 
 /// Checks `input` and decides which fields form the key.
 pub fn check(cx: &mut Ctxt, input: &mut Input) {
-    if input.attrs.table.is_none() {
+    if input.attrs.table.is_none() && !input.attrs.table_reported {
         cx.error(
             input.ident,
             format!("`{}` derives `Tracked` but names no table", input.ident),
@@ -75,6 +75,40 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
                     "generate the key in Rust, or make the generated field the only key field",
                 );
             }
+        }
+    }
+
+    for relation in &input.attrs.belongs_to {
+        let field = input
+            .fields
+            .iter()
+            .find(|f| *f.ident == relation.foreign_key);
+        match field {
+            None => cx.error(
+                &relation.foreign_key,
+                format!(
+                    "foreign key `{}` is not a field of `{}`",
+                    relation.foreign_key, input.ident
+                ),
+                format!(
+                    "name the field that holds the parent's key; the fields are: {}",
+                    input
+                        .fields
+                        .iter()
+                        .map(|f| format!("`{}`", f.ident))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some(field) if !field.persisted() => cx.error(
+                &relation.foreign_key,
+                format!(
+                    "foreign key `{}` is marked `skip`, so it is not stored",
+                    relation.foreign_key
+                ),
+                "remove `skip` from the foreign key field",
+            ),
+            Some(_) => {}
         }
     }
 

@@ -1,0 +1,96 @@
+//! Batching: new rows go in multi-row INSERTs under the backend's bind-parameter limit, dirty
+//! rows with the same changed columns share one statement shape, removed rows go in
+//! `DELETE ... IN (...)` batches. Counted with Diesel's `Instrumentation`.
+
+mod common;
+
+use common::*;
+use uow::prelude::*;
+
+/// Bind parameters one statement may carry, as `uow` assumes per backend.
+fn bind_limit(kind: Kind) -> usize {
+    match kind {
+        Kind::Sqlite => 32766,
+        Kind::Postgres | Kind::Mysql => 65535,
+    }
+}
+
+backend_tests! {
+    fn ten_thousand_new_rows_take_the_fewest_inserts_the_bind_limit_allows(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        for i in 0..10_000 {
+            uow.register_new(account(&format!("o{i}"), i))?;
+        }
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let inserts = log.writes().iter().filter(|s| s.starts_with("INSERT")).count();
+        // Three bound columns per row (owner, balance, note; the key is generated).
+        let rows_per_insert = bind_limit(<Conn as TestBackend>::KIND) / 3;
+        let most = 10_000usize.div_ceil(rows_per_insert);
+        assert!(inserts <= most, "{inserts} INSERTs, at most {most} expected");
+        assert_eq!(account_rows(&mut db.conn).len(), 10_000);
+        Ok(())
+    }
+
+    fn a_thousand_rows_with_the_same_changed_column_use_one_statement_shape(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..1000).map(|i| uow.register_new(account(&format!("o{i}"), i))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for h in &handles {
+            uow.get_mut(h)?.balance += 1;
+        }
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let updates: Vec<String> = log.writes().into_iter().filter(|s| s.starts_with("UPDATE")).collect();
+        assert_eq!(updates.len(), 1000);
+        // One SQL text (the bound values differ): one prepared statement, reused.
+        let shapes: std::collections::HashSet<&str> = updates.iter().map(|s| s.split(" -- binds").next().unwrap_or(s)).collect();
+        assert_eq!(shapes.len(), 1, "{shapes:?}");
+        assert_eq!(account_rows(&mut db.conn).iter().map(|a| a.balance).sum::<i64>(), (1..=1000).sum::<i64>());
+        Ok(())
+    }
+
+    fn a_thousand_removed_rows_take_a_handful_of_deletes(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..1000).map(|i| uow.register_new(account(&format!("o{i}"), i))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for h in &handles {
+            uow.register_removed(h)?;
+        }
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.deleted("accounts"), 1000);
+        let deletes = log.writes().iter().filter(|s| s.starts_with("DELETE")).count();
+        assert!(deletes <= 3, "{deletes} DELETEs");
+        assert!(account_rows(&mut db.conn).is_empty());
+        Ok(())
+    }
+
+    fn the_plan_preview_names_tables_keys_and_old_to_new_values(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let bob = uow.register_new(account("bob", 20))?;
+        uow.commit(&mut db.conn)?;
+        let (ann_id, bob_id) = (uow.get(&ann)?.id, uow.get(&bob)?.id);
+        uow.get_mut(&ann)?.balance = 15;
+        uow.get_mut(&ann)?.note = Some("hi".into());
+        uow.register_removed(&bob)?;
+        uow.register_new(account("cy", 1))?;
+        let preview = uow.plan()?;
+        let text = preview.to_string();
+        assert_eq!(preview.statement_count(), 3, "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "DELETE accounts (Account): 1 row(s) in 1 statement(s)", "{text}");
+        assert_eq!(lines[1], format!("  key {bob_id}"), "{text}");
+        assert_eq!(lines[2], "UPDATE accounts (Account): 1 row(s) in 1 statement(s)", "{text}");
+        assert_eq!(lines[3], format!("  key {ann_id}: balance: 10 -> 15, note: None -> Some(\"hi\")"), "{text}");
+        assert_eq!(lines[4], "INSERT accounts (Account): 1 row(s) in 1 statement(s)", "{text}");
+        assert_eq!(lines[5], "  new: owner = \"cy\", balance = 1, note = None", "{text}");
+        // A preview sends nothing and changes nothing.
+        let log = db.record();
+        let again = uow.plan()?;
+        assert_eq!(again, preview);
+        assert!(log.all().is_empty());
+        Ok(())
+    }
+}

@@ -1,0 +1,21 @@
+use uow::prelude::*;
+
+diesel::table! {
+    accounts (id) {
+        id -> Integer,
+        owner -> Text,
+        balance -> BigInt,
+    }
+}
+
+#[derive(Tracked)]
+#[tracked(table = accounts)]
+struct Account {
+    id: i32,
+    owner: String,
+    balance: i64,
+    #[tracked(skip, generated)]
+    cached_total: i64,
+}
+
+fn main() {}

@@ -1,0 +1,20 @@
+use uow::prelude::*;
+
+diesel::table! {
+    accounts (id) {
+        id -> Integer,
+        owner -> Text,
+        balance -> BigInt,
+    }
+}
+
+#[derive(Tracked)]
+#[tracked(table = accounts)]
+struct Account {
+    id: i32,
+    #[tracked(column = owner balance)]
+    owner: String,
+    balance: i64,
+}
+
+fn main() {}

@@ -1,0 +1,21 @@
+use uow::prelude::*;
+
+diesel::table! {
+    accounts (id) {
+        id -> Integer,
+        owner -> Text,
+        balance -> BigInt,
+    }
+}
+
+#[derive(Tracked)]
+#[tracked(table = accounts)]
+struct Account {
+    #[tracked(skip)]
+    id: i32,
+    #[tracked(rename = owner)]
+    owner_name: String,
+    balance: i64,
+}
+
+fn main() {}

@@ -1,0 +1,15 @@
+use uow::prelude::*;
+
+diesel::table! {
+    accounts (id) {
+        id -> Integer,
+        owner -> Text,
+        balance -> BigInt,
+    }
+}
+
+#[derive(Tracked)]
+#[tracked(table = accounts)]
+struct Account;
+
+fn main() {}

@@ -1,0 +1,19 @@
+use uow::prelude::*;
+
+diesel::table! {
+    accounts (id) {
+        id -> Integer,
+        owner -> Text,
+        balance -> BigInt,
+    }
+}
+
+#[derive(Tracked)]
+#[tracked(table = accounts, schema = bank)]
+struct Account {
+    id: i32,
+    owner: String,
+    balance: i64,
+}
+
+fn main() {}
