@@ -1,9 +1,9 @@
 //! A failed commit rolls back the database AND leaves every entity exactly as before the call;
 //! fixing the cause and committing again sends each change exactly once (DESIGN.md promise 2).
 //!
-//! Failures are injected at the first statement (an INSERT breaking a CHECK), a middle one (an
-//! UPDATE breaking a CHECK) and the last one (a DELETE stopped by a trigger). Plan order is
-//! inserts, updates, deletes.
+//! Failures are injected at the first statement (a DELETE stopped by a trigger), a middle one
+//! (an UPDATE breaking a CHECK) and the last one (an INSERT breaking a CHECK). With no foreign
+//! keys between them, the plan sends deletes, then updates, then inserts.
 
 mod common;
 
@@ -44,49 +44,61 @@ where
 backend_tests! {
     fn failure_at_the_first_statement_changes_nothing(db) {
         let (mut uow, handles) = pending_work(&mut db.conn)?;
-        let [new, ..] = handles;
-        uow.get_mut(&new)?.balance = -1; // the INSERT, first statement, breaks the CHECK
+        let [_, _, removed, _] = handles;
+        // The DELETE, first statement, is stopped by a trigger: the removed row is made
+        // "locked" in the database behind the unit of work's back.
+        let id = uow.get(&removed)?.id;
+        {
+            use diesel::prelude::*;
+            diesel::update(accounts::table.find(id)).set(accounts::owner.eq("locked")).execute(&mut db.conn)?;
+        }
         let rows_before = account_rows(&mut db.conn);
         let memory_before = observe_all(&uow, &handles);
         let plan_before = uow.plan()?.to_string();
 
         let log = db.record();
-        let error = uow.commit(&mut db.conn).expect_err("CHECK must fail");
-        assert!(matches!(error, uow::Error::Statement { operation: uow::Operation::Insert, .. }), "{error}");
+        let error = uow.commit(&mut db.conn).expect_err("trigger must fail");
+        assert!(matches!(error, uow::Error::Statement { operation: uow::Operation::Delete, .. }), "{error}");
+        assert!(error.to_string().contains("commit again"), "message says what to do: {error}");
         assert_eq!(log.writes().len(), 1, "stopped at the first statement: {:?}", log.writes());
         assert_eq!(account_rows(&mut db.conn), rows_before, "database rolled back");
         assert_eq!(observe_all(&uow, &handles), memory_before, "memory untouched");
         assert_eq!(uow.plan()?.to_string(), plan_before, "the same work is pending");
 
-        // Fix and retry: every change lands exactly once.
-        uow.get_mut(&new)?.balance = 40;
+        // Fix the cause (unlock the row) and retry: every change lands exactly once.
+        {
+            use diesel::prelude::*;
+            diesel::update(accounts::table.find(id)).set(accounts::owner.eq("removed")).execute(&mut db.conn)?;
+        }
+        log.clear();
         let report = uow.commit(&mut db.conn)?;
         assert_eq!((report.inserted("accounts"), report.updated("accounts"), report.deleted("accounts")), (1, 1, 1));
+        assert_eq!(log.writes().len(), 3, "each change sent once: {:?}", log.writes());
         let owners: Vec<_> = account_rows(&mut db.conn).into_iter().map(|a| (a.owner, a.balance)).collect();
         assert_eq!(owners, [("dirty".into(), 11), ("clean".into(), 30), ("new".into(), 40)]);
+        assert!(matches!(uow.get(&removed), Err(uow::Error::UnknownEntity { .. })));
         Ok(())
     }
 
-    fn failure_at_a_middle_statement_rolls_back_the_inserts_before_it(db) {
+    fn failure_at_a_middle_statement_rolls_back_the_delete_before_it(db) {
         let (mut uow, handles) = pending_work(&mut db.conn)?;
         let [new, dirty, ..] = handles;
-        uow.get_mut(&dirty)?.balance = -5; // the UPDATE, after the INSERT, breaks the CHECK
+        uow.get_mut(&dirty)?.balance = -5; // the UPDATE, after the DELETE, breaks the CHECK
         let rows_before = account_rows(&mut db.conn);
         let memory_before = observe_all(&uow, &handles);
 
         let log = db.record();
         let error = uow.commit(&mut db.conn).expect_err("CHECK must fail");
         assert!(matches!(error, uow::Error::Statement { operation: uow::Operation::Update, .. }), "{error}");
-        assert_eq!(log.writes().len(), 2, "INSERT then the failing UPDATE: {:?}", log.writes());
-        assert_eq!(account_rows(&mut db.conn), rows_before, "the INSERT was rolled back");
+        assert_eq!(log.writes().len(), 2, "DELETE then the failing UPDATE: {:?}", log.writes());
+        assert_eq!(account_rows(&mut db.conn), rows_before, "the DELETE was rolled back");
         assert_eq!(observe_all(&uow, &handles), memory_before);
-        assert_eq!(uow.get(&new)?.id, 0, "no generated key kept from the rolled-back INSERT");
         assert_eq!(uow.state(&new)?, EntityState::New);
 
         uow.get_mut(&dirty)?.balance = 11;
         uow.commit(&mut db.conn)?;
         let rows = account_rows(&mut db.conn);
-        assert_eq!(rows.len(), 3, "inserted once, not twice: {rows:?}");
+        assert_eq!(rows.len(), 3, "{rows:?}");
         assert_eq!(rows.iter().filter(|r| r.owner == "new").count(), 1);
         let new_id = uow.get(&new)?.id;
         assert!(rows.iter().any(|r| r.id == new_id && r.owner == "new"));
@@ -95,36 +107,25 @@ backend_tests! {
 
     fn failure_at_the_last_statement_rolls_back_everything(db) {
         let (mut uow, handles) = pending_work(&mut db.conn)?;
-        let [_, _, removed, _] = handles;
-        // The DELETE, last statement, is stopped by a trigger. Make the removed row "locked"
-        // in the database behind the unit of work's back.
-        let id = uow.get(&removed)?.id;
-        {
-            use diesel::prelude::*;
-            diesel::update(accounts::table.find(id)).set(accounts::owner.eq("locked")).execute(&mut db.conn)?;
-        }
+        let [new, ..] = handles;
+        uow.get_mut(&new)?.balance = -1; // the INSERT, last statement, breaks the CHECK
         let rows_before = account_rows(&mut db.conn);
         let memory_before = observe_all(&uow, &handles);
 
         let log = db.record();
-        let error = uow.commit(&mut db.conn).expect_err("trigger must fail");
-        assert!(matches!(error, uow::Error::Statement { operation: uow::Operation::Delete, .. }), "{error}");
-        assert!(error.to_string().contains("commit again"), "message says what to do: {error}");
-        assert_eq!(log.writes().len(), 3, "INSERT, UPDATE, failing DELETE: {:?}", log.writes());
+        let error = uow.commit(&mut db.conn).expect_err("CHECK must fail");
+        assert!(matches!(error, uow::Error::Statement { operation: uow::Operation::Insert, .. }), "{error}");
+        assert_eq!(log.writes().len(), 3, "DELETE, UPDATE, failing INSERT: {:?}", log.writes());
         assert_eq!(account_rows(&mut db.conn), rows_before);
         assert_eq!(observe_all(&uow, &handles), memory_before);
+        assert_eq!(uow.get(&new)?.id, 0, "no generated key");
 
-        // Fix the cause (unlock the row) and retry.
-        {
-            use diesel::prelude::*;
-            diesel::update(accounts::table.find(id)).set(accounts::owner.eq("removed")).execute(&mut db.conn)?;
-        }
+        uow.get_mut(&new)?.balance = 40;
         log.clear();
         let report = uow.commit(&mut db.conn)?;
         assert_eq!(report.statements(), 3);
         assert_eq!(log.writes().len(), 3, "each change sent once: {:?}", log.writes());
         assert_eq!(account_rows(&mut db.conn).len(), 3);
-        assert!(matches!(uow.get(&removed), Err(uow::Error::UnknownEntity { .. })));
         Ok(())
     }
 

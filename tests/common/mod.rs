@@ -63,6 +63,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    ledger (id) {
+        id -> Integer,
+        owner -> Text,
+        balance -> BigInt,
+        version -> Integer,
+    }
+}
+
+diesel::table! {
+    products (sku) {
+        sku -> Text,
+        available -> Integer,
+        version -> Integer,
+    }
+}
+
+diesel::table! {
+    allocations (id) {
+        id -> Integer,
+        sku -> Text,
+        qty -> Integer,
+    }
+}
+
 diesel::joinable!(books -> authors (author_id));
 diesel::allow_tables_to_appear_in_same_query!(authors, books);
 
@@ -308,6 +333,18 @@ pub fn create_schema<C: TestBackend>(db: &mut TestDb<C>) {
         "CREATE TABLE nodes (id {serial}, parent_id INTEGER REFERENCES nodes (id), \
          name {text} NOT NULL)"
     ));
+    db.exec(&format!(
+        "CREATE TABLE ledger (id {serial}, owner {text} NOT NULL, balance BIGINT NOT NULL, \
+         version INTEGER NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE products (sku {text_key} PRIMARY KEY, available INTEGER NOT NULL, \
+         version INTEGER NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE allocations (id {serial}, sku {text_key} NOT NULL REFERENCES products (sku), \
+         qty INTEGER NOT NULL)"
+    ));
     match C::KIND {
         Kind::Sqlite => db.exec(
             "CREATE TRIGGER accounts_locked BEFORE DELETE ON accounts WHEN OLD.owner = 'locked' \
@@ -374,6 +411,46 @@ impl Instrumentation for StatementLog {
             }
         }
     }
+}
+
+/// Like `backend_tests!`, for behaviours that need a server's concurrent sessions
+/// (PostgreSQL and MySQL/MariaDB only).
+#[macro_export]
+macro_rules! server_backend_tests {
+    ($(fn $name:ident($db:ident) $body:block)*) => {
+        #[cfg(feature = "postgres")]
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            type Conn = diesel::PgConnection;
+            $(
+                #[test]
+                fn $name() -> common::TestResult {
+                    #[allow(unused_mut)]
+                    let mut $db = <Conn as common::TestBackend>::open_isolated();
+                    common::create_schema(&mut $db);
+                    $body
+                }
+            )*
+        }
+        #[cfg(feature = "mysql")]
+        mod mysql {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(dead_code)]
+            type Conn = diesel::MysqlConnection;
+            $(
+                #[test]
+                fn $name() -> common::TestResult {
+                    #[allow(unused_mut)]
+                    let mut $db = <Conn as common::TestBackend>::open_isolated();
+                    common::create_schema(&mut $db);
+                    $body
+                }
+            )*
+        }
+    };
 }
 
 /// Expands each test body into one `#[test]` per enabled backend. Inside a body, `Conn` is the
@@ -507,6 +584,41 @@ pub struct Node {
     pub id: i32,
     pub parent_id: Option<i32>,
     pub name: String,
+}
+
+/// A version-checked account.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = ledger)]
+#[diesel(table_name = ledger)]
+pub struct LedgerAccount {
+    #[tracked(generated)]
+    pub id: i32,
+    pub owner: String,
+    pub balance: i64,
+    #[tracked(version)]
+    pub version: i32,
+}
+
+/// Cosmic Python's aggregate: a product whose version guards its allocations.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = products)]
+#[diesel(table_name = products)]
+pub struct Product {
+    #[tracked(primary_key)]
+    pub sku: String,
+    pub available: i32,
+    #[tracked(version)]
+    pub version: i32,
+}
+
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = allocations, belongs_to(Product, foreign_key = sku))]
+#[diesel(table_name = allocations)]
+pub struct Allocation {
+    #[tracked(generated)]
+    pub id: i32,
+    pub sku: String,
+    pub qty: i32,
 }
 
 /// Every account row, by key.

@@ -32,6 +32,8 @@ pub struct FieldInfo {
     pub key: bool,
     /// Assigned by the database on insert (left out of the INSERT, read back after it).
     pub generated: bool,
+    /// The `#[tracked(version)]` field: checked by UPDATE and DELETE, advanced on UPDATE.
+    pub version: bool,
 }
 
 /// A set of persisted fields, by index into [`Entity::FIELDS`].
@@ -92,11 +94,11 @@ impl FieldSet {
         (0..MAX_FIELDS).filter(move |i| self.contains(*i))
     }
 
-    /// Every field of `fields` that may appear in an UPDATE's SET list (not part of the key).
+    /// Every field of `fields` a caller may change (not the key, not the version).
     pub fn all_updatable(fields: &[FieldInfo]) -> FieldSet {
         let mut set = FieldSet::EMPTY;
         for (index, field) in fields.iter().enumerate() {
-            if !field.key {
+            if !field.key && !field.version {
                 set.insert(index);
             }
         }
@@ -154,6 +156,14 @@ pub trait Entity: Clone + 'static {
 
     /// Writes values the database generated into the entity.
     fn set_generated(&mut self, values: Self::Generated);
+
+    /// Advances the `#[tracked(version)]` field by one (no-op without one).
+    fn bump_version(&mut self) {}
+
+    /// Index of the `#[tracked(version)]` field in [`FIELDS`](Self::FIELDS), if any.
+    fn version_field() -> Option<usize> {
+        Self::FIELDS.iter().position(|f| f.version)
+    }
 
     /// The key the entity will have once `generated` is written into it.
     fn key_with_generated(&self, generated: &Self::Generated) -> Self::Key {
@@ -281,6 +291,29 @@ impl<T: Default, DB> SkippedDefault<DB> for T {
         T::default()
     }
 }
+
+/// Integer types usable as a `#[tracked(version)]` field.
+#[diagnostic::on_unimplemented(
+    message = "`#[tracked(version)]` field of type `{Self}` is not an integer",
+    label = "a version must be an integer the unit of work can advance",
+    note = "use i16, i32, i64, u16, u32 or u64 for the version column"
+)]
+pub trait VersionField {
+    /// The next version (wrapping at the type's maximum).
+    fn next(&self) -> Self;
+}
+
+macro_rules! version_field {
+    ($($ty:ty),*) => {$(
+        impl VersionField for $ty {
+            #[inline]
+            fn next(&self) -> Self {
+                self.wrapping_add(1)
+            }
+        }
+    )*};
+}
+version_field!(i16, i32, i64, u16, u32, u64);
 
 /// Integer types a database can generate as keys (SERIAL, AUTOINCREMENT, AUTO_INCREMENT).
 ///

@@ -110,14 +110,19 @@ impl<'a, T: Entity> AsChangeset for Changes<'a, T> {
     }
 }
 
-/// Writes `"k1" = ? AND "k2" = ?` for the persisted key of `entity`.
+/// Writes `"k1" = ? AND "k2" = ?` for the key of `entity`, and `AND "version" = ?` when the
+/// entity has a version field: `entity` must hold the persisted values.
 fn walk_key_match<'b, T, DB>(entity: &'b T, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()>
 where
     DB: Backend,
     T: Persist<DB>,
 {
     let mut first = true;
-    for (index, field) in T::FIELDS.iter().enumerate().filter(|(_, f)| f.key) {
+    for (index, field) in T::FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.key || f.version)
+    {
         if !first {
             out.push_sql(" AND ");
         }
@@ -224,15 +229,18 @@ where
     }
 }
 
-/// `UPDATE t SET <changes> WHERE <key>`.
+/// `UPDATE t SET <changes> WHERE <key> [AND <version>]`: the SET list binds the values to
+/// write, the WHERE clause the persisted ones (the persisted version, for the check).
 pub(crate) struct UpdateRow<'a, T> {
     changes: Changes<'a, T>,
+    persisted: &'a T,
 }
 
 impl<'a, T: Entity> UpdateRow<'a, T> {
-    pub(crate) fn new(entity: &'a T, fields: FieldSet) -> Self {
+    pub(crate) fn new(entity: &'a T, persisted: &'a T, fields: FieldSet) -> Self {
         UpdateRow {
             changes: Changes::new(entity, fields),
+            persisted,
         }
     }
 }
@@ -255,7 +263,7 @@ where
         out.push_sql(" SET ");
         self.changes.walk_ast(out.reborrow())?;
         out.push_sql(" WHERE ");
-        walk_key_match(self.changes.entity, out.reborrow())
+        walk_key_match(self.persisted, out.reborrow())
     }
 }
 
@@ -286,7 +294,7 @@ where
         out.push_sql("DELETE FROM ");
         T::walk_table(out.reborrow())?;
         out.push_sql(" WHERE ");
-        if key_width::<T>() == 1 {
+        if key_width::<T>() == 1 && T::version_field().is_none() {
             let (index, field) = T::FIELDS.iter().enumerate().find(|(_, f)| f.key).ok_or(
                 diesel::result::Error::QueryBuilderError("entity has no key field".into()),
             )?;
@@ -399,8 +407,12 @@ pub(crate) fn rows_per_insert<T: Entity, DB: Dialect>() -> usize {
     }
 }
 
-/// Rows of `T` one DELETE may carry on `DB`.
+/// Rows of `T` one DELETE may carry on `DB`: one per statement for version-checked rows, so a
+/// row that fails its check is known exactly.
 pub(crate) fn rows_per_delete<T: Entity, DB: Dialect>() -> usize {
+    if T::version_field().is_some() {
+        return 1;
+    }
     (DB::MAX_BIND_PARAMS / key_width::<T>().max(1)).max(1)
 }
 

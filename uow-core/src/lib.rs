@@ -25,6 +25,7 @@ pub mod execute;
 pub mod plan;
 mod registry;
 pub mod report;
+mod retry;
 mod scope;
 mod trace;
 mod tracking;
@@ -32,12 +33,13 @@ mod unit_of_work;
 
 pub use entity::{
     AutoIncrementKey, Entity, FieldInfo, FieldSet, ForeignKey, Load, Persist, Relation,
-    RelationVisitor, SkippedDefault, MAX_FIELDS,
+    RelationVisitor, SkippedDefault, VersionField, MAX_FIELDS,
 };
 pub use error::{Error, Operation, Result};
 pub use execute::{Changes, Dialect};
 pub use plan::PlanPreview;
 pub use report::{CommitReport, TableReport};
+pub use retry::{retry, RetryPolicy};
 pub use scope::{transaction, Scope};
 pub use tracking::EntityState;
 pub use unit_of_work::{Handle, UnitOfWork};
@@ -47,7 +49,7 @@ pub use unit_of_work::{Handle, UnitOfWork};
 pub mod __private {
     pub use crate::entity::{
         AutoIncrementKey, Entity, FieldInfo, FieldSet, ForeignKey, Load, Persist, Relation,
-        RelationVisitor, SkippedDefault,
+        RelationVisitor, SkippedDefault, VersionField,
     };
     pub use diesel;
     pub use diesel::backend::Backend;

@@ -469,6 +469,11 @@ where
                         ChangeKind::Delete
                     } else {
                         let mut fields = tracked.changed_fields();
+                        if let Some(version) = T::version_field() {
+                            if !fields.is_empty() || !tracked.links.is_empty() {
+                                fields.insert(version);
+                            }
+                        }
                         if !tracked.links.is_empty() {
                             let relations = relations_of::<T>();
                             for link in &tracked.links {
@@ -676,8 +681,28 @@ where
                 );
             }
             Operation::Update => {
-                for entity in self.entities(&step.slots) {
-                    let updated = UpdateRow::new(entity, step.fields)
+                if T::version_field().is_some() {
+                    // The row is written with the next version; memory gets it with the copy,
+                    // only once the commit succeeds.
+                    for &slot in &step.slots {
+                        let mut copy = match self.pending_linked.remove(&slot) {
+                            Some(copy) => copy,
+                            None => match self.tracked(slot) {
+                                Some(tracked) => tracked.value.clone(),
+                                None => continue,
+                            },
+                        };
+                        copy.bump_version();
+                        self.pending_linked.insert(slot, copy);
+                    }
+                }
+                for &slot in &step.slots {
+                    let Some(tracked) = self.tracked(slot) else {
+                        continue;
+                    };
+                    let entity = self.pending_linked.get(&slot).unwrap_or(&tracked.value);
+                    let persisted = tracked.persisted();
+                    let updated = UpdateRow::new(entity, persisted, step.fields)
                         .execute(conn)
                         .map_err(statement_error)?;
                     if updated != 1 {
@@ -685,7 +710,7 @@ where
                             operation: Operation::Update,
                             entity: T::ENTITY_NAME,
                             table: T::TABLE_NAME,
-                            key: key_text(&entity.key()),
+                            key: key_text(&persisted.key()),
                         });
                     }
                 }
@@ -699,7 +724,12 @@ where
             }
             Operation::Select => {}
             Operation::Delete => {
-                let rows = self.entities(&step.slots);
+                let rows: Vec<&T> = step
+                    .slots
+                    .iter()
+                    .filter_map(|s| self.tracked(*s))
+                    .map(|t| t.persisted())
+                    .collect();
                 let deleted = DeleteRows::new(&rows)
                     .execute(conn)
                     .map_err(statement_error)?;

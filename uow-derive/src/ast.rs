@@ -40,6 +40,10 @@ impl Field<'_> {
     pub fn generated(&self) -> bool {
         self.attrs.generated.is_some()
     }
+
+    pub fn version(&self) -> bool {
+        self.attrs.version.is_some()
+    }
 }
 
 impl<'a> Input<'a> {

@@ -12,7 +12,7 @@ use crate::ctxt::Ctxt;
 /// Keys accepted on the struct.
 pub const CONTAINER_KEYS: &[&str] = &["table", "belongs_to", "crate"];
 /// Keys accepted on a field.
-pub const FIELD_KEYS: &[&str] = &["primary_key", "generated", "skip", "column"];
+pub const FIELD_KEYS: &[&str] = &["primary_key", "generated", "version", "skip", "column"];
 
 /// An attribute value with the span of the key that introduced it.
 pub struct Spanned<T> {
@@ -44,6 +44,7 @@ pub struct BelongsTo {
 pub struct FieldAttrs {
     pub primary_key: Option<Ident>,
     pub generated: Option<Ident>,
+    pub version: Option<Ident>,
     pub skip: Option<Ident>,
     pub column: Option<Spanned<Ident>>,
 }
@@ -309,6 +310,8 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
                 flag(cx, &meta, &key, &mut out.primary_key)?;
             } else if meta.path.is_ident("generated") {
                 flag(cx, &meta, &key, &mut out.generated)?;
+            } else if meta.path.is_ident("version") {
+                flag(cx, &meta, &key, &mut out.version)?;
             } else if meta.path.is_ident("skip") {
                 flag(cx, &meta, &key, &mut out.skip)?;
             } else if meta.path.is_ident("column") {

@@ -176,6 +176,25 @@ fn expand(input: &Input) -> TokenStream {
     let name_texts: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let key_flags: Vec<bool> = persisted.iter().map(|f| f.key).collect();
     let generated_flags: Vec<bool> = persisted.iter().map(|f| f.generated()).collect();
+    let version_flags: Vec<bool> = persisted.iter().map(|f| f.version()).collect();
+    // The version is not diffed: the unit of work owns it (checked and advanced on update).
+    let diffed: Vec<(&syn::Ident, usize)> = persisted
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.version())
+        .map(|(i, f)| (f.ident, i))
+        .collect();
+    let diffed_names: Vec<&syn::Ident> = diffed.iter().map(|(n, _)| *n).collect();
+    let diffed_indexes: Vec<usize> = diffed.iter().map(|(_, i)| *i).collect();
+    let bump_version = match persisted.iter().find(|f| f.version()) {
+        Some(field) => {
+            let name = field.ident;
+            let ty = field_ty(field);
+            let span = field.ty.span();
+            quote_spanned!(span=> self.#name = <#ty as #p::VersionField>::next(&self.#name);)
+        }
+        None => quote!(),
+    };
     let indexes: Vec<usize> = (0..persisted.len()).collect();
 
     // Entity-level checks that need no backend, spanned on the field type so a mismatch with
@@ -396,6 +415,7 @@ fn expand(input: &Input) -> TokenStream {
                         column: <#columns as #p::Column>::NAME,
                         key: #key_flags,
                         generated: #generated_flags,
+                        version: #version_flags,
                     },)*
                 ];
 
@@ -408,11 +428,16 @@ fn expand(input: &Input) -> TokenStream {
                 fn changed_fields(&self, __baseline: &Self) -> #p::FieldSet {
                     let mut __set = #p::FieldSet::EMPTY;
                     #(
-                        if #p::PartialEq::ne(&self.#names, &__baseline.#names) {
-                            __set.insert(#indexes);
+                        if #p::PartialEq::ne(&self.#diffed_names, &__baseline.#diffed_names) {
+                            __set.insert(#diffed_indexes);
                         }
                     )*
                     __set
+                }
+
+                #[inline]
+                fn bump_version(&mut self) {
+                    #bump_version
                 }
 
                 #[inline]

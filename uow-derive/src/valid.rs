@@ -112,6 +112,48 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
         }
     }
 
+    let mut first_version: Option<&proc_macro2::Ident> = None;
+    for field in &input.fields {
+        let Some(version) = &field.attrs.version else {
+            continue;
+        };
+        if let Some(first) = first_version {
+            cx.error(
+                version,
+                format!(
+                    "a second version field, `{}`: `{first}` is the version already",
+                    field.ident
+                ),
+                "keep one `#[tracked(version)]` per struct",
+            );
+        }
+        first_version.get_or_insert(field.ident);
+        if field.key {
+            cx.error(
+                version,
+                format!("key field `{}` cannot be the version: a key never changes, a version changes on every update", field.ident),
+                "put `version` on a separate integer field",
+            );
+        }
+        if field.attrs.skip.is_some() {
+            cx.error(
+                version,
+                format!(
+                    "version field `{}` is marked `skip`, so it would never be checked",
+                    field.ident
+                ),
+                "remove `skip` or `version`",
+            );
+        }
+        if field.attrs.generated.is_some() {
+            cx.error(
+                version,
+                format!("version field `{}` cannot be `generated`: the unit of work sets it on insert and advances it on update", field.ident),
+                "remove `generated`; give new entities their initial version (e.g. 1)",
+            );
+        }
+    }
+
     let persisted = input.persisted().count();
     if persisted > MAX_FIELDS {
         cx.error(

@@ -1,0 +1,289 @@
+//! Rerunning a unit of work after transient database failures.
+//!
+//! Databases abort transactions that lost a race (serialization failures, deadlocks, lock
+//! timeouts, SQLite's "database is locked"); the cure is to run the whole unit of work again.
+//! A [`Conflict`](crate::Error::Conflict) is different: the data the work was based on changed,
+//! so a rerun is only right if the closure reads it again; `retry` reruns conflicts only when
+//! the policy says so.
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::error::{Error, Result};
+
+/// How [`retry`] reruns a unit of work: how often, how long it waits, and whether conflicts
+/// count as transient.
+///
+/// ```
+/// use std::time::Duration;
+/// let policy = uow::RetryPolicy::default()
+///     .attempts(8)
+///     .backoff(Duration::from_millis(2), Duration::from_millis(100))
+///     .retry_conflicts(true);
+/// assert_eq!(policy.max_attempts(), 8);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    attempts: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    retry_conflicts: bool,
+}
+
+impl Default for RetryPolicy {
+    /// Five attempts, waiting 5 ms, 10 ms, 20 ms... (at most 200 ms, with jitter); conflicts
+    /// are not retried.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(200),
+            retry_conflicts: false,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// At most `attempts` runs in all (at least one).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts.max(1);
+        self
+    }
+
+    /// Exponential backoff starting at `base`, never above `max`.
+    pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.base_delay = base;
+        self.max_delay = max.max(base);
+        self
+    }
+
+    /// Also rerun after [`Error::Conflict`]. Only right when the closure reloads what it
+    /// changes (a fresh unit of work, or `refresh`), so each run sees the current rows.
+    pub fn retry_conflicts(mut self, yes: bool) -> Self {
+        self.retry_conflicts = yes;
+        self
+    }
+
+    /// The most runs `retry` makes.
+    pub fn max_attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Whether `error` is worth another run under this policy.
+    pub fn should_retry(&self, error: &Error) -> bool {
+        error.is_transient() || (self.retry_conflicts && error.is_conflict())
+    }
+
+    /// The wait before run `attempt + 1`: doubling from the base delay, capped, with up to
+    /// half of it as jitter so that competing workers spread out.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doubled = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let capped = doubled.min(self.max_delay);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let jitter = capped / 2 * (nanos % 1000) / 1000;
+        capped / 2 + jitter
+    }
+}
+
+impl Error {
+    /// Whether the database gave up on the transaction for a reason that a rerun can cure:
+    /// a serialization failure (PostgreSQL 40001), a deadlock (PostgreSQL 40P01, MySQL 1213),
+    /// a lock wait timeout (MySQL 1205), or a busy SQLite database.
+    ///
+    /// ```
+    /// use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    /// let lost_race = uow::Error::Transaction(DieselError::DatabaseError(
+    ///     DatabaseErrorKind::SerializationFailure,
+    ///     Box::new("could not serialize access".to_string()),
+    /// ));
+    /// assert!(lost_race.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        self.database_error().is_some_and(is_transient)
+    }
+
+    /// Whether this is an [`Error::Conflict`]: the row changed since it was read.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+}
+
+/// Diesel exposes no SQLSTATE, so besides the kinds it maps, the servers' own messages for
+/// deadlocks, lock timeouts and busy databases are recognised (servers set to another message
+/// language are only recognised through the kinds).
+fn is_transient(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message();
+            [
+                "deadlock detected",
+                "Deadlock found",
+                "Lock wait timeout exceeded",
+                "database is locked",
+                "database table is locked",
+            ]
+            .iter()
+            .any(|needle| message.contains(needle))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `run` until it succeeds, fails with an error the policy does not retry, or has run
+/// `policy.max_attempts()` times; returns the last outcome. `run` gets the attempt number
+/// (from 1) and must do the whole unit of work, from reading to commit, each time.
+///
+/// ```
+/// # use uow::prelude::*;
+/// # use diesel::{Connection, RunQueryDsl, SqliteConnection};
+/// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+/// # #[derive(Tracked, Clone, Debug, PartialEq)]
+/// # #[tracked(table = notes)]
+/// # struct Note { #[tracked(generated)] id: i32, body: String }
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+/// let policy = uow::RetryPolicy::default();
+/// let id = uow::retry(&policy, |_attempt| {
+///     uow::transaction(&mut conn, |uow| {
+///         let note = uow.register_new(Note { id: 0, body: "hi".into() })?;
+///         uow.flush()?;
+///         Ok(uow.get(&note)?.id)
+///     })
+/// })?;
+/// assert_eq!(id, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn retry<T>(policy: &RetryPolicy, mut run: impl FnMut(u32) -> Result<T>) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        match run(attempt) {
+            Err(error) if attempt < policy.attempts && policy.should_retry(&error) => {
+                std::thread::sleep(policy.delay(attempt));
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn database(kind: DatabaseErrorKind, message: &str) -> Error {
+        Error::Statement {
+            operation: crate::Operation::Update,
+            table: "t",
+            source: DieselError::DatabaseError(kind, Box::new(message.to_string())),
+        }
+    }
+
+    fn conflict() -> Error {
+        Error::Conflict {
+            operation: crate::Operation::Update,
+            entity: "E",
+            table: "t",
+            key: "1".into(),
+        }
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy::default().backoff(Duration::ZERO, Duration::ZERO)
+    }
+
+    #[test]
+    fn transient_errors_are_recognised() {
+        use DatabaseErrorKind::*;
+        assert!(database(SerializationFailure, "could not serialize access").is_transient());
+        assert!(database(Unknown, "deadlock detected").is_transient());
+        assert!(database(
+            Unknown,
+            "Lock wait timeout exceeded; try restarting transaction"
+        )
+        .is_transient());
+        assert!(database(Unknown, "database is locked").is_transient());
+        assert!(!database(CheckViolation, "CHECK constraint failed").is_transient());
+        assert!(!database(UniqueViolation, "duplicate key").is_transient());
+        assert!(!conflict().is_transient());
+        assert!(Error::Transaction(DieselError::DatabaseError(
+            SerializationFailure,
+            Box::new(String::new())
+        ))
+        .is_transient());
+    }
+
+    #[test]
+    fn transient_failures_are_rerun_up_to_the_bound() {
+        let runs = Cell::new(0);
+        let outcome: Result<()> = retry(&fast().attempts(3), |attempt| {
+            runs.set(runs.get() + 1);
+            assert_eq!(attempt, runs.get());
+            Err(database(DatabaseErrorKind::SerializationFailure, "x"))
+        });
+        assert!(outcome.is_err());
+        assert_eq!(runs.get(), 3);
+    }
+
+    #[test]
+    fn success_after_transient_failures() {
+        let outcome = retry(&fast(), |attempt| {
+            if attempt < 3 {
+                Err(database(DatabaseErrorKind::Unknown, "deadlock detected"))
+            } else {
+                Ok(attempt)
+            }
+        });
+        assert_eq!(outcome.ok(), Some(3));
+    }
+
+    #[test]
+    fn conflicts_and_other_errors_are_not_rerun_unless_asked() {
+        let runs = Cell::new(0);
+        let outcome: Result<()> = retry(&fast(), |_| {
+            runs.set(runs.get() + 1);
+            Err(conflict())
+        });
+        assert!(matches!(outcome, Err(Error::Conflict { .. })));
+        assert_eq!(runs.get(), 1);
+
+        runs.set(0);
+        let _: Result<()> = retry(&fast(), |_| {
+            runs.set(runs.get() + 1);
+            Err(database(DatabaseErrorKind::CheckViolation, "CHECK"))
+        });
+        assert_eq!(runs.get(), 1);
+
+        runs.set(0);
+        let outcome = retry(&fast().retry_conflicts(true), |attempt| {
+            runs.set(runs.get() + 1);
+            if attempt == 1 {
+                Err(conflict())
+            } else {
+                Ok(())
+            }
+        });
+        assert!(outcome.is_ok());
+        assert_eq!(runs.get(), 2);
+    }
+
+    #[test]
+    fn delays_grow_and_stay_capped() {
+        let policy =
+            RetryPolicy::default().backoff(Duration::from_millis(10), Duration::from_millis(40));
+        for attempt in 1..10 {
+            let delay = policy.delay(attempt);
+            assert!(delay <= Duration::from_millis(40), "{delay:?}");
+        }
+        assert!(policy.delay(1) >= Duration::from_millis(5));
+        assert!(policy.delay(5) >= Duration::from_millis(20));
+        assert_eq!(RetryPolicy::default().attempts(0).max_attempts(), 1);
+    }
+}
