@@ -217,6 +217,51 @@ pub enum Error {
         fields: Vec<&'static str>,
     },
 
+    /// A participant outside the database failed to prepare; the participants prepared before
+    /// it were compensated and nothing was written to the database.
+    #[error(
+        "{participant} failed to prepare: {source}; nothing was written and the participants \
+         prepared before it were undone: fix the cause and commit again"
+    )]
+    Participant {
+        /// The participant's name.
+        participant: String,
+        /// Its error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A commit failed (`cause`) and some prepared participants could not be undone: what
+    /// they did outside the database is still there and needs attention.
+    #[error(
+        "{cause}; and these could NOT be undone and need manual cleanup: {}",
+        not_undone.iter().map(|(p, e)| format!("{p} ({e})")).collect::<Vec<_>>().join(", ")
+    )]
+    Compensation {
+        /// Why the commit failed.
+        #[source]
+        cause: Box<Error>,
+        /// Each participant whose compensation failed, with its error.
+        not_undone: Vec<(String, String)>,
+    },
+
+    /// The database committed, but some participants failed to make their work final (for
+    /// example a rename failed). The database changes stand; the participants named here did
+    /// not finish.
+    #[error(
+        "the database committed, but these participants could not finish: {}; their prepared \
+         work is still staged: finish or remove it (see `AtomicFile::recover`)",
+        failed.iter().map(|(p, e)| format!("{p} ({e})")).collect::<Vec<_>>().join(", ")
+    )]
+    Finalize {
+        /// Each participant that failed, with its error.
+        failed: Vec<(String, String)>,
+    },
+
+    /// A before-commit hook refused the commit; nothing was written.
+    #[error("a before-commit hook stopped the commit: {0}; nothing was written")]
+    Hook(#[source] Box<dyn std::error::Error + Send + Sync>),
+
     /// An INSERT returned a different number of generated keys than rows it inserted, or keys
     /// that could not be matched to the rows; nothing was written.
     #[error(

@@ -77,6 +77,16 @@ impl CommitReport {
         }
     }
 
+    /// Adds the rows and statements of `other` (several flushes of one scope).
+    pub(crate) fn absorb(&mut self, other: &CommitReport) {
+        for t in &other.tables {
+            self.record(t.entity, t.table, Operation::Insert, t.inserted, 0);
+            self.record(t.entity, t.table, Operation::Update, t.updated, 0);
+            self.record(t.entity, t.table, Operation::Delete, t.deleted, 0);
+        }
+        self.statements += other.statements;
+    }
+
     /// One line per table written.
     pub fn tables(&self) -> &[TableReport] {
         &self.tables

@@ -168,6 +168,7 @@ where
     // BEGIN, or SAVEPOINT when `conn` is already in a transaction.
     C::TransactionManager::begin_transaction(conn).map_err(Error::Transaction)?;
     uow.begin_scope();
+    let mut prepared = false;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut scope = Scope {
             uow: &mut *uow,
@@ -175,7 +176,12 @@ where
         };
         let value = f(&mut scope)?;
         if outermost {
+            scope.uow.run_before_commit_hooks()?;
             scope.uow.flush_without_savepoint(scope.conn)?;
+            // Participants are prepared last, right before COMMIT; a failing prepare has
+            // compensated the ones before it.
+            scope.uow.prepare_participants()?;
+            prepared = true;
         }
         Ok(value)
     }));
@@ -183,12 +189,25 @@ where
         Ok(Ok(value)) => match C::TransactionManager::commit_transaction(conn) {
             Ok(()) => {
                 uow.end_scope(true);
+                if outermost {
+                    let finalized = uow.committed();
+                    let report = uow.scope_report().clone();
+                    uow.run_after_commit_hooks(&report);
+                    finalized?;
+                }
                 Ok(value)
             }
             Err(error) => {
                 // Diesel has already tried to roll back after the failed COMMIT.
+                let mut error = Error::Transaction(error);
+                if prepared {
+                    error = uow.compensate_participants(error);
+                }
                 uow.end_scope(false);
-                Err(Error::Transaction(error).into())
+                if outermost {
+                    uow.run_after_rollback_hooks(Some(&error));
+                }
+                Err(error.into())
             }
         },
         Ok(Err(error)) => {
@@ -196,11 +215,17 @@ where
             // transaction manager broken, which the next use reports as `TransactionBroken`.
             let _ = C::TransactionManager::rollback_transaction(conn);
             uow.end_scope(false);
+            if outermost {
+                uow.run_after_rollback_hooks(None);
+            }
             Err(error)
         }
         Err(panic) => {
             let _ = C::TransactionManager::rollback_transaction(conn);
             uow.end_scope(false);
+            if outermost {
+                uow.run_after_rollback_hooks(None);
+            }
             resume_unwind(panic)
         }
     }

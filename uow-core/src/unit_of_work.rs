@@ -1,6 +1,6 @@
 //! The unit of work: registration, the identity map, mutation tracking and `commit`.
 
-use std::any::TypeId;
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -18,6 +18,7 @@ use crate::registry::{
     key_text, relations_of, set_parent_key, Dependencies, ErasedStore, ResolvedLink, Store,
 };
 use crate::report::CommitReport;
+use crate::resource::{Participant, Participants};
 use crate::tracking::{EntityState, Lifecycle, Link, Tracked};
 
 static NEXT_UNIT_ID: AtomicU64 = AtomicU64::new(1);
@@ -105,6 +106,71 @@ pub struct UnitOfWork<C> {
     by_type: HashMap<TypeId, usize>,
     /// Transaction scopes open on this unit of work (nested ones on savepoints).
     scope_depth: usize,
+    /// Per open scope: participants and pending events when it began.
+    scope_marks: Vec<(usize, usize)>,
+    /// Rows written by the flushes of the open outermost scope.
+    scope_report: CommitReport,
+    participants: Participants,
+    /// Events recorded for changes not committed yet, in order.
+    pending_events: Vec<DomainEvent>,
+    /// Events of committed changes, waiting for `take_events`.
+    committed_events: Vec<DomainEvent>,
+    hooks: Hooks<C>,
+}
+
+type BeforeCommitHook<C> =
+    Box<dyn FnMut(&mut UnitOfWork<C>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+
+struct Hooks<C> {
+    before_commit: Vec<BeforeCommitHook<C>>,
+    after_commit: Vec<Box<dyn FnMut(&CommitReport)>>,
+    after_rollback: Vec<Box<dyn FnMut(Option<&Error>)>>,
+}
+
+impl<C> Default for Hooks<C> {
+    fn default() -> Self {
+        Hooks {
+            before_commit: Vec::new(),
+            after_commit: Vec::new(),
+            after_rollback: Vec::new(),
+        }
+    }
+}
+
+/// An event an entity recorded (see [`UnitOfWork::record_event`]), handed out by
+/// [`UnitOfWork::take_events`] once the changes it describes are committed.
+pub struct DomainEvent {
+    entity: &'static str,
+    payload: Box<dyn Any + Send>,
+}
+
+impl DomainEvent {
+    /// The type of the entity that recorded it.
+    pub fn entity(&self) -> &'static str {
+        self.entity
+    }
+
+    /// The event, if it is an `E`.
+    pub fn downcast_ref<E: Any>(&self) -> Option<&E> {
+        self.payload.downcast_ref()
+    }
+
+    /// The event by value, if it is an `E`.
+    pub fn downcast<E: Any>(self) -> std::result::Result<E, DomainEvent> {
+        match self.payload.downcast::<E>() {
+            Ok(event) => Ok(*event),
+            Err(payload) => Err(DomainEvent {
+                entity: self.entity,
+                payload,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for DomainEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainEvent").field("entity", &self.entity).finish_non_exhaustive()
+    }
 }
 
 impl<C: 'static> fmt::Debug for UnitOfWork<C> {
@@ -141,6 +207,12 @@ where
             stores: Vec::new(),
             by_type: HashMap::new(),
             scope_depth: 0,
+            scope_marks: Vec::new(),
+            scope_report: CommitReport::default(),
+            participants: Participants::default(),
+            pending_events: Vec::new(),
+            committed_events: Vec::new(),
+            hooks: Hooks::default(),
         }
     }
 
@@ -150,6 +222,11 @@ where
     }
 
     pub(crate) fn begin_scope(&mut self) {
+        if self.scope_depth == 0 {
+            self.scope_report = CommitReport::default();
+        }
+        self.scope_marks
+            .push((self.participants.len(), self.pending_events.len()));
         self.scope_depth += 1;
         for store in &mut self.stores {
             store.begin_scope();
@@ -160,6 +237,12 @@ where
     /// when the scope began.
     pub(crate) fn end_scope(&mut self, keep: bool) {
         self.scope_depth = self.scope_depth.saturating_sub(1);
+        if let Some((participants, events)) = self.scope_marks.pop() {
+            if !keep {
+                self.participants.truncate(participants);
+                self.pending_events.truncate(events);
+            }
+        }
         for store in &mut self.stores {
             if keep {
                 store.commit_scope();
@@ -609,7 +692,148 @@ where
             return Err(Error::CommitInScope);
         }
         crate::scope::check_not_broken(conn)?;
-        self.write(conn, true, "commit")
+        if let Err(error) = self.run_before_commit_hooks() {
+            self.run_after_rollback_hooks(Some(&error));
+            return Err(error);
+        }
+        let outcome = self
+            .participants
+            .prepare()
+            .and_then(|()| match self.write(conn, true, "commit") {
+                Ok(report) => Ok(report),
+                Err(error) => Err(self.participants.compensate_all(error)),
+            });
+        match outcome {
+            Ok(report) => {
+                let finalized = self.committed();
+                self.run_after_commit_hooks(&report);
+                finalized.map(|()| report)
+            }
+            Err(error) => {
+                self.run_after_rollback_hooks(Some(&error));
+                Err(error)
+            }
+        }
+    }
+
+    /// After the database committed: events become available, participants finish.
+    pub(crate) fn committed(&mut self) -> Result<()> {
+        self.committed_events.append(&mut self.pending_events);
+        self.participants.commit()
+    }
+
+    pub(crate) fn prepare_participants(&mut self) -> Result<()> {
+        self.participants.prepare()
+    }
+
+    pub(crate) fn compensate_participants(&mut self, cause: Error) -> Error {
+        self.participants.compensate_all(cause)
+    }
+
+    pub(crate) fn scope_report(&self) -> &CommitReport {
+        &self.scope_report
+    }
+
+    pub(crate) fn run_before_commit_hooks(&mut self) -> Result<()> {
+        if self.hooks.before_commit.is_empty() {
+            return Ok(());
+        }
+        let mut hooks = std::mem::take(&mut self.hooks.before_commit);
+        let mut outcome = Ok(());
+        for hook in &mut hooks {
+            if let Err(error) = hook(self) {
+                outcome = Err(Error::Hook(error));
+                break;
+            }
+        }
+        hooks.append(&mut self.hooks.before_commit);
+        self.hooks.before_commit = hooks;
+        outcome
+    }
+
+    pub(crate) fn run_after_commit_hooks(&mut self, report: &CommitReport) {
+        for hook in &mut self.hooks.after_commit {
+            hook(report);
+        }
+    }
+
+    pub(crate) fn run_after_rollback_hooks(&mut self, error: Option<&Error>) {
+        for hook in &mut self.hooks.after_rollback {
+            hook(error);
+        }
+    }
+
+    /// Enlists a participant outside the database (an [`AtomicFile`](crate::AtomicFile), a
+    /// provisioned server...) in the next commit: it is prepared before the database commits,
+    /// committed after, and compensated if anything fails. After a failed commit it stays
+    /// enlisted for the retry; after a successful one it is done.
+    pub fn enlist(&mut self, participant: impl Participant + 'static) {
+        self.participants.push(Box::new(participant));
+    }
+
+    /// Records a domain event for an entity. It is handed out by
+    /// [`take_events`](Self::take_events) once the changes are committed; a scope that rolls
+    /// back drops the events recorded inside it; a failed commit keeps them for the retry.
+    pub fn record_event<T: Persist<C::Backend>>(
+        &mut self,
+        handle: &Handle<T>,
+        event: impl Any + Send,
+    ) -> Result<()> {
+        self.tracked(handle)?;
+        self.pending_events.push(DomainEvent {
+            entity: T::ENTITY_NAME,
+            payload: Box::new(event),
+        });
+        Ok(())
+    }
+
+    /// The events of committed changes, in the order they were recorded; each is handed out
+    /// once.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    /// # diesel::table! { orders (id) { id -> Integer, total -> BigInt } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = orders)]
+    /// # struct Order { #[tracked(generated)] id: i32, total: i64 }
+    /// #[derive(Debug, PartialEq)]
+    /// struct OrderPlaced(i64);
+    ///
+    /// let mut conn = SqliteConnection::establish(":memory:")?;
+    /// diesel::sql_query("CREATE TABLE orders (id INTEGER PRIMARY KEY, total BIGINT NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let order = uow.register_new(Order { id: 0, total: 42 })?;
+    /// uow.record_event(&order, OrderPlaced(42))?;
+    /// assert!(uow.take_events().is_empty(), "not committed yet");
+    /// uow.commit(&mut conn)?;
+    /// let events = uow.take_events();
+    /// assert_eq!(events[0].downcast_ref::<OrderPlaced>(), Some(&OrderPlaced(42)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn take_events(&mut self) -> Vec<DomainEvent> {
+        std::mem::take(&mut self.committed_events)
+    }
+
+    /// Runs `hook` before every commit (and at the end of every outermost scope), before
+    /// anything is written; it may still register changes. An error stops the commit.
+    pub fn on_before_commit(
+        &mut self,
+        hook: impl FnMut(&mut UnitOfWork<C>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>
+            + 'static,
+    ) {
+        self.hooks.before_commit.push(Box::new(hook));
+    }
+
+    /// Runs `hook` after every successful commit (and outermost scope), with what was written.
+    pub fn on_after_commit(&mut self, hook: impl FnMut(&CommitReport) + 'static) {
+        self.hooks.after_commit.push(Box::new(hook));
+    }
+
+    /// Runs `hook` after every failed commit or rolled-back outermost scope, with the unit of
+    /// work's error (`None` when the scope's closure failed with its own error or panicked).
+    pub fn on_after_rollback(&mut self, hook: impl FnMut(Option<&Error>) + 'static) {
+        self.hooks.after_rollback.push(Box::new(hook));
     }
 
     /// Sends every pending change inside the transaction already open on `conn`, so the
@@ -684,6 +908,9 @@ where
             Ok(report) => {
                 self.finish();
                 crate::trace::write_done(&span, &report);
+                if self.in_scope() {
+                    self.scope_report.absorb(&report);
+                }
                 Ok(report)
             }
             Err(error) => {
