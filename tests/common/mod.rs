@@ -393,6 +393,14 @@ impl StatementLog {
             .collect()
     }
 
+    /// Adds a line of one's own, to see it in order with the statements.
+    pub fn push(&self, line: impl Into<String>) {
+        match self.0.lock() {
+            Ok(mut v) => v.push(line.into()),
+            Err(p) => p.into_inner().push(line.into()),
+        }
+    }
+
     pub fn clear(&self) {
         match self.0.lock() {
             Ok(mut v) => v.clear(),

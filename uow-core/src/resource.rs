@@ -254,7 +254,9 @@ mod tests {
     fn dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("uow-resource-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).map(|_| dir).unwrap_or_else(|e| panic!("{e}"))
+        fs::create_dir_all(&dir)
+            .map(|_| dir)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -265,7 +267,10 @@ mod tests {
         let mut file = AtomicFile::new(&target, "new");
         file.prepare()?;
         assert_eq!(fs::read_to_string(&target)?, "old");
-        assert_eq!(fs::read_to_string(AtomicFile::staging_path(&target))?, "new");
+        assert_eq!(
+            fs::read_to_string(AtomicFile::staging_path(&target))?,
+            "new"
+        );
         file.commit()?;
         assert_eq!(fs::read_to_string(&target)?, "new");
         assert!(!AtomicFile::staging_path(&target).exists());

@@ -118,8 +118,11 @@ pub struct UnitOfWork<C> {
     hooks: Hooks<C>,
 }
 
-type BeforeCommitHook<C> =
-    Box<dyn FnMut(&mut UnitOfWork<C>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+type BeforeCommitHook<C> = Box<
+    dyn FnMut(
+        &mut UnitOfWork<C>,
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+>;
 
 struct Hooks<C> {
     before_commit: Vec<BeforeCommitHook<C>>,
@@ -169,7 +172,9 @@ impl DomainEvent {
 
 impl fmt::Debug for DomainEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DomainEvent").field("entity", &self.entity).finish_non_exhaustive()
+        f.debug_struct("DomainEvent")
+            .field("entity", &self.entity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -225,18 +230,21 @@ where
         if self.scope_depth == 0 {
             self.scope_report = CommitReport::default();
         }
+        self.scope_depth += 1;
+        self.save_point();
+    }
+
+    /// From here on, changes to entities, participants and events can be undone (one level).
+    fn save_point(&mut self) {
         self.scope_marks
             .push((self.participants.len(), self.pending_events.len()));
-        self.scope_depth += 1;
         for store in &mut self.stores {
             store.begin_scope();
         }
     }
 
-    /// Closes the innermost scope: keeps its changes, or puts every entity back as it was
-    /// when the scope began.
-    pub(crate) fn end_scope(&mut self, keep: bool) {
-        self.scope_depth = self.scope_depth.saturating_sub(1);
+    /// Keeps or undoes everything since the matching `save_point`.
+    fn restore_point(&mut self, keep: bool) {
         if let Some((participants, events)) = self.scope_marks.pop() {
             if !keep {
                 self.participants.truncate(participants);
@@ -250,6 +258,13 @@ where
                 store.rollback_scope();
             }
         }
+    }
+
+    /// Closes the innermost scope: keeps its changes, or puts every entity back as it was
+    /// when the scope began.
+    pub(crate) fn end_scope(&mut self, keep: bool) {
+        self.scope_depth = self.scope_depth.saturating_sub(1);
+        self.restore_point(keep);
         crate::trace::scope_end(keep);
     }
 
@@ -692,17 +707,22 @@ where
             return Err(Error::CommitInScope);
         }
         crate::scope::check_not_broken(conn)?;
-        if let Err(error) = self.run_before_commit_hooks() {
-            self.run_after_rollback_hooks(Some(&error));
-            return Err(error);
+        // Changes made by before-commit hooks are part of this call: a failed commit undoes
+        // them too. Without hooks nothing but the commit itself changes memory.
+        let hooks = !self.hooks.before_commit.is_empty();
+        if hooks {
+            self.save_point();
         }
         let outcome = self
-            .participants
-            .prepare()
+            .run_before_commit_hooks()
+            .and_then(|()| self.participants.prepare())
             .and_then(|()| match self.write(conn, true, "commit") {
                 Ok(report) => Ok(report),
                 Err(error) => Err(self.participants.compensate_all(error)),
             });
+        if hooks {
+            self.restore_point(outcome.is_ok());
+        }
         match outcome {
             Ok(report) => {
                 let finalized = self.committed();
@@ -819,7 +839,9 @@ where
     /// anything is written; it may still register changes. An error stops the commit.
     pub fn on_before_commit(
         &mut self,
-        hook: impl FnMut(&mut UnitOfWork<C>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>
+        hook: impl FnMut(
+                &mut UnitOfWork<C>,
+            ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>
             + 'static,
     ) {
         self.hooks.before_commit.push(Box::new(hook));

@@ -1,0 +1,283 @@
+//! Beyond the database (DESIGN.md promise 9): participants are prepared before the database
+//! commits, made final after it, compensated in reverse order when anything fails; domain
+//! events are handed out only for committed changes; hooks run around commits.
+
+mod common;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use common::*;
+use uow::prelude::*;
+use uow::{AtomicFile, Participant, ParticipantError};
+
+/// A participant that logs each step into the statement log, and fails where told to.
+struct Recorder {
+    name: &'static str,
+    log: StatementLog,
+    fail_prepare: bool,
+    fail_compensate: bool,
+}
+
+impl Recorder {
+    fn new(name: &'static str, log: &StatementLog) -> Self {
+        Recorder {
+            name,
+            log: log.clone(),
+            fail_prepare: false,
+            fail_compensate: false,
+        }
+    }
+}
+
+impl Participant for Recorder {
+    fn name(&self) -> String {
+        self.name.to_string()
+    }
+    fn prepare(&mut self) -> Result<(), ParticipantError> {
+        self.log.push(format!("prepare {}", self.name));
+        if self.fail_prepare {
+            return Err("no capacity".into());
+        }
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), ParticipantError> {
+        self.log.push(format!("commit {}", self.name));
+        Ok(())
+    }
+    fn compensate(&mut self) -> Result<(), ParticipantError> {
+        self.log.push(format!("compensate {}", self.name));
+        if self.fail_compensate {
+            return Err("API unreachable".into());
+        }
+        Ok(())
+    }
+}
+
+/// The participant steps and the transaction boundaries, in order.
+fn protocol(log: &StatementLog) -> Vec<String> {
+    log.all()
+        .into_iter()
+        .filter_map(|s| {
+            let upper = s.to_uppercase();
+            if s.starts_with("prepare") || s.starts_with("commit ") || s.starts_with("compensate") {
+                Some(s)
+            } else if upper.starts_with("BEGIN") || upper.starts_with("START TRANSACTION") {
+                Some("BEGIN".into())
+            } else if upper.starts_with("COMMIT") {
+                Some("COMMIT".into())
+            } else if upper.starts_with("ROLLBACK") {
+                Some("ROLLBACK".into())
+            } else if upper.starts_with("INSERT") || upper.starts_with("UPDATE") {
+                Some("write".into())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "uow-{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        panic!("{e}");
+    }
+    dir
+}
+
+backend_tests! {
+    fn participants_are_prepared_before_and_committed_after_the_database(db) {
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        uow.register_new(account("ann", 1))?;
+        uow.enlist(Recorder::new("a", &log));
+        uow.enlist(Recorder::new("b", &log));
+        uow.commit(&mut db.conn)?;
+        assert_eq!(protocol(&log), ["prepare a", "prepare b", "BEGIN", "write", "COMMIT", "commit a", "commit b"]);
+        // Done after success: the next commit does not run them again.
+        log.clear();
+        uow.commit(&mut db.conn)?;
+        assert!(protocol(&log).is_empty());
+        Ok(())
+    }
+
+    fn a_failing_prepare_compensates_the_prepared_ones_in_reverse_and_writes_nothing(db) {
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.enlist(Recorder::new("a", &log));
+        uow.enlist(Recorder::new("b", &log));
+        uow.enlist(Recorder { fail_prepare: true, ..Recorder::new("c", &log) });
+        let before = observe(&uow, &ann);
+        let error = uow.commit(&mut db.conn).expect_err("c fails");
+        assert!(matches!(&error, uow::Error::Participant { participant, .. } if participant == "c"), "{error}");
+        assert_eq!(protocol(&log), ["prepare a", "prepare b", "prepare c", "compensate b", "compensate a"]);
+        assert!(account_rows(&mut db.conn).is_empty());
+        assert_eq!(observe(&uow, &ann), before);
+        Ok(())
+    }
+
+    fn a_failing_statement_compensates_every_participant_and_the_retry_runs_them_again(db) {
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        let bad = uow.register_new(account("ann", -1))?;
+        uow.enlist(Recorder::new("a", &log));
+        uow.enlist(Recorder::new("b", &log));
+        assert!(uow.commit(&mut db.conn).is_err());
+        assert_eq!(
+            protocol(&log),
+            ["prepare a", "prepare b", "BEGIN", "write", "ROLLBACK", "compensate b", "compensate a"]
+        );
+        log.clear();
+        uow.get_mut(&bad)?.balance = 1;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(protocol(&log), ["prepare a", "prepare b", "BEGIN", "write", "COMMIT", "commit a", "commit b"]);
+        Ok(())
+    }
+
+    fn a_compensation_that_fails_is_reported_not_swallowed(db) {
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        uow.register_new(account("ann", -1))?;
+        uow.enlist(Recorder { fail_compensate: true, ..Recorder::new("server web-1", &log) });
+        uow.enlist(Recorder::new("dns", &log));
+        let error = uow.commit(&mut db.conn).expect_err("CHECK fails");
+        match &error {
+            uow::Error::Compensation { cause, not_undone } => {
+                assert!(matches!(**cause, uow::Error::Statement { .. }), "{cause}");
+                assert_eq!(not_undone.len(), 1);
+                assert_eq!(not_undone[0].0, "server web-1");
+                assert!(not_undone[0].1.contains("API unreachable"));
+            }
+            other => panic!("expected a compensation error, got {other}"),
+        }
+        assert!(error.to_string().contains("could NOT be undone"), "{error}");
+        assert_eq!(protocol(&log).last().map(String::as_str), Some("compensate server web-1"));
+        Ok(())
+    }
+
+    fn an_atomic_file_is_replaced_only_when_the_database_commits(db) {
+        let dir = temp_dir("atomic");
+        let path = dir.join("report.txt");
+        std::fs::write(&path, "old")?;
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", -1))?;
+        uow.enlist(AtomicFile::new(&path, "new"));
+        assert!(uow.commit(&mut db.conn).is_err());
+        assert_eq!(std::fs::read_to_string(&path)?, "old", "target untouched");
+        assert!(!AtomicFile::staging_path(&path).exists(), "staged file removed");
+        uow.get_mut(&ann)?.balance = 1;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(std::fs::read_to_string(&path)?, "new");
+        assert!(!AtomicFile::staging_path(&path).exists());
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    fn scopes_prepare_participants_at_their_end_and_drop_them_on_rollback(db) {
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.enlist(Recorder::new("a", &log));
+            scope.register_new(account("ann", 1))?;
+            scope.flush()?;
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        assert!(!protocol(&log).iter().any(|s| s.contains(" a")), "never prepared: {:?}", protocol(&log));
+        log.clear();
+        uow.transaction(&mut db.conn, |scope| {
+            scope.enlist(Recorder::new("b", &log));
+            let inner: Result<(), uow::Error> = scope.nested(|inner| {
+                inner.enlist(Recorder::new("dropped", &log));
+                Err(uow::Error::NoTransaction)
+            });
+            assert!(inner.is_err());
+            scope.register_new(account("bob", 1))?;
+            Ok::<_, uow::Error>(())
+        })?;
+        let steps = protocol(&log);
+        assert!(!steps.iter().any(|s| s.contains("dropped")), "{steps:?}");
+        let prepare = steps.iter().position(|s| s == "prepare b").ok_or("prepared")?;
+        let commit = steps.iter().rposition(|s| s == "COMMIT").ok_or("committed")?;
+        let finish = steps.iter().position(|s| s == "commit b").ok_or("finished")?;
+        assert!(prepare < commit && commit < finish, "{steps:?}");
+        assert_eq!(account_rows(&mut db.conn).len(), 1);
+        Ok(())
+    }
+
+    fn events_are_handed_out_in_order_only_for_committed_changes(db) {
+        #[derive(Debug, PartialEq)]
+        struct Opened(String);
+        #[derive(Debug, PartialEq)]
+        struct Closed(i32);
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", -1))?;
+        uow.record_event(&ann, Opened("ann".into()))?;
+        assert!(uow.commit(&mut db.conn).is_err());
+        assert!(uow.take_events().is_empty(), "none after a failed commit");
+        uow.get_mut(&ann)?.balance = 1;
+        let bob = uow.register_new(account("bob", 1))?;
+        uow.record_event(&bob, Opened("bob".into()))?;
+        uow.commit(&mut db.conn)?;
+        let events = uow.take_events();
+        let names: Vec<_> = events.iter().filter_map(|e| e.downcast_ref::<Opened>()).map(|o| o.0.as_str()).collect();
+        assert_eq!(names, ["ann", "bob"], "recorded order; ann's survived the failed attempt");
+        assert_eq!(events[0].entity(), "Account");
+        assert!(uow.take_events().is_empty(), "handed out once");
+
+        // A scope that rolls back drops the events recorded inside it.
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.record_event(&ann, Closed(1))?;
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        uow.transaction(&mut db.conn, |scope| {
+            scope.record_event(&bob, Closed(2))
+        })?;
+        let events = uow.take_events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].downcast_ref::<Closed>(), Some(&Closed(2)));
+        Ok(())
+    }
+
+    fn hooks_run_before_commit_after_commit_and_after_rollback(db) {
+        let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+        let mut uow = UnitOfWork::<Conn>::new();
+        // The before-commit hook may still register changes: an audit tag per commit.
+        let counter = Rc::new(RefCell::new(0));
+        let c = counter.clone();
+        uow.on_before_commit(move |uow| {
+            *c.borrow_mut() += 1;
+            let n = *c.borrow();
+            uow.register_new(Tag { code: format!("audit-{n}"), label: format!("commit {n}") })?;
+            Ok(())
+        });
+        let s = seen.clone();
+        uow.on_after_commit(move |report| s.borrow_mut().push(format!("committed {} rows", report.rows())));
+        let s = seen.clone();
+        uow.on_after_rollback(move |error| s.borrow_mut().push(format!("rolled back: {}", error.is_some())));
+
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.len(), 2, "ann and the first audit tag");
+        uow.get_mut(&ann)?.balance = -1;
+        assert!(uow.commit(&mut db.conn).is_err());
+        assert_eq!(*seen.borrow(), ["committed 2 rows", "rolled back: true"]);
+        assert_eq!(uow.len(), 2, "the hook's change in the failed commit was undone in memory");
+        assert_eq!(uow.state(&ann)?, EntityState::Dirty);
+        uow.get_mut(&ann)?.balance = 2;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(*seen.borrow(), ["committed 2 rows", "rolled back: true", "committed 2 rows"]);
+        use diesel::prelude::*;
+        let audits: i64 = tags::table.count().get_result(&mut db.conn)?;
+        assert_eq!(audits, 2, "one audit row per successful commit");
+        Ok(())
+    }
+}
