@@ -794,11 +794,8 @@ where
                     self.by_key.remove(key);
                 }
             }
-            match saved.tracked.as_ref().and_then(|t| t.key.clone()) {
-                Some(key) => {
-                    self.by_key.insert(key, slot);
-                }
-                None => {}
+            if let Some(key) = saved.tracked.as_ref().and_then(|t| t.key.clone()) {
+                self.by_key.insert(key, slot);
             }
             let occupied = saved.tracked.is_some();
             self.slots[index] = saved;

@@ -124,10 +124,13 @@ type BeforeCommitHook<C> = Box<
     ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
 >;
 
+type AfterCommitHook = Box<dyn FnMut(&CommitReport)>;
+type AfterRollbackHook = Box<dyn FnMut(Option<&Error>)>;
+
 struct Hooks<C> {
     before_commit: Vec<BeforeCommitHook<C>>,
-    after_commit: Vec<Box<dyn FnMut(&CommitReport)>>,
-    after_rollback: Vec<Box<dyn FnMut(Option<&Error>)>>,
+    after_commit: Vec<AfterCommitHook>,
+    after_rollback: Vec<AfterRollbackHook>,
 }
 
 impl<C> Default for Hooks<C> {
