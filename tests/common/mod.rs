@@ -421,33 +421,16 @@ impl Instrumentation for StatementLog {
     }
 }
 
-/// Like `backend_tests!`, for behaviours that need a server's concurrent sessions
-/// (PostgreSQL and MySQL/MariaDB only).
+/// One backend's module of tests: `$module::name` for each body, when `$feature` is on.
 #[macro_export]
-macro_rules! server_backend_tests {
-    ($(fn $name:ident($db:ident) $body:block)*) => {
-        #[cfg(feature = "postgres")]
-        mod postgres {
+macro_rules! backend_module {
+    ($feature:literal, $module:ident, $conn:ty; $(fn $name:ident($db:ident) $body:block)*) => {
+        #[cfg(feature = $feature)]
+        mod $module {
             #[allow(unused_imports)]
             use super::*;
             #[allow(dead_code)]
-            type Conn = diesel::PgConnection;
-            $(
-                #[test]
-                fn $name() -> common::TestResult {
-                    #[allow(unused_mut)]
-                    let mut $db = <Conn as common::TestBackend>::open_isolated();
-                    common::create_schema(&mut $db);
-                    $body
-                }
-            )*
-        }
-        #[cfg(feature = "mysql")]
-        mod mysql {
-            #[allow(unused_imports)]
-            use super::*;
-            #[allow(dead_code)]
-            type Conn = diesel::MysqlConnection;
+            type Conn = $conn;
             $(
                 #[test]
                 fn $name() -> common::TestResult {
@@ -465,55 +448,20 @@ macro_rules! server_backend_tests {
 /// connection type and `$db` a fresh [`TestDb`] with the test schema created.
 #[macro_export]
 macro_rules! backend_tests {
-    ($(fn $name:ident($db:ident) $body:block)*) => {
-        #[cfg(feature = "sqlite")]
-        mod sqlite {
-            #[allow(unused_imports)]
-            use super::*;
-            #[allow(dead_code)]
-            type Conn = diesel::SqliteConnection;
-            $(
-                #[test]
-                fn $name() -> common::TestResult {
-                    #[allow(unused_mut)]
-                    let mut $db = <Conn as common::TestBackend>::open_isolated();
-                    common::create_schema(&mut $db);
-                    $body
-                }
-            )*
-        }
-        #[cfg(feature = "postgres")]
-        mod postgres {
-            #[allow(unused_imports)]
-            use super::*;
-            #[allow(dead_code)]
-            type Conn = diesel::PgConnection;
-            $(
-                #[test]
-                fn $name() -> common::TestResult {
-                    #[allow(unused_mut)]
-                    let mut $db = <Conn as common::TestBackend>::open_isolated();
-                    common::create_schema(&mut $db);
-                    $body
-                }
-            )*
-        }
-        #[cfg(feature = "mysql")]
-        mod mysql {
-            #[allow(unused_imports)]
-            use super::*;
-            #[allow(dead_code)]
-            type Conn = diesel::MysqlConnection;
-            $(
-                #[test]
-                fn $name() -> common::TestResult {
-                    #[allow(unused_mut)]
-                    let mut $db = <Conn as common::TestBackend>::open_isolated();
-                    common::create_schema(&mut $db);
-                    $body
-                }
-            )*
-        }
+    ($($tests:tt)*) => {
+        $crate::backend_module!("sqlite", sqlite, diesel::SqliteConnection; $($tests)*);
+        $crate::backend_module!("postgres", postgres, diesel::PgConnection; $($tests)*);
+        $crate::backend_module!("mysql", mysql, diesel::MysqlConnection; $($tests)*);
+    };
+}
+
+/// Like `backend_tests!`, for behaviours that need a server's concurrent sessions
+/// (PostgreSQL and MySQL/MariaDB only).
+#[macro_export]
+macro_rules! server_backend_tests {
+    ($($tests:tt)*) => {
+        $crate::backend_module!("postgres", postgres, diesel::PgConnection; $($tests)*);
+        $crate::backend_module!("mysql", mysql, diesel::MysqlConnection; $($tests)*);
     };
 }
 

@@ -134,6 +134,20 @@ where
     Ok(())
 }
 
+/// Writes `"a", "b", ...`: the columns of the fields `include` picks, in field order.
+fn push_columns<T: Entity, DB: Backend>(
+    out: &mut AstPass<'_, '_, DB>,
+    include: impl Fn(&crate::entity::FieldInfo) -> bool,
+) -> QueryResult<()> {
+    for (n, field) in T::FIELDS.iter().filter(|f| include(f)).enumerate() {
+        if n > 0 {
+            out.push_sql(", ");
+        }
+        out.push_identifier(field.column)?;
+    }
+    Ok(())
+}
+
 fn key_width<T: Entity>() -> usize {
     T::FIELDS.iter().filter(|f| f.key).count()
 }
@@ -179,14 +193,7 @@ where
             DB::push_default_values(out.reborrow());
         } else {
             out.push_sql(" (");
-            let mut first = true;
-            for field in T::FIELDS.iter().filter(|f| !f.generated) {
-                if !first {
-                    out.push_sql(", ");
-                }
-                first = false;
-                out.push_identifier(field.column)?;
-            }
+            push_columns::<T, DB>(&mut out, |f| !f.generated)?;
             out.push_sql(") VALUES ");
             for (row_index, row) in self.rows.iter().enumerate() {
                 out.push_sql(if row_index == 0 { "(" } else { ", (" });
@@ -203,14 +210,7 @@ where
         }
         if self.returning {
             out.push_sql(" RETURNING ");
-            let mut first = true;
-            for field in T::FIELDS.iter().filter(|f| f.generated) {
-                if !first {
-                    out.push_sql(", ");
-                }
-                first = false;
-                out.push_identifier(field.column)?;
-            }
+            push_columns::<T, DB>(&mut out, |f| f.generated)?;
         }
         Ok(())
     }
@@ -347,12 +347,7 @@ where
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         out.push_sql("SELECT ");
-        for (index, field) in T::FIELDS.iter().enumerate() {
-            if index > 0 {
-                out.push_sql(", ");
-            }
-            out.push_identifier(field.column)?;
-        }
+        push_columns::<T, DB>(&mut out, |_| true)?;
         out.push_sql(" FROM ");
         T::walk_table(out.reborrow())?;
         out.push_sql(" WHERE ");
