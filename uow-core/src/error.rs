@@ -61,9 +61,9 @@ pub enum Error {
     /// An UPDATE or DELETE matched fewer rows than it should: the row was deleted, or its key
     /// changed, by someone else since it was loaded. The commit was rolled back.
     #[error(
-        "{operation} of {entity} with key {key} matched no row in `{table}`: it was deleted or \
-         changed by someone else since it was loaded; the commit was rolled back: reload the \
-         entity and try again"
+        "{operation} of {entity} with key {key} matched no row in `{table}`: since it was loaded \
+         the row was deleted, or changed by someone else (its version moved on); the commit was \
+         rolled back: reload the entity (`refresh`) and try again"
     )]
     Conflict {
         /// The statement kind.

@@ -43,7 +43,7 @@ pub use execute::{Changes, Dialect};
 pub use plan::PlanPreview;
 pub use report::{CommitReport, TableReport};
 pub use resource::{AtomicFile, Participant, ParticipantError};
-pub use retry::{retry, RetryPolicy};
+pub use retry::{retry, RetryPolicy, Retryable};
 pub use scope::{transaction, Scope};
 pub use tracking::EntityState;
 pub use unit_of_work::{DomainEvent, Handle, UnitOfWork};

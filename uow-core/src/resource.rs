@@ -1,9 +1,11 @@
 //! The resource layer: participants outside the database (a file, a provisioned server) that
 //! take part in a unit of work's commit with a prepare / commit / compensate protocol.
 //!
-//! Order of a commit with participants: every participant is prepared (in registration order);
-//! then the database transaction runs and commits; then every participant is committed (made
-//! final). If a prepare, a statement or the database COMMIT fails, the participants already
+//! Order of [`commit`](crate::UnitOfWork::commit) with participants: every participant is
+//! prepared (in registration order); then the database transaction runs and commits; then every
+//! participant is committed (made final). In a [`transaction`](crate::transaction) scope the
+//! participants are prepared at the scope's end, after its last flush and right before COMMIT
+//! (while the transaction holds its locks: keep a scope's `prepare` quick). If a prepare, a statement or the database COMMIT fails, the participants already
 //! prepared are compensated in reverse order, the database is rolled back and memory is as
 //! before. A compensation that fails is reported in [`Error::Compensation`], never swallowed.
 
@@ -37,7 +39,9 @@ pub trait Participant {
     fn name(&self) -> String;
 
     /// Does everything that can fail, in a way that can be undone (stage a file, create a
-    /// server). Runs before the database transaction commits.
+    /// server). Runs before the database transaction commits. A `prepare` that fails must
+    /// leave nothing behind: it is not compensated (only the participants prepared before it
+    /// are).
     fn prepare(&mut self) -> Result<(), ParticipantError>;
 
     /// Makes the prepared work final, after the database committed. It should not fail in
@@ -220,11 +224,21 @@ impl Participant for AtomicFile {
 
     fn prepare(&mut self) -> Result<(), ParticipantError> {
         let staged = Self::staging_path(&self.target);
-        let mut file = File::create(&staged)?;
-        self.staged = true;
-        file.write_all(&self.contents)?;
-        file.sync_all()?;
-        Ok(())
+        let written = File::create(&staged).and_then(|mut file| {
+            file.write_all(&self.contents)?;
+            file.sync_all()
+        });
+        match written {
+            Ok(()) => {
+                self.staged = true;
+                Ok(())
+            }
+            Err(error) => {
+                // A failed prepare is not compensated: leave no partial staging file behind.
+                let _ = fs::remove_file(&staged);
+                Err(error.into())
+            }
+        }
     }
 
     fn commit(&mut self) -> Result<(), ParticipantError> {
@@ -288,6 +302,20 @@ mod tests {
         file.compensate()?;
         assert_eq!(fs::read_to_string(&target)?, "old");
         assert!(!AtomicFile::staging_path(&target).exists());
+        fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_prepare_that_cannot_stage_fails_and_leaves_the_target_alone(
+    ) -> Result<(), ParticipantError> {
+        let dir = dir("failed-prepare");
+        // The staging path is taken by a directory, so writing the staged file fails.
+        let target = dir.join("data.txt");
+        fs::create_dir_all(AtomicFile::staging_path(&target).join("blocker"))?;
+        let mut file = AtomicFile::new(&target, "new");
+        assert!(file.prepare().is_err());
+        assert!(!target.exists());
         fs::remove_dir_all(dir)?;
         Ok(())
     }

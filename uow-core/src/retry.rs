@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::error::{Error, Result};
+use crate::error::Error;
 
 /// How [`retry`] reruns a unit of work: how often, how long it waits, and whether conflicts
 /// count as transient.
@@ -136,6 +136,34 @@ fn is_transient(error: &DieselError) -> bool {
     }
 }
 
+/// An error `retry` can look into: it may carry a unit of work [`Error`].
+///
+/// Implemented for [`Error`] itself and for boxed errors; implement it for your own error type
+/// (returning the `uow::Error` it wraps, if any) to let `retry` rerun closures that also fail
+/// with domain errors, which are never retried.
+pub trait Retryable {
+    /// The unit of work error inside, if any.
+    fn uow_error(&self) -> Option<&Error>;
+}
+
+impl Retryable for Error {
+    fn uow_error(&self) -> Option<&Error> {
+        Some(self)
+    }
+}
+
+impl Retryable for Box<dyn std::error::Error + Send + Sync> {
+    fn uow_error(&self) -> Option<&Error> {
+        self.downcast_ref()
+    }
+}
+
+impl Retryable for Box<dyn std::error::Error> {
+    fn uow_error(&self) -> Option<&Error> {
+        self.downcast_ref()
+    }
+}
+
 /// Runs `run` until it succeeds, fails with an error the policy does not retry, or has run
 /// `policy.max_attempts()` times; returns the last outcome. `run` gets the attempt number
 /// (from 1) and must do the whole unit of work, from reading to commit, each time.
@@ -160,11 +188,17 @@ fn is_transient(error: &DieselError) -> bool {
 /// assert_eq!(id, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn retry<T>(policy: &RetryPolicy, mut run: impl FnMut(u32) -> Result<T>) -> Result<T> {
+pub fn retry<T, E: Retryable>(
+    policy: &RetryPolicy,
+    mut run: impl FnMut(u32) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
     let mut attempt = 1;
     loop {
         match run(attempt) {
-            Err(error) if attempt < policy.attempts && policy.should_retry(&error) => {
+            Err(error)
+                if attempt < policy.attempts
+                    && error.uow_error().is_some_and(|e| policy.should_retry(e)) =>
+            {
                 std::thread::sleep(policy.delay(attempt));
                 attempt += 1;
             }
@@ -271,6 +305,37 @@ mod tests {
             }
         });
         assert!(outcome.is_ok());
+        assert_eq!(runs.get(), 2);
+    }
+
+    #[test]
+    fn domain_errors_pass_through_and_wrapped_uow_errors_are_retried() {
+        #[derive(Debug)]
+        enum AppError {
+            Uow(Error),
+            Refused,
+        }
+        impl Retryable for AppError {
+            fn uow_error(&self) -> Option<&Error> {
+                match self {
+                    AppError::Uow(e) => Some(e),
+                    AppError::Refused => None,
+                }
+            }
+        }
+        let runs = Cell::new(0);
+        let outcome: std::result::Result<(), AppError> = retry(&fast(), |attempt| {
+            runs.set(runs.get() + 1);
+            if attempt == 1 {
+                Err(AppError::Uow(database(
+                    DatabaseErrorKind::SerializationFailure,
+                    "x",
+                )))
+            } else {
+                Err(AppError::Refused)
+            }
+        });
+        assert!(matches!(outcome, Err(AppError::Refused)));
         assert_eq!(runs.get(), 2);
     }
 

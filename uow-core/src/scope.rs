@@ -85,6 +85,10 @@ where
 /// pending change) when `f` returns `Ok`, rolls back when it returns `Err` or panics, and then
 /// lets the panic continue.
 ///
+/// The unit of work lives only as long as the call; to keep it (its entities, the domain
+/// events of the commit for [`take_events`](UnitOfWork::take_events)), use
+/// [`UnitOfWork::transaction`].
+///
 /// ```
 /// # use uow::prelude::*;
 /// # use diesel::{Connection, RunQueryDsl, SqliteConnection};

@@ -5,8 +5,9 @@ use crate::report::CommitReport;
 
 #[cfg(feature = "tracing")]
 pub(crate) type Span = tracing::Span;
+/// Without the feature, a span is nothing at all.
 #[cfg(not(feature = "tracing"))]
-pub(crate) type Span = ();
+pub(crate) struct Span;
 
 /// A span for one commit or flush; counts are recorded when it ends.
 pub(crate) fn write_span(what: &'static str) -> Span {
@@ -24,6 +25,7 @@ pub(crate) fn write_span(what: &'static str) -> Span {
     #[cfg(not(feature = "tracing"))]
     {
         let _ = what;
+        Span
     }
 }
 
