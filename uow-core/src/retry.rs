@@ -210,6 +210,7 @@ pub fn retry<T, E: Retryable>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Result;
     use std::cell::Cell;
 
     fn database(kind: DatabaseErrorKind, message: &str) -> Error {
