@@ -47,9 +47,11 @@
 //! | where | attribute | meaning |
 //! |---|---|---|
 //! | struct | `#[tracked(table = accounts)]` | the Diesel `table!` (required) |
+//! | struct | `#[tracked(belongs_to(Parent, foreign_key = field))]` | a foreign key to another entity (several allowed, self-references too): orders writes and fills keys of new parents |
 //! | struct | `#[tracked(crate = path)]` | where `uow` is, if re-exported |
 //! | field | `#[tracked(primary_key)]` | key field; defaults to `id`; several make a composite key |
 //! | field | `#[tracked(generated)]` | assigned by the database on insert, written back after commit |
+//! | field | `#[tracked(version)]` | integer checked by UPDATE/DELETE and advanced by one; a mismatch is [`Error::Conflict`] |
 //! | field | `#[tracked(skip)]` | not a column: neither written nor tracked |
 //! | field | `#[tracked(column = name)]` | the column's name when it differs from the field's |
 //!
@@ -63,6 +65,7 @@
 //! - `sqlite` (default): SQLite through Diesel with a bundled libsqlite3; nothing to install.
 //! - `postgres`: PostgreSQL through Diesel (links libpq).
 //! - `mysql`: MySQL and MariaDB through Diesel (links libmysqlclient).
+//! - `tracing`: `tracing` spans for commit, flush and scope rollback, with row counts.
 //!
 //! [`commit`]: UnitOfWork::commit
 #![warn(missing_docs)]

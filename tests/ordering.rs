@@ -165,4 +165,24 @@ backend_tests! {
         let _ = db;
         Ok(())
     }
+
+    fn refresh_drops_a_pending_set_parent(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let old = uow.register_new(Author { id: 0, name: "Old".into() })?;
+        let book = uow.register_new(Book { id: 0, author_id: 0, title: "t".into() })?;
+        uow.set_parent(&book, &old)?;
+        uow.commit(&mut db.conn)?;
+        let new = uow.register_new(Author { id: 0, name: "New".into() })?;
+        uow.set_parent(&book, &new)?;
+        let preview = uow.plan()?.to_string();
+        assert!(preview.contains("author_id: ") && preview.contains(" -> key of new Author"), "{preview}");
+        uow.refresh(&mut db.conn, &book)?;
+        assert_eq!(uow.state(&book)?, EntityState::Clean);
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        assert!(log.writes().iter().all(|w| !w.starts_with("UPDATE")), "{:?}", log.writes());
+        let row: Book = books::table.first(&mut db.conn)?;
+        assert_eq!(row.author_id, uow.get(&old)?.id);
+        Ok(())
+    }
 }

@@ -280,4 +280,20 @@ backend_tests! {
         assert_eq!(audits, 2, "one audit row per successful commit");
         Ok(())
     }
+
+    fn a_hook_registering_the_first_entity_of_a_type_is_undone_by_a_failed_commit(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        uow.on_before_commit(|uow| {
+            uow.register_new(Tag { code: "audit".into(), label: "audit".into() })?;
+            Ok(())
+        });
+        let ann = uow.register_new(account("ann", -1))?;
+        assert!(uow.commit(&mut db.conn).is_err());
+        assert_eq!(uow.len(), 1, "only ann: the hook's Tag went with the failed commit");
+        assert_eq!(uow.find::<Tag>(&"audit".to_string()), None);
+        uow.get_mut(&ann)?.balance = 1;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.len(), 2);
+        Ok(())
+    }
 }

@@ -218,4 +218,28 @@ backend_tests! {
         assert_eq!(account_rows(&mut db.conn).len(), 2);
         Ok(())
     }
+
+    fn a_handle_from_a_rolled_back_scope_stays_stale(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let mut inside = None;
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            inside = Some(scope.register_new(account("gone", 1))?);
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        let inside = inside.ok_or("ran")?;
+        // The same slot is reused by the next entity; the old handle must not reach it.
+        let next = uow.register_new(account("next", 2))?;
+        assert!(matches!(uow.get(&inside), Err(uow::Error::UnknownEntity { .. })));
+        assert!(uow.register_removed(&inside).is_err());
+        assert_eq!(uow.get(&next)?.owner, "next");
+        // And after the next entity leaves that slot again, still nothing.
+        uow.register_removed(&next)?;
+        let third = uow.register_new(account("third", 3))?;
+        assert!(uow.get(&inside).is_err());
+        assert!(uow.get(&next).is_err());
+        assert_eq!(uow.get(&third)?.owner, "third");
+        let _ = db;
+        Ok(())
+    }
 }

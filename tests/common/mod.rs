@@ -3,8 +3,8 @@
 //!
 //! Each behaviour is written once inside `backend_tests!`, which expands it into one `#[test]`
 //! per enabled backend (`sqlite::name`, `postgres::name`, `mysql::name`). Every test gets its
-//! own database: an in-memory SQLite database, a fresh PostgreSQL schema, or a fresh MySQL
-//! database, so tests run in parallel and in any order. A backend whose feature is on but whose
+//! own database: a SQLite file in a fresh temporary directory, a fresh PostgreSQL schema, or a
+//! fresh MySQL database, so tests run in parallel and in any order. A backend whose feature is on but whose
 //! server cannot be reached fails the test with a message naming the variable to set.
 #![allow(dead_code)]
 

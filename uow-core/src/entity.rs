@@ -15,8 +15,8 @@ use diesel::QueryResult;
 
 /// The most persisted fields (columns) one entity may have.
 ///
-/// Field sets are fixed-size bit sets so that diffing an entity never allocates; 128 is well
-/// past Diesel's own `128-column-tables` limit.
+/// Field sets are fixed-size bit sets so that diffing an entity never allocates; 128 matches
+/// Diesel's largest tables (`128-column-tables`).
 pub const MAX_FIELDS: usize = 128;
 
 /// Description of one persisted field, in declaration order.

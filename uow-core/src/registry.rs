@@ -21,8 +21,14 @@ use crate::tracking::{Lifecycle, Tracked};
 
 #[derive(Clone)]
 struct Slot<T: Entity> {
+    /// The generation of the entity in the slot; handles carry it.
     generation: u32,
+    /// The generation the next entity put in this slot gets. It only grows (a rolled-back
+    /// scope does not lower it), so no handle ever reaches an entity it was not issued for.
+    next_generation: u32,
     tracked: Option<Tracked<T>>,
+    /// On the store's touched list (an emptied slot stays listed until the next commit).
+    listed: bool,
 }
 
 /// What one open scope must be able to undo in a store: the first saved state of every slot
@@ -89,7 +95,9 @@ impl<T: Entity, C> Store<T, C> {
             Some(s) => s.clone(),
             None => Slot {
                 generation: 0,
+                next_generation: 0,
                 tracked: None,
+                listed: false,
             },
         };
         log.saved.insert(slot, state);
@@ -110,7 +118,10 @@ impl<T: Entity, C> Store<T, C> {
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.save(slot);
-                self.slots[slot as usize].tracked = Some(tracked);
+                let s = &mut self.slots[slot as usize];
+                s.generation = s.next_generation;
+                s.next_generation = s.next_generation.wrapping_add(1);
+                s.tracked = Some(tracked);
                 slot
             }
             None => {
@@ -118,7 +129,9 @@ impl<T: Entity, C> Store<T, C> {
                 self.save(slot);
                 self.slots.push(Slot {
                     generation: 0,
+                    next_generation: 1,
                     tracked: Some(tracked),
+                    listed: false,
                 });
                 slot
             }
@@ -147,11 +160,10 @@ impl<T: Entity, C> Store<T, C> {
     /// Puts `slot` on the touched list (once).
     pub fn touch(&mut self, slot: u32) {
         self.save(slot);
-        if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
-            if !tracked.touched {
-                tracked.touched = true;
-                self.touched.push(slot);
-            }
+        let s = &mut self.slots[slot as usize];
+        if s.tracked.is_some() && !s.listed {
+            s.listed = true;
+            self.touched.push(slot);
         }
     }
 
@@ -165,16 +177,13 @@ impl<T: Entity, C> Store<T, C> {
                     self.by_key.remove(key);
                 }
             }
-            s.generation = s.generation.wrapping_add(1);
+            // The slot stays on the touched list (skipped while empty): no O(n) removal.
             self.free.push(slot);
-            if tracked.touched {
-                self.touched.retain(|t| *t != slot);
-            }
         }
     }
 
-    /// The entity in a slot from the touched list or a plan step. `release` takes slots off the
-    /// touched list, so these always hold one; a vanished slot is skipped, never a panic.
+    /// The entity in a slot from the touched list or a plan step; an emptied slot is skipped,
+    /// never a panic.
     fn tracked(&self, slot: u32) -> Option<&Tracked<T>> {
         self.slots.get(slot as usize)?.tracked.as_ref()
     }
@@ -523,16 +532,39 @@ where
                 }
                 Operation::Delete => format!("key {}", key_text(&tracked.value.key())),
                 Operation::Update => {
+                    // What the UPDATE will write: the next version, and the keys of parents
+                    // inserted by this commit for `set_parent` links.
+                    let mut next = tracked.value.clone();
+                    next.bump_version();
+                    let relations = if tracked.links.is_empty() {
+                        Vec::new()
+                    } else {
+                        relations_of::<T>()
+                    };
                     let changes: Vec<String> = step
                         .fields
                         .iter()
                         .map(|i| {
-                            format!(
-                                "{}: {:?} -> {:?}",
-                                T::FIELDS[i].column,
-                                FieldValue::<T, C::Backend>(tracked.persisted(), i, PhantomData),
-                                FieldValue::<T, C::Backend>(&tracked.value, i, PhantomData)
-                            )
+                            let old =
+                                FieldValue::<T, C::Backend>(tracked.persisted(), i, PhantomData);
+                            let linked = tracked
+                                .links
+                                .iter()
+                                .find_map(|l| relations.get(l.relation).filter(|r| r.field == i));
+                            match linked {
+                                Some(relation) => format!(
+                                    "{}: {:?} -> key of new {}",
+                                    T::FIELDS[i].column,
+                                    old,
+                                    relation.parent_name
+                                ),
+                                None => format!(
+                                    "{}: {:?} -> {:?}",
+                                    T::FIELDS[i].column,
+                                    old,
+                                    FieldValue::<T, C::Backend>(&next, i, PhantomData)
+                                ),
+                            }
                         })
                         .collect();
                     format!(
@@ -798,7 +830,9 @@ where
                 self.by_key.insert(key, slot);
             }
             let occupied = saved.tracked.is_some();
+            let next_generation = self.slots[index].next_generation;
             self.slots[index] = saved;
+            self.slots[index].next_generation = next_generation;
             if occupied {
                 self.free.retain(|f| *f != slot);
             } else if !self.free.contains(&slot) {
@@ -851,6 +885,7 @@ where
             }
         }
         for slot in std::mem::take(&mut self.touched) {
+            self.slots[slot as usize].listed = false;
             let removed = match self.slots[slot as usize].tracked.as_mut() {
                 Some(tracked) if tracked.lifecycle == Lifecycle::Removed => true,
                 Some(tracked) => {

@@ -209,7 +209,7 @@ where
                 }
                 uow.end_scope(false);
                 if outermost {
-                    uow.run_after_rollback_hooks(Some(&error));
+                    uow.run_after_rollback_hooks(None);
                 }
                 Err(error.into())
             }

@@ -55,8 +55,6 @@ pub(crate) struct Tracked<T: Entity> {
     pub write_all: bool,
     /// The key this entity is filed under in the identity map, if any.
     pub key: Option<T::Key>,
-    /// Whether the entity is on its store's touched list.
-    pub touched: bool,
     /// Parents given by handle whose keys are not known yet (`set_parent`); resolved when the
     /// commit has inserted them.
     pub links: Vec<Link>,
@@ -79,7 +77,6 @@ impl<T: Entity> Tracked<T> {
             baseline: None,
             write_all: false,
             key,
-            touched: false,
             links: Vec::new(),
         }
     }
@@ -121,7 +118,6 @@ impl<T: Entity> Tracked<T> {
         self.lifecycle = Lifecycle::Persisted;
         self.baseline = None;
         self.write_all = false;
-        self.touched = false;
         self.links.clear();
     }
 }

@@ -291,7 +291,7 @@ where
             Some(index) => *index,
             None => {
                 self.stores
-                    .push(Box::new(Store::<T, C>::new(self.scope_depth)));
+                    .push(Box::new(Store::<T, C>::new(self.scope_marks.len())));
                 self.by_type
                     .insert(TypeId::of::<T>(), self.stores.len() - 1);
                 self.stores.len() - 1
@@ -855,8 +855,8 @@ where
         self.hooks.after_commit.push(Box::new(hook));
     }
 
-    /// Runs `hook` after every failed commit or rolled-back outermost scope, with the unit of
-    /// work's error (`None` when the scope's closure failed with its own error or panicked).
+    /// Runs `hook` after every failed commit or rolled-back outermost scope: with the error for
+    /// a failed `commit`, with `None` for a scope (its error, or panic, goes to the caller).
     pub fn on_after_rollback(&mut self, hook: impl FnMut(Option<&Error>) + 'static) {
         self.hooks.after_rollback.push(Box::new(hook));
     }
@@ -1007,6 +1007,7 @@ where
         tracked.value.assign_persisted(fresh);
         tracked.baseline = None;
         tracked.write_all = false;
+        tracked.links.clear();
         tracked.lifecycle = Lifecycle::Persisted;
         Ok(())
     }

@@ -16,11 +16,14 @@ use proc_macro::TokenStream;
 
 /// Derives `uow::Entity` and `uow::Persist` for a struct with named fields.
 ///
-/// Container attribute: `#[tracked(table = path::to::table)]` (required) names the Diesel
-/// `table!`; `#[tracked(crate = path)]` when `uow` is re-exported under another name.
+/// Container attributes: `#[tracked(table = path::to::table)]` (required) names the Diesel
+/// `table!`; `#[tracked(belongs_to(Parent, foreign_key = field))]` declares a foreign key to
+/// another entity (several allowed); `#[tracked(crate = path)]` when `uow` is re-exported under
+/// another name.
 ///
 /// Field attributes: `#[tracked(primary_key)]` (the key; defaults to the field `id`; several
 /// make a composite key), `#[tracked(generated)]` (assigned by the database on insert),
+/// `#[tracked(version)]` (optimistic concurrency: checked and advanced on update),
 /// `#[tracked(skip)]` (not persisted, not tracked), `#[tracked(column = name)]` (the column
 /// when it is named differently from the field).
 #[proc_macro_derive(Tracked, attributes(tracked))]
