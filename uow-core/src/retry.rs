@@ -178,7 +178,7 @@ impl Retryable for Box<dyn std::error::Error> {
 /// let mut conn = SqliteConnection::establish(":memory:")?;
 /// diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
 /// let policy = uow::RetryPolicy::default();
-/// let id = uow::retry(&policy, |_attempt| {
+/// let id = uow::retry(&policy, |_attempt| -> Result<i32, uow::Error> {
 ///     uow::transaction(&mut conn, |uow| {
 ///         let note = uow.register_new(Note { id: 0, body: "hi".into() })?;
 ///         uow.flush()?;
