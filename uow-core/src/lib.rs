@@ -24,6 +24,7 @@
 pub mod entity;
 mod error;
 pub mod execute;
+mod fast_hash;
 pub mod plan;
 mod registry;
 pub mod report;

@@ -15,6 +15,7 @@ use diesel::RunQueryDsl;
 use crate::entity::{Entity, Persist, Relation, RelationVisitor};
 use crate::error::{Error, Operation, Result};
 use crate::execute::{self, DeleteRows, Dialect, InsertRows, UpdateRow};
+use crate::fast_hash::FastHash;
 use crate::plan::{Change, ChangeKind, Edge, PreviewStep, Step, TableInfo};
 use crate::report::CommitReport;
 use crate::tracking::{Lifecycle, Tracked};
@@ -35,7 +36,7 @@ struct Slot<T: Entity> {
 /// it changed (copy-on-write, so a scope costs nothing for entities it does not touch), and
 /// the touched list as it was when the scope began.
 struct ScopeLog<T: Entity> {
-    saved: HashMap<u32, Slot<T>>,
+    saved: HashMap<u32, Slot<T>, FastHash>,
     touched: Vec<u32>,
 }
 
@@ -47,10 +48,10 @@ pub(crate) struct Store<T: Entity, C> {
     /// Slots that may have something to write: new, removed, mutably borrowed, register_dirty.
     touched: Vec<u32>,
     /// Generated values of rows inserted by the commit under way, applied once it succeeds.
-    pending_generated: HashMap<u32, T::Generated>,
+    pending_generated: HashMap<u32, T::Generated, FastHash>,
     /// Copies of linked rows with their foreign keys filled in from parents inserted by the
     /// commit under way; they replace the entities once it succeeds.
-    pending_linked: HashMap<u32, T>,
+    pending_linked: HashMap<u32, T, FastHash>,
     /// Keys that entities will be filed under after the commit under way succeeds.
     pending_keys: Vec<(u32, T::Key)>,
     /// One log per open scope, outermost first.
@@ -70,12 +71,12 @@ impl<T: Entity, C> Store<T, C> {
             free: Vec::new(),
             by_key: HashMap::new(),
             touched: Vec::new(),
-            pending_generated: HashMap::new(),
-            pending_linked: HashMap::new(),
+            pending_generated: HashMap::default(),
+            pending_linked: HashMap::default(),
             pending_keys: Vec::new(),
             scopes: (0..open_scopes)
                 .map(|_| ScopeLog {
-                    saved: HashMap::new(),
+                    saved: HashMap::default(),
                     touched: Vec::new(),
                 })
                 .collect(),
@@ -234,9 +235,9 @@ pub(crate) struct Dependencies<'a, C> {
     pub store: usize,
     pub changes: &'a [Change],
     /// (store, slot) -> index into `changes`.
-    pub index: &'a HashMap<(usize, u32), usize>,
+    pub index: &'a HashMap<(usize, u32), usize, FastHash>,
     pub stores: &'a [Box<dyn ErasedStore<C>>],
-    pub by_type: &'a HashMap<TypeId, usize>,
+    pub by_type: &'a HashMap<TypeId, usize, FastHash>,
 }
 
 /// A row that needs its parent's key: relation `relation` of `slot` points at `parent_slot`
@@ -397,6 +398,8 @@ pub(crate) trait ErasedStore<C>: Any {
     fn preview(&self, step: &Step) -> PreviewStep;
     /// One line naming the entity in `slot`, for cycle errors.
     fn describe(&self, slot: u32) -> String;
+    /// Whether the entity type has `belongs_to` relations (and so can depend on other rows).
+    fn has_relations(&self) -> bool;
     /// Adds the dependencies of this store's changes on other changes (foreign keys).
     fn edges(&self, deps: &Dependencies<'_, C>, out: &mut Vec<Edge>) -> Result<()>;
     /// The parents whose keys the rows of `step` need before they can be written.
@@ -605,6 +608,18 @@ where
         }
     }
 
+    fn has_relations(&self) -> bool {
+        struct Any(bool);
+        impl<T: Entity> RelationVisitor<T> for Any {
+            fn visit<R: Relation<T>>(&mut self, _index: usize) {
+                self.0 = true;
+            }
+        }
+        let mut any = Any(false);
+        T::visit_relations(&mut any);
+        any.0
+    }
+
     fn edges(&self, deps: &Dependencies<'_, C>, out: &mut Vec<Edge>) -> Result<()> {
         let mut finder = EdgeFinder {
             store: self,
@@ -800,7 +815,7 @@ where
 
     fn begin_scope(&mut self) {
         self.scopes.push(ScopeLog {
-            saved: HashMap::new(),
+            saved: HashMap::default(),
             touched: self.touched.clone(),
         });
     }

@@ -13,6 +13,7 @@ use diesel::Connection;
 use crate::entity::{FieldSet, Load, Persist};
 use crate::error::{Error, Operation, Result};
 use crate::execute::{Changes, Dialect};
+use crate::fast_hash::FastHash;
 use crate::plan::{self, PlanPreview};
 use crate::registry::{
     key_text, relations_of, set_parent_key, Dependencies, ErasedStore, ResolvedLink, Store,
@@ -103,7 +104,7 @@ impl<T> fmt::Debug for Handle<T> {
 pub struct UnitOfWork<C> {
     id: u64,
     stores: Vec<Box<dyn ErasedStore<C>>>,
-    by_type: HashMap<TypeId, usize>,
+    by_type: HashMap<TypeId, usize, FastHash>,
     /// Transaction scopes open on this unit of work (nested ones on savepoints).
     scope_depth: usize,
     /// Per open scope: participants and pending events when it began.
@@ -213,7 +214,7 @@ where
         UnitOfWork {
             id: NEXT_UNIT_ID.fetch_add(1, Ordering::Relaxed),
             stores: Vec::new(),
-            by_type: HashMap::new(),
+            by_type: HashMap::default(),
             scope_depth: 0,
             scope_marks: Vec::new(),
             scope_report: CommitReport::default(),
@@ -572,18 +573,21 @@ where
     /// The first mutable borrow after a commit keeps a copy of the persisted values; the next
     /// commit compares against it and writes only the fields that differ.
     pub fn get_mut<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<&mut T> {
-        self.tracked_mut(handle)?;
-        let store = self.store_mut::<T>();
-        store.touch(handle.slot);
-        match store.get_mut(handle.slot, handle.generation) {
-            Some(tracked) => {
-                tracked.before_mutation();
-                Ok(&mut tracked.value)
+        // One store lookup, and no error value built on the way (this is the hot path of
+        // plain mutation; see BENCHMARKS.md, W5).
+        if handle.unit == self.id {
+            let store = self.store_mut::<T>();
+            if store.get(handle.slot, handle.generation).is_some() {
+                store.touch(handle.slot);
+                if let Some(tracked) = store.get_mut(handle.slot, handle.generation) {
+                    tracked.before_mutation();
+                    return Ok(&mut tracked.value);
+                }
             }
-            None => Err(Error::UnknownEntity {
-                entity: T::ENTITY_NAME,
-            }),
         }
+        Err(Error::UnknownEntity {
+            entity: T::ENTITY_NAME,
+        })
     }
 
     /// The handle of the held entity with primary key `key`, if any.
@@ -639,13 +643,18 @@ where
         let changes = self.pending()?;
         let tables: Vec<_> = self.stores.iter().map(|s| s.table_info()).collect();
         let mut edges = Vec::new();
-        if !changes.is_empty() {
-            let index: HashMap<(usize, u32), usize> = changes
+        // Only entity types with relations can depend on other rows: without them there is no
+        // edge to find, and no index of every change to build.
+        if !changes.is_empty() && self.stores.iter().any(|s| s.has_relations()) {
+            let index: HashMap<(usize, u32), usize, FastHash> = changes
                 .iter()
                 .enumerate()
                 .map(|(i, c)| ((c.store, c.slot), i))
                 .collect();
             for (store_index, store) in self.stores.iter().enumerate() {
+                if !store.has_relations() {
+                    continue;
+                }
                 let deps = Dependencies {
                     store: store_index,
                     changes: &changes,
