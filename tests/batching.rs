@@ -93,4 +93,33 @@ backend_tests! {
         assert!(log.all().is_empty());
         Ok(())
     }
+
+    fn large_batches_stay_out_of_the_statement_cache_small_ones_are_cached(db) {
+        // Diesel's prepared-statement cache is keyed by SQL text and never evicts; a batch's
+        // text depends on its row count, so caching big batches would keep one prepared
+        // statement per distinct size for the connection's lifetime.
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        use diesel::connection::{Connection, InstrumentationEvent};
+        let cached = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = cached.clone();
+        db.conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { .. } = event {
+                counter.fetch_add(1, Relaxed);
+            }
+        });
+        let mut uow = UnitOfWork::<Conn>::new();
+        for i in 0..2 {
+            uow.register_new(account(&format!("small{i}"), i))?;
+        }
+        uow.commit(&mut db.conn)?;
+        let after_small = cached.load(Relaxed);
+        assert!(after_small >= 1, "a two-row INSERT is prepared for the cache");
+        for i in 0..1000 {
+            uow.register_new(account(&format!("big{i}"), i))?;
+        }
+        uow.commit(&mut db.conn)?;
+        assert_eq!(cached.load(Relaxed), after_small, "a 1,000-row INSERT is not cached");
+        assert_eq!(account_rows(&mut db.conn).len(), 1002);
+        Ok(())
+    }
 }

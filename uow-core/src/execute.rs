@@ -157,6 +157,15 @@ pub(crate) fn insert_width<T: Entity>() -> usize {
     T::FIELDS.iter().filter(|f| !f.generated).count()
 }
 
+/// Batches binding more values than this are kept out of Diesel's prepared-statement cache.
+///
+/// The cache is keyed by SQL text and never evicts, and a batch's text depends on its row
+/// count, so caching every batch would keep one prepared statement per distinct batch size
+/// (megabytes for a batch of thousands of rows) for the connection's lifetime. Small batches,
+/// the usual commit, stay cached; Diesel keeps its own `Vec` batch inserts out of the cache
+/// altogether.
+pub(crate) const MAX_CACHED_BATCH_BINDS: usize = 256;
+
 /// `INSERT INTO t (cols) VALUES (...), (...) [RETURNING generated cols]`.
 pub(crate) struct InsertRows<'a, T> {
     rows: &'a [&'a T],
@@ -186,6 +195,9 @@ where
     T: Persist<DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if self.rows.len() * insert_width::<T>() > MAX_CACHED_BATCH_BINDS {
+            out.unsafe_to_cache_prepared();
+        }
         out.push_sql("INSERT INTO ");
         T::walk_table(out.reborrow())?;
         if insert_width::<T>() == 0 {
@@ -291,6 +303,9 @@ where
     T: Persist<DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        if self.rows.len() * key_width::<T>() > MAX_CACHED_BATCH_BINDS {
+            out.unsafe_to_cache_prepared();
+        }
         out.push_sql("DELETE FROM ");
         T::walk_table(out.reborrow())?;
         out.push_sql(" WHERE ");
@@ -415,8 +430,10 @@ pub(crate) fn rows_per_delete<T: Entity, DB: Dialect>() -> usize {
 /// key when there is one (databases assign keys in VALUES order, but RETURNING does not
 /// promise to return rows in that order).
 pub(crate) fn order_returned<T: Entity>(mut returned: Vec<T::Generated>) -> Vec<T::Generated> {
-    if returned.len() > 1 {
-        returned.sort_by_cached_key(|g| T::generated_key_order(g).unwrap_or(0));
+    let order = |g: &T::Generated| T::generated_key_order(g).unwrap_or(0);
+    // Databases return rows in VALUES order in practice: check (no allocation) before sorting.
+    if returned.len() > 1 && !returned.is_sorted_by_key(order) {
+        returned.sort_by_cached_key(order);
     }
     returned
 }

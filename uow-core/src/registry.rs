@@ -85,7 +85,16 @@ impl<T: Entity, C> Store<T, C> {
     }
 
     /// Records the state of `slot` before the innermost open scope changes it (once per scope).
+    /// Inlined test, out-of-line work: every `get_mut` calls it, almost always outside scopes.
+    #[inline]
     fn save(&mut self, slot: u32) {
+        if !self.scopes.is_empty() {
+            self.save_in_scope(slot);
+        }
+    }
+
+    #[inline(never)]
+    fn save_in_scope(&mut self, slot: u32) {
         let Some(log) = self.scopes.last_mut() else {
             return;
         };
@@ -102,6 +111,13 @@ impl<T: Entity, C> Store<T, C> {
             },
         };
         log.saved.insert(slot, state);
+    }
+
+    /// Room for `additional` more entities without growing the slab or the identity map.
+    pub fn reserve(&mut self, additional: usize) {
+        self.slots
+            .reserve(additional.saturating_sub(self.free.len()));
+        self.by_key.reserve(additional);
     }
 
     pub fn len(&self) -> usize {
@@ -879,7 +895,15 @@ where
                 tracked.value = linked;
             }
         }
-        for (slot, generated) in std::mem::take(&mut self.pending_generated) {
+        // Room for every generated key filed below at once, not by repeated doubling; and the
+        // slab written in slot order, not the map's scattered order (cache misses on big
+        // commits; see BENCHMARKS.md).
+        self.by_key.reserve(self.pending_generated.len());
+        let mut generated: Vec<(u32, T::Generated)> = std::mem::take(&mut self.pending_generated)
+            .into_iter()
+            .collect();
+        generated.sort_unstable_by_key(|(slot, _)| *slot);
+        for (slot, generated) in generated {
             if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
                 tracked.value.set_generated(generated);
                 let key = tracked.value.key();

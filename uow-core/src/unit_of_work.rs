@@ -416,7 +416,10 @@ where
         T: Persist<C::Backend>,
         I: IntoIterator<Item = T>,
     {
-        entities.into_iter().map(|e| self.attach(e)).collect()
+        let entities = entities.into_iter();
+        // Room for the rows at once (a loaded Vec knows its length), not by repeated doubling.
+        self.store_mut::<T>().reserve(entities.size_hint().0);
+        entities.map(|e| self.attach(e)).collect()
     }
 
     /// Tracks an entity that exists in the database but whose row may differ from `entity` in

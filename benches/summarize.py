@@ -1,0 +1,339 @@
+#!/usr/bin/env python3
+"""Prints the table of medians and ratios from the last benchmark run (BENCHMARKS.md).
+
+Reads criterion's `<target>/criterion/<group>/<function>/new/{benchmark,estimates}.json`
+(medians), `<target>/criterion/sqlalchemy.json` (benches/sqlalchemy/bench.py) and
+`<target>/criterion/uow-allocations.json` (the W5 bench), where `<target>` is
+$CARGO_TARGET_DIR or `target`. Standard library only.
+
+    python3 benches/summarize.py [--markdown FILE] [--svg FILE]
+
+`--markdown` also writes the tables as Markdown, `--svg` the plot of W1 and W2.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (group prefix, title, [(function id, label)]); the group name ends with `_<backend>`.
+GROUPS = [
+    ("w1_insert_100", "W1: commit 100 new entities", [
+        ("uow", "uow: register_new each + commit (INSERT .. RETURNING id)"),
+        ("diesel_multi_row", "Diesel multi-row INSERT (ids not read)"),
+        ("diesel_multi_row_returning", "Diesel multi-row INSERT .. RETURNING id"),
+        ("diesel_row_by_row", "Diesel one INSERT per row, one transaction"),
+        ("raw_sqlite", "raw SQLite C API, prepared statement loop"),
+        ("sqlalchemy", "SQLAlchemy ORM add_all + commit"),
+    ]),
+    ("w1_insert_10000", "W1: commit 10,000 new entities", None),
+    ("w2_update_10000", "W2: load 10,000, change one field each, commit", [
+        ("uow", "uow: load, attach_all, get_mut x10,000, commit"),
+        ("diesel_update_loop", "Diesel: load, per-row UPDATE loop in one transaction"),
+        ("sqlalchemy", "SQLAlchemy ORM: load, change, commit"),
+    ]),
+    ("w2_commit_only_10000", "W2': the commit alone (10,000 changed entities)", [
+        ("uow", "uow: commit"),
+        ("diesel_update_loop", "Diesel per-row UPDATE loop in one transaction"),
+        ("raw_sqlite", "raw SQLite C API, prepared UPDATE loop"),
+        ("sqlalchemy", "SQLAlchemy ORM: commit"),
+    ]),
+    ("w3_touched_100", "W3: 100 touched among N tracked, change + commit", [
+        ("uow_10000_tracked", "uow holding 10,000, 100 changed"),
+        ("uow_100_tracked", "uow holding only those 100"),
+    ]),
+    ("w4_clean_commit", "W4: commit with nothing changed", [
+        ("uow_10000_clean", "uow holding 10,000 clean entities"),
+        ("uow_empty", "uow holding nothing"),
+    ]),
+    ("w5_field_change", "W5: one field change", [
+        ("plain_assignment", "plain struct: item.qty += 1"),
+        ("uow_get_mut", "uow.get_mut(&h)?.qty += 1 (steady state)"),
+        ("uow_get_mut_first_after_commit", "uow.get_mut(&h)?.qty += 1, first after a commit"),
+    ]),
+    ("w6_mixed", "W6: mixed commit on authors/books (120 INSERTs, 200 UPDATEs, 110 DELETEs)", [
+        ("uow", "uow: register_new + set_parent, get_mut, register_removed, commit"),
+        ("diesel", "Diesel: INSERT .. RETURNING x2, UPDATE loop, DELETE .. IN x2"),
+    ]),
+]
+GROUPS[1] = (GROUPS[1][0], GROUPS[1][1], GROUPS[0][2])
+
+# (id, description, numerator (group, fn), denominator (group, fn) or None, comparison, bound)
+# ratio = numerator / denominator; "le": ratio <= bound is met; "ge": ratio >= bound is met;
+# with no denominator the numerator's median (ns) is compared with `bound` (ns).
+TARGETS = [
+    ("W1 n=100 vs Diesel multi-row", ("w1_insert_100", "uow"), ("w1_insert_100", "diesel_multi_row"), "le", 1.15),
+    ("W1 n=10,000 vs Diesel multi-row", ("w1_insert_10000", "uow"), ("w1_insert_10000", "diesel_multi_row"), "le", 1.15),
+    ("W1 n=100 vs Diesel multi-row RETURNING id (same job)", ("w1_insert_100", "uow"), ("w1_insert_100", "diesel_multi_row_returning"), "info", None),
+    ("W1 n=10,000 vs Diesel multi-row RETURNING id (same job)", ("w1_insert_10000", "uow"), ("w1_insert_10000", "diesel_multi_row_returning"), "info", None),
+    ("W1 n=100 vs raw SQLite", ("w1_insert_100", "uow"), ("w1_insert_100", "raw_sqlite"), "le", 2.0),
+    ("W1 n=10,000 vs raw SQLite", ("w1_insert_10000", "uow"), ("w1_insert_10000", "raw_sqlite"), "le", 2.0),
+    ("W2 vs Diesel UPDATE loop", ("w2_update_10000", "uow"), ("w2_update_10000", "diesel_update_loop"), "le", 1.2),
+    ("W2' (commit only) vs Diesel UPDATE loop", ("w2_commit_only_10000", "uow"), ("w2_commit_only_10000", "diesel_update_loop"), "le", 1.2),
+    ("W2' (commit only) vs raw SQLite UPDATE loop", ("w2_commit_only_10000", "uow"), ("w2_commit_only_10000", "raw_sqlite"), "info", None),
+    ("W3 10,000 tracked vs the 100 alone", ("w3_touched_100", "uow_10000_tracked"), ("w3_touched_100", "uow_100_tracked"), "le", 1.5),
+    ("W4 clean commit, 10,000 tracked (absolute)", ("w4_clean_commit", "uow_10000_clean"), None, "lt", 50_000),
+    ("W5 tracked change vs plain assignment", ("w5_field_change", "uow_get_mut"), ("w5_field_change", "plain_assignment"), "le", 2.0),
+    ("W1 n=100: SQLAlchemy / uow", ("w1_insert_100", "sqlalchemy"), ("w1_insert_100", "uow"), "ge", 20.0),
+    ("W1 n=10,000: SQLAlchemy / uow", ("w1_insert_10000", "sqlalchemy"), ("w1_insert_10000", "uow"), "ge", 20.0),
+    ("W2: SQLAlchemy / uow", ("w2_update_10000", "sqlalchemy"), ("w2_update_10000", "uow"), "ge", 20.0),
+    ("W6 vs hand-written Diesel (no target)", ("w6_mixed", "uow"), ("w6_mixed", "diesel"), "info", None),
+]
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def target_dir():
+    target = Path(os.environ.get("CARGO_TARGET_DIR", "target"))
+    return target if target.is_absolute() else ROOT / target
+
+
+def load_medians(criterion):
+    """{(group_id, function_id): median ns} from criterion's output."""
+    medians = {}
+    if not criterion.is_dir():
+        return medians
+    for bench in criterion.glob("*/*/new/benchmark.json"):
+        estimates = bench.parent / "estimates.json"
+        if not estimates.exists():
+            continue
+        meta = json.loads(bench.read_text())
+        median = json.loads(estimates.read_text())["median"]["point_estimate"]
+        medians[(meta["group_id"], meta["function_id"])] = median
+    return medians
+
+
+def split_group(group_id):
+    """('w1_insert_100', 'sqlite') from 'w1_insert_100_sqlite'; backendless groups -> 'sqlite'."""
+    for backend in BACKENDS:
+        if group_id.endswith("_" + backend):
+            return group_id[: -len(backend) - 1], backend
+    return group_id, "sqlite"
+
+
+def fmt_time(ns):
+    if ns is None:
+        return "-"
+    if ns < 1_000:
+        return f"{ns:.2f} ns" if ns < 10 else f"{ns:.1f} ns"
+    if ns < 1_000_000:
+        return f"{ns / 1_000:.1f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1_000_000:.2f} ms"
+    return f"{ns / 1_000_000_000:.2f} s"
+
+
+def fmt_ratio(r):
+    if r is None:
+        return "-"
+    return f"{r:.2f}x" if r < 100 else f"{r:.0f}x"
+
+
+def fmt_versus(r):
+    """uow's time divided by a variant's, in words."""
+    if r is None:
+        return "-"
+    if r >= 1:
+        return f"{fmt_ratio(r)} slower"
+    return f"{fmt_ratio(1 / r)} faster"
+
+
+def collect():
+    criterion = target_dir() / "criterion"
+    raw = load_medians(criterion)
+    medians = {}  # (backend, group prefix, fn) -> ns
+    for (group_id, fn), ns in raw.items():
+        prefix, backend = split_group(group_id)
+        medians[(backend, prefix, fn)] = ns
+    sqlalchemy = None
+    path = criterion / "sqlalchemy.json"
+    if path.exists():
+        sqlalchemy = json.loads(path.read_text())
+        for prefix, result in sqlalchemy["results"].items():
+            medians[("sqlite", prefix, "sqlalchemy")] = result["median_ns"]
+    allocations = None
+    path = criterion / "uow-allocations.json"
+    if path.exists():
+        allocations = json.loads(path.read_text())
+    return medians, sqlalchemy, allocations
+
+
+def rows_for(medians, backend):
+    """Table rows: (title, label, median, 'uow / this' ratio) per group."""
+    out = []
+    for prefix, title, variants in GROUPS:
+        present = [(fn, label) for fn, label in variants if (backend, prefix, fn) in medians]
+        if not present:
+            continue
+        reference = medians.get((backend, prefix, present[0][0]))
+        for fn, label in present:
+            ns = medians[(backend, prefix, fn)]
+            ratio = reference / ns if reference and fn != present[0][0] else None
+            out.append((title, label, ns, ratio))
+    return out
+
+
+def target_rows(medians, backend):
+    out = []
+    for name, num, den, op, bound in TARGETS:
+        n = medians.get((backend, *num))
+        d = medians.get((backend, *den)) if den else None
+        if n is None or (den and d is None):
+            continue
+        if den is None:
+            value, shown, goal = n, fmt_time(n), f"< {fmt_time(bound)}"
+            met = n < bound
+        else:
+            value = n / d
+            shown = fmt_ratio(value)
+            goal = {"le": f"<= {bound}x", "ge": f">= {bound}x", "info": "-"}[op]
+            met = {"le": value <= (bound or 0), "ge": value >= (bound or 0), "info": None}[op]
+        out.append((name, shown, goal, {True: "met", False: "MISSED", None: "-"}[met]))
+    return out
+
+
+def print_table(headers, rows, out):
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    print(line, file=out)
+    print("  ".join("-" * w for w in widths), file=out)
+    for row in rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)), file=out)
+
+
+def markdown_table(headers, rows):
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(x) for x in row) + " |")
+    return "\n".join(lines)
+
+
+def machine():
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = os.cpu_count()
+    mem = "?"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    except OSError:
+        pass
+    return f"{cpu}, {cores} cores, {mem} RAM, {platform.system()} {platform.release()}"
+
+
+def svg_plot(medians, path):
+    """W1 and W2 against the baselines on SQLite: one panel per workload, bars on a linear
+    scale set by the slowest Rust variant; SQLAlchemy's bar is cut (its ratio is printed)."""
+    panels = []  # (title, [(label, ns, kind)])
+    for prefix, title, variants in GROUPS:
+        if prefix not in ("w1_insert_100", "w1_insert_10000", "w2_update_10000", "w2_commit_only_10000"):
+            continue
+        entries = [
+            (label, medians[("sqlite", prefix, fn)], fn)
+            for fn, label in variants
+            if ("sqlite", prefix, fn) in medians
+        ]
+        if entries:
+            panels.append((title, entries))
+    if not panels:
+        return False
+
+    left, label_w, bar_w, row_h, title_h = 20, 400, 430, 22, 30
+    width = left + label_w + bar_w + 230
+    height = 70 + sum(title_h + row_h * len(e) + 14 for _, e in panels) + 30
+    colors = {"uow": "#d9480f", "sqlalchemy": "#868e96"}
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="DejaVu Sans, Helvetica, Arial, sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="24" font-size="16" font-weight="bold">uow against hand-written Diesel, '
+        f'raw SQLite and SQLAlchemy (in-memory SQLite)</text>',
+        f'<text x="{left}" y="44" font-size="11" fill="#444">Median time per run, linear scale per panel; '
+        f'shorter is faster. After each time: uow\'s time divided by that variant\'s.</text>',
+    ]
+    y = 62
+    for title, entries in panels:
+        out.append(f'<text x="{left}" y="{y + 18}" font-size="13" font-weight="bold">{title}</text>')
+        y += title_h
+        uow = next((ns for _, ns, fn in entries if fn == "uow"), None)
+        scale = max(ns for _, ns, fn in entries if fn != "sqlalchemy") * 1.05
+        x0 = left + label_w
+        out.append(f'<line x1="{x0}" y1="{y}" x2="{x0}" y2="{y + row_h * len(entries)}" stroke="#333"/>')
+        for label, ns, fn in entries:
+            color = colors.get(fn, "#1c7ed6")
+            clipped = ns > scale
+            w = bar_w * min(ns, scale) / scale
+            out.append(f'<text x="{left}" y="{y + 15}">{label}</text>')
+            out.append(f'<rect x="{x0}" y="{y + 3}" width="{max(1.0, w):.1f}" height="{row_h - 6}" fill="{color}"/>')
+            if clipped:
+                cut = x0 + w - 30
+                out.append(f'<polygon points="{cut:.1f},{y + 1} {cut + 8:.1f},{y + 1} {cut + 2:.1f},{y + row_h - 1} {cut - 6:.1f},{y + row_h - 1}" fill="white"/>')
+            text = fmt_time(ns)
+            if uow and fn == "sqlalchemy":
+                text += f"  ·  {fmt_ratio(ns / uow)} uow's time"
+            elif uow and fn != "uow":
+                text += f"  ·  uow ÷ this = {fmt_ratio(uow / ns)}"
+            out.append(f'<text x="{x0 + w + 6:.1f}" y="{y + 15}">{text}</text>')
+            y += row_h
+        y += 14
+    out.append(f'<text x="{left}" y="{height - 12}" font-size="10" fill="#666">orange: uow; blue: hand-written '
+               f'Diesel and the raw SQLite C API; grey: SQLAlchemy ORM (bar cut). {machine()}</text>')
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out) + "\n")
+    return True
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--markdown", help="also write the tables as Markdown to this file")
+    parser.add_argument("--svg", help="also write the W1/W2 plot (SVG) to this file")
+    args = parser.parse_args()
+
+    medians, sqlalchemy, allocations = collect()
+    if not medians:
+        print(f"no criterion results under {target_dir() / 'criterion'}; run benches/run.sh", file=sys.stderr)
+        return 1
+    md = [f"Machine: {machine()}", ""]
+    if sqlalchemy:
+        md += [f"SQLAlchemy {sqlalchemy['sqlalchemy']} on Python {sqlalchemy['python']} (SQLite {sqlalchemy['sqlite']}).", ""]
+    for backend in BACKENDS:
+        rows = rows_for(medians, backend)
+        if not rows:
+            continue
+        table = [(t, l, fmt_time(ns), fmt_ratio(r), fmt_versus(r)) for t, l, ns, r in rows]
+        headers = ["workload", "variant", "median", "uow ÷ variant", "so the first row is"]
+        print(f"\n== {backend}: medians (the first row of each workload is uow's reference) ==\n")
+        print_table(headers, table, sys.stdout)
+        md += [f"### Medians, {backend}", "", markdown_table(headers, table), ""]
+        targets = target_rows(medians, backend)
+        if targets:
+            headers = ["target", "measured", "goal", "status"]
+            print(f"\n== {backend}: targets ==\n")
+            print_table(headers, targets, sys.stdout)
+            md += [f"### Targets, {backend}", "", markdown_table(headers, targets), ""]
+    if allocations:
+        line = ", ".join(f"{k} {v:g}" for k, v in allocations.items())
+        print(f"\nW5 heap allocations per field change: {line}")
+        md += [f"W5 heap allocations per field change: {line}.", ""]
+    if args.markdown:
+        Path(args.markdown).write_text("\n".join(md) + "\n")
+        print(f"\nMarkdown tables written to {args.markdown}")
+    if args.svg:
+        if svg_plot(medians, args.svg):
+            print(f"plot written to {args.svg}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,855 @@
+//! W1-W4 and W6 (see BENCHMARKS.md): the unit of work and its baselines, in the same run, on
+//! in-memory SQLite and, with `--features postgres`, on PostgreSQL.
+//!
+//! Every benchmark gets a database of its own. Work that is not part of the measured job
+//! (emptying tables, seeding rows, building the input values) runs outside the timed region
+//! through `iter_custom`. Before each group a sanity check runs every variant once on a
+//! separate database and asserts what it sent and what the tables hold afterwards, so a
+//! baseline cannot silently do less work than the unit of work.
+//!
+//! The measured routines are `#[inline(never)]` so that profiles (callgrind's
+//! `--toggle-collect`, perf) attribute costs to them.
+//!
+//! Run the whole suite with `bash benches/run.sh`; this binary alone with
+//! `cargo bench --bench workloads [--features postgres] [-- FILTER]`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
+
+use common::*;
+
+/// Settings for groups whose routine takes milliseconds (10,000 rows) or microseconds.
+fn configure(group: &mut BenchmarkGroup<'_, WallTime>, heavy: bool) {
+    if heavy {
+        group
+            .sampling_mode(SamplingMode::Flat)
+            .sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(5));
+    } else {
+        group
+            .sample_size(30)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(3));
+    }
+}
+
+/// Times `routine` only: `setup` runs before each call and the routine's output is dropped
+/// after it, both untimed (so freeing the entities is counted for no variant). Both get
+/// `state` (the benchmark's database).
+fn timed<D, S, I, R, O>(iters: u64, state: &mut D, mut setup: S, mut routine: R) -> Duration
+where
+    S: FnMut(&mut D) -> I,
+    R: FnMut(&mut D, I) -> O,
+{
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let input = setup(state);
+        let start = Instant::now();
+        let output = routine(state, input);
+        total += start.elapsed();
+        drop(output);
+    }
+    total
+}
+
+fn ok<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(e) => panic!("{what} failed: {e}"),
+    }
+}
+
+macro_rules! workloads {
+    ($module:ident, $conn:ty, $raw:ident) => {
+        mod $module {
+            use super::*;
+
+            use diesel::prelude::*;
+            use uow::prelude::*;
+
+            type Conn = $conn;
+
+            pub fn all(c: &mut Criterion) {
+                w1(c);
+                w2(c);
+                w3(c);
+                w4(c);
+                w6(c);
+            }
+
+            fn group<'c>(
+                c: &'c mut Criterion,
+                name: &str,
+                heavy: bool,
+            ) -> BenchmarkGroup<'c, WallTime> {
+                let mut group =
+                    c.benchmark_group(format!("{name}_{}", <Conn as BenchBackend>::NAME));
+                configure(&mut group, heavy);
+                group
+            }
+
+            fn count_items(conn: &mut Conn) -> i64 {
+                ok(items::table.count().get_result(conn), "count")
+            }
+
+            fn seed_items(conn: &mut Conn, count: usize) {
+                let rows = new_items(count);
+                let new: Vec<NewItem<'_>> = rows.iter().map(NewItem::from).collect();
+                ok(
+                    diesel::insert_into(items::table).values(&new).execute(conn),
+                    "seeding items",
+                );
+            }
+
+            fn load_items(conn: &mut Conn) -> Vec<Item> {
+                ok(
+                    items::table
+                        .order(items::id)
+                        .select(Item::as_select())
+                        .load(conn),
+                    "loading items",
+                )
+            }
+
+            // ---------------------------------------------------------------- W1
+
+            #[inline(never)]
+            fn w1_uow(conn: &mut Conn, rows: Vec<Item>) -> UnitOfWork<Conn> {
+                let mut uow = UnitOfWork::<Conn>::new();
+                for row in rows {
+                    ok(uow.register_new(row), "register_new");
+                }
+                ok(uow.commit(conn), "commit");
+                uow
+            }
+
+            #[inline(never)]
+            fn w1_diesel_multi_row(conn: &mut Conn, rows: &[Item]) {
+                let new: Vec<NewItem<'_>> = rows.iter().map(NewItem::from).collect();
+                ok(
+                    diesel::insert_into(items::table).values(&new).execute(conn),
+                    "insert",
+                );
+            }
+
+            #[inline(never)]
+            fn w1_diesel_multi_row_returning(conn: &mut Conn, rows: &mut [Item]) {
+                let new: Vec<NewItem<'_>> = rows.iter().map(NewItem::from).collect();
+                let ids: Vec<i32> = ok(
+                    diesel::insert_into(items::table)
+                        .values(&new)
+                        .returning(items::id)
+                        .get_results(conn),
+                    "insert returning",
+                );
+                for (row, id) in rows.iter_mut().zip(ids) {
+                    row.id = id;
+                }
+            }
+
+            #[inline(never)]
+            fn w1_diesel_row_by_row(conn: &mut Conn, rows: &[Item]) {
+                ok(
+                    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                        for row in rows {
+                            diesel::insert_into(items::table)
+                                .values(NewItem::from(row))
+                                .execute(conn)?;
+                        }
+                        Ok(())
+                    }),
+                    "insert loop",
+                );
+            }
+
+            fn w1_check(n: usize) {
+                let mut db = <Conn as BenchBackend>::open();
+                let log = StatementLog::attach(&mut db.conn);
+                w1_uow(&mut db.conn, new_items(n));
+                assert_eq!(log.take_writes().len(), 1, "uow: one multi-row INSERT");
+                assert_eq!(count_items(&mut db.conn), n as i64);
+                db.reset();
+                log.take();
+                w1_diesel_multi_row(&mut db.conn, &new_items(n));
+                assert_eq!(log.take_writes().len(), 1, "Diesel: one multi-row INSERT");
+                assert_eq!(count_items(&mut db.conn), n as i64);
+                db.reset();
+                let mut rows = new_items(n);
+                log.take();
+                w1_diesel_multi_row_returning(&mut db.conn, &mut rows);
+                assert_eq!(log.take_writes().len(), 1, "Diesel: one INSERT RETURNING");
+                assert!(rows.iter().all(|r| r.id > 0));
+                db.reset();
+                log.take();
+                w1_diesel_row_by_row(&mut db.conn, &new_items(n));
+                assert_eq!(log.take_writes().len(), n, "Diesel: one INSERT per row");
+                assert_eq!(count_items(&mut db.conn), n as i64);
+            }
+
+            fn w1(c: &mut Criterion) {
+                for n in [100usize, 10_000] {
+                    w1_check(n);
+                    let heavy = n > 1000;
+                    let mut g = group(c, &format!("w1_insert_{n}"), heavy);
+                    g.bench_function("uow", |b| {
+                        let mut db = <Conn as BenchBackend>::open();
+                        b.iter_custom(|iters| {
+                            timed(
+                                iters,
+                                &mut db,
+                                |db| {
+                                    db.reset();
+                                    new_items(n)
+                                },
+                                |db, rows| w1_uow(&mut db.conn, rows),
+                            )
+                        })
+                    });
+                    g.bench_function("diesel_multi_row", |b| {
+                        let mut db = <Conn as BenchBackend>::open();
+                        b.iter_custom(|iters| {
+                            timed(
+                                iters,
+                                &mut db,
+                                |db| {
+                                    db.reset();
+                                    new_items(n)
+                                },
+                                |db, rows| {
+                                    w1_diesel_multi_row(&mut db.conn, &rows);
+                                    rows
+                                },
+                            )
+                        })
+                    });
+                    g.bench_function("diesel_multi_row_returning", |b| {
+                        let mut db = <Conn as BenchBackend>::open();
+                        b.iter_custom(|iters| {
+                            timed(
+                                iters,
+                                &mut db,
+                                |db| {
+                                    db.reset();
+                                    new_items(n)
+                                },
+                                |db, mut rows| {
+                                    w1_diesel_multi_row_returning(&mut db.conn, &mut rows);
+                                    rows
+                                },
+                            )
+                        })
+                    });
+                    g.bench_function("diesel_row_by_row", |b| {
+                        let mut db = <Conn as BenchBackend>::open();
+                        b.iter_custom(|iters| {
+                            timed(
+                                iters,
+                                &mut db,
+                                |db| {
+                                    db.reset();
+                                    new_items(n)
+                                },
+                                |db, rows| {
+                                    w1_diesel_row_by_row(&mut db.conn, &rows);
+                                    rows
+                                },
+                            )
+                        })
+                    });
+                    $raw::w1(&mut g, n);
+                    g.finish();
+                }
+            }
+
+            // ---------------------------------------------------------------- W2
+
+            const W2_ROWS: usize = 10_000;
+
+            /// Load every row, change one field of each, commit.
+            #[inline(never)]
+            fn w2_uow(conn: &mut Conn) -> UnitOfWork<Conn> {
+                let rows = load_items(conn);
+                let mut uow = UnitOfWork::<Conn>::new();
+                let handles = uow.attach_all(rows);
+                for h in &handles {
+                    ok(uow.get_mut(h), "get_mut").qty += 1;
+                }
+                ok(uow.commit(conn), "commit");
+                uow
+            }
+
+            #[inline(never)]
+            fn w2_diesel_loop(conn: &mut Conn) -> Vec<Item> {
+                let mut rows = load_items(conn);
+                for row in &mut rows {
+                    row.qty += 1;
+                }
+                w2_diesel_updates(conn, &rows);
+                rows
+            }
+
+            #[inline(never)]
+            fn w2_diesel_updates(conn: &mut Conn, rows: &[Item]) {
+                ok(
+                    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                        for row in rows {
+                            diesel::update(items::table.find(row.id))
+                                .set(items::qty.eq(row.qty))
+                                .execute(conn)?;
+                        }
+                        Ok(())
+                    }),
+                    "update loop",
+                );
+            }
+
+            /// Held and changed already: the commit alone.
+            fn w2_prepare_uow(conn: &mut Conn) -> UnitOfWork<Conn> {
+                let mut uow = UnitOfWork::<Conn>::new();
+                let handles = uow.attach_all(load_items(conn));
+                for h in &handles {
+                    ok(uow.get_mut(h), "get_mut").qty += 1;
+                }
+                uow
+            }
+
+            fn w2_check() {
+                let mut db = <Conn as BenchBackend>::open();
+                seed_items(&mut db.conn, W2_ROWS);
+                let log = StatementLog::attach(&mut db.conn);
+                w2_uow(&mut db.conn);
+                let writes = log.take_writes();
+                assert_eq!(writes.len(), W2_ROWS, "uow: one UPDATE per row");
+                assert!(
+                    writes.iter().all(|w| !w.contains("name")),
+                    "only qty is written"
+                );
+                w2_diesel_loop(&mut db.conn);
+                assert_eq!(log.take_writes().len(), W2_ROWS);
+                let rows = load_items(&mut db.conn);
+                assert!(rows.iter().enumerate().all(|(i, r)| r.qty == i as i64 + 2));
+            }
+
+            fn w2(c: &mut Criterion) {
+                w2_check();
+                let mut g = group(c, "w2_update_10000", true);
+                g.bench_function("uow", |b| {
+                    let mut db = <Conn as BenchBackend>::open();
+                    seed_items(&mut db.conn, W2_ROWS);
+                    b.iter_custom(|iters| {
+                        timed(iters, &mut db, |_| (), |db, ()| w2_uow(&mut db.conn))
+                    })
+                });
+                g.bench_function("diesel_update_loop", |b| {
+                    let mut db = <Conn as BenchBackend>::open();
+                    seed_items(&mut db.conn, W2_ROWS);
+                    b.iter_custom(|iters| {
+                        timed(
+                            iters,
+                            &mut db,
+                            |_| (),
+                            |db, ()| w2_diesel_loop(&mut db.conn),
+                        )
+                    })
+                });
+                g.finish();
+
+                // The same without the load and the mutation: only what commit sends.
+                let mut g = group(c, "w2_commit_only_10000", true);
+                g.bench_function("uow", |b| {
+                    let mut db = <Conn as BenchBackend>::open();
+                    seed_items(&mut db.conn, W2_ROWS);
+                    b.iter_custom(|iters| {
+                        timed(
+                            iters,
+                            &mut db,
+                            |db| w2_prepare_uow(&mut db.conn),
+                            |db, mut uow| {
+                                ok(uow.commit(&mut db.conn), "commit");
+                                uow
+                            },
+                        )
+                    })
+                });
+                g.bench_function("diesel_update_loop", |b| {
+                    let mut db = <Conn as BenchBackend>::open();
+                    seed_items(&mut db.conn, W2_ROWS);
+                    b.iter_custom(|iters| {
+                        timed(
+                            iters,
+                            &mut db,
+                            |db| {
+                                let mut rows = load_items(&mut db.conn);
+                                for row in &mut rows {
+                                    row.qty += 1;
+                                }
+                                rows
+                            },
+                            |db, rows| {
+                                w2_diesel_updates(&mut db.conn, &rows);
+                                rows
+                            },
+                        )
+                    })
+                });
+                $raw::w2_commit(&mut g);
+                g.finish();
+            }
+
+            // ---------------------------------------------------------------- W3
+
+            const W3_TRACKED: usize = 10_000;
+            const W3_TOUCHED: usize = 100;
+
+            /// A unit of work holding `tracked` of the rows, and the handles of the 100 that
+            /// each commit changes (the same rows whatever `tracked` is).
+            fn w3_setup(conn: &mut Conn, tracked: usize) -> (UnitOfWork<Conn>, Vec<Handle<Item>>) {
+                let step = W3_TRACKED / W3_TOUCHED;
+                let rows = load_items(conn);
+                let mut uow = UnitOfWork::<Conn>::new();
+                let mut touched = Vec::new();
+                for (i, row) in rows.into_iter().enumerate() {
+                    if tracked == W3_TRACKED || i % step == 0 {
+                        let h = uow.attach(row);
+                        if i % step == 0 {
+                            touched.push(h);
+                        }
+                    }
+                }
+                assert_eq!(uow.len(), tracked);
+                assert_eq!(touched.len(), W3_TOUCHED);
+                (uow, touched)
+            }
+
+            #[inline(never)]
+            fn w3_round(conn: &mut Conn, uow: &mut UnitOfWork<Conn>, touched: &[Handle<Item>]) {
+                for h in touched {
+                    ok(uow.get_mut(h), "get_mut").qty += 1;
+                }
+                ok(uow.commit(conn), "commit");
+            }
+
+            fn w3_check() {
+                let mut db = <Conn as BenchBackend>::open();
+                seed_items(&mut db.conn, W3_TRACKED);
+                let log = StatementLog::attach(&mut db.conn);
+                for tracked in [W3_TRACKED, W3_TOUCHED] {
+                    let (mut uow, touched) = w3_setup(&mut db.conn, tracked);
+                    log.take();
+                    w3_round(&mut db.conn, &mut uow, &touched);
+                    assert_eq!(log.take_writes().len(), W3_TOUCHED);
+                }
+            }
+
+            fn w3(c: &mut Criterion) {
+                w3_check();
+                let mut g = group(c, "w3_touched_100", false);
+                for (name, tracked) in [
+                    ("uow_10000_tracked", W3_TRACKED),
+                    ("uow_100_tracked", W3_TOUCHED),
+                ] {
+                    g.bench_function(name, |b| {
+                        let mut db = <Conn as BenchBackend>::open();
+                        seed_items(&mut db.conn, W3_TRACKED);
+                        let (mut uow, touched) = w3_setup(&mut db.conn, tracked);
+                        b.iter(|| w3_round(&mut db.conn, &mut uow, &touched))
+                    });
+                }
+                g.finish();
+            }
+
+            // ---------------------------------------------------------------- W4
+
+            fn w4(c: &mut Criterion) {
+                let mut db = <Conn as BenchBackend>::open();
+                seed_items(&mut db.conn, 10_000);
+                let mut uow = UnitOfWork::<Conn>::new();
+                uow.attach_all(load_items(&mut db.conn));
+                let log = StatementLog::attach(&mut db.conn);
+                let report = ok(uow.commit(&mut db.conn), "commit");
+                assert_eq!(report.statements(), 0);
+                assert!(log.take().is_empty(), "a clean commit sends nothing");
+                drop(db);
+
+                let mut g = group(c, "w4_clean_commit", false);
+                for (name, tracked) in [("uow_10000_clean", 10_000), ("uow_empty", 0)] {
+                    g.bench_function(name, |b| {
+                        let mut db = <Conn as BenchBackend>::open();
+                        seed_items(&mut db.conn, tracked);
+                        let mut uow = UnitOfWork::<Conn>::new();
+                        uow.attach_all(load_items(&mut db.conn));
+                        assert_eq!(uow.len(), tracked);
+                        b.iter(|| ok(uow.commit(&mut db.conn), "commit"))
+                    });
+                }
+                g.finish();
+            }
+
+            // ---------------------------------------------------------------- W6
+
+            const W6_AUTHORS: usize = 100;
+            const W6_BOOKS_EACH: usize = 10;
+            const W6_NEW_AUTHORS: usize = 20;
+            const W6_NEW_BOOKS_EACH: usize = 5;
+            /// Authors 0..10 are deleted with their books; books of authors 10..30 retitled.
+            const W6_REMOVED_AUTHORS: usize = 10;
+            const W6_RETITLED_AUTHORS: std::ops::Range<usize> = 10..30;
+
+            /// 100 authors with 10 books each, read back as loaded entities.
+            fn w6_seed(conn: &mut Conn) -> (Vec<Author>, Vec<Book>) {
+                let names: Vec<String> = (0..W6_AUTHORS).map(|i| format!("author {i}")).collect();
+                let new: Vec<NewAuthor<'_>> = names.iter().map(|n| NewAuthor { name: n }).collect();
+                ok(
+                    diesel::insert_into(authors::table)
+                        .values(&new)
+                        .execute(conn),
+                    "seeding authors",
+                );
+                let authors: Vec<Author> = ok(
+                    authors::table
+                        .order(authors::id)
+                        .select(Author::as_select())
+                        .load(conn),
+                    "loading authors",
+                );
+                let titles: Vec<(i32, String)> = authors
+                    .iter()
+                    .flat_map(|a| {
+                        (0..W6_BOOKS_EACH).map(move |j| (a.id, format!("book {j} of {}", a.name)))
+                    })
+                    .collect();
+                let new: Vec<NewBook<'_>> = titles
+                    .iter()
+                    .map(|(author_id, title)| NewBook {
+                        author_id: *author_id,
+                        title,
+                    })
+                    .collect();
+                ok(
+                    diesel::insert_into(books::table).values(&new).execute(conn),
+                    "seeding books",
+                );
+                let books: Vec<Book> = ok(
+                    books::table
+                        .order(books::id)
+                        .select(Book::as_select())
+                        .load(conn),
+                    "loading books",
+                );
+                (authors, books)
+            }
+
+            struct W6Uow {
+                uow: UnitOfWork<Conn>,
+                authors: Vec<Handle<Author>>,
+                books: Vec<Handle<Book>>,
+            }
+
+            fn w6_uow_setup(conn: &mut Conn) -> W6Uow {
+                let (authors, books) = w6_seed(conn);
+                let mut uow = UnitOfWork::<Conn>::new();
+                let authors = uow.attach_all(authors);
+                let books = uow.attach_all(books);
+                W6Uow {
+                    uow,
+                    authors,
+                    books,
+                }
+            }
+
+            #[inline(never)]
+            fn w6_uow(conn: &mut Conn, w: W6Uow) -> UnitOfWork<Conn> {
+                let W6Uow {
+                    mut uow,
+                    authors,
+                    books,
+                } = w;
+                for i in 0..W6_NEW_AUTHORS {
+                    let author = ok(
+                        uow.register_new(Author {
+                            id: 0,
+                            name: format!("new author {i}"),
+                        }),
+                        "register_new",
+                    );
+                    for j in 0..W6_NEW_BOOKS_EACH {
+                        let book = ok(
+                            uow.register_new(Book {
+                                id: 0,
+                                author_id: 0,
+                                title: format!("new book {j} of {i}"),
+                            }),
+                            "register_new",
+                        );
+                        ok(uow.set_parent(&book, &author), "set_parent");
+                    }
+                }
+                for h in &books[W6_RETITLED_AUTHORS.start * W6_BOOKS_EACH
+                    ..W6_RETITLED_AUTHORS.end * W6_BOOKS_EACH]
+                {
+                    ok(uow.get_mut(h), "get_mut").title.push_str(" (2nd ed.)");
+                }
+                for h in &books[..W6_REMOVED_AUTHORS * W6_BOOKS_EACH] {
+                    ok(uow.register_removed(h), "register_removed");
+                }
+                for h in &authors[..W6_REMOVED_AUTHORS] {
+                    ok(uow.register_removed(h), "register_removed");
+                }
+                ok(uow.commit(conn), "commit");
+                uow
+            }
+
+            #[inline(never)]
+            fn w6_diesel(
+                conn: &mut Conn,
+                data: (Vec<Author>, Vec<Book>),
+            ) -> (Vec<Author>, Vec<Book>) {
+                let (mut authors, mut books) = data;
+                let result = conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let names: Vec<String> = (0..W6_NEW_AUTHORS)
+                        .map(|i| format!("new author {i}"))
+                        .collect();
+                    let new: Vec<NewAuthor<'_>> =
+                        names.iter().map(|n| NewAuthor { name: n }).collect();
+                    let ids: Vec<i32> = diesel::insert_into(authors::table)
+                        .values(&new)
+                        .returning(authors::id)
+                        .get_results(conn)?;
+                    let titles: Vec<(i32, String)> = ids
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(i, id)| {
+                            (0..W6_NEW_BOOKS_EACH)
+                                .map(move |j| (*id, format!("new book {j} of {i}")))
+                        })
+                        .collect();
+                    let new: Vec<NewBook<'_>> = titles
+                        .iter()
+                        .map(|(author_id, title)| NewBook {
+                            author_id: *author_id,
+                            title,
+                        })
+                        .collect();
+                    let book_ids: Vec<i32> = diesel::insert_into(books::table)
+                        .values(&new)
+                        .returning(books::id)
+                        .get_results(conn)?;
+                    let retitled = &mut books[W6_RETITLED_AUTHORS.start * W6_BOOKS_EACH
+                        ..W6_RETITLED_AUTHORS.end * W6_BOOKS_EACH];
+                    for book in retitled {
+                        book.title.push_str(" (2nd ed.)");
+                        diesel::update(books::table.find(book.id))
+                            .set(books::title.eq(&book.title))
+                            .execute(conn)?;
+                    }
+                    let removed_books: Vec<i32> = books
+                        .drain(..W6_REMOVED_AUTHORS * W6_BOOKS_EACH)
+                        .map(|b| b.id)
+                        .collect();
+                    diesel::delete(books::table.filter(books::id.eq_any(&removed_books)))
+                        .execute(conn)?;
+                    let removed_authors: Vec<i32> =
+                        authors.drain(..W6_REMOVED_AUTHORS).map(|a| a.id).collect();
+                    diesel::delete(authors::table.filter(authors::id.eq_any(&removed_authors)))
+                        .execute(conn)?;
+                    for (id, name) in ids.into_iter().zip(names) {
+                        authors.push(Author { id, name });
+                    }
+                    for (id, (author_id, title)) in book_ids.into_iter().zip(titles) {
+                        books.push(Book {
+                            id,
+                            author_id,
+                            title,
+                        });
+                    }
+                    Ok(())
+                });
+                ok(result, "W6 transaction");
+                (authors, books)
+            }
+
+            fn w6_tables(conn: &mut Conn) -> (Vec<Author>, Vec<Book>) {
+                let authors = ok(
+                    authors::table
+                        .order(authors::id)
+                        .select(Author::as_select())
+                        .load(conn),
+                    "loading authors",
+                );
+                let books = ok(
+                    books::table
+                        .order(books::id)
+                        .select(Book::as_select())
+                        .load(conn),
+                    "loading books",
+                );
+                (authors, books)
+            }
+
+            fn w6_check() {
+                let mut db = <Conn as BenchBackend>::open();
+                let setup = w6_uow_setup(&mut db.conn);
+                let log = StatementLog::attach(&mut db.conn);
+                let uow = w6_uow(&mut db.conn, setup);
+                let uow_writes = log.take_writes();
+                let by_uow = w6_tables(&mut db.conn);
+                assert_eq!(
+                    by_uow.0.len(),
+                    W6_AUTHORS - W6_REMOVED_AUTHORS + W6_NEW_AUTHORS
+                );
+                // Every new book points at its new author, with the key the database gave it.
+                for book in &by_uow.1 {
+                    assert!(by_uow.0.iter().any(|a| a.id == book.author_id));
+                }
+                assert_eq!(uow.len(), by_uow.0.len() + by_uow.1.len());
+                db.reset();
+                let data = w6_seed(&mut db.conn);
+                log.take();
+                let in_memory = w6_diesel(&mut db.conn, data);
+                let diesel_writes = log.take_writes();
+                let by_diesel = w6_tables(&mut db.conn);
+                assert_eq!(by_uow, by_diesel, "both write the same rows");
+                let mut in_memory = in_memory;
+                in_memory.0.sort_by_key(|a| a.id);
+                in_memory.1.sort_by_key(|b| b.id);
+                assert_eq!(in_memory, by_diesel);
+                // uow: 2 INSERTs, 200 UPDATEs, 2 DELETEs; the baseline the same.
+                assert_eq!(uow_writes.len(), diesel_writes.len(), "{uow_writes:#?}");
+            }
+
+            fn w6(c: &mut Criterion) {
+                w6_check();
+                let mut g = group(c, "w6_mixed", false);
+                g.bench_function("uow", |b| {
+                    let mut db = <Conn as BenchBackend>::open();
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            db.reset();
+                            let setup = w6_uow_setup(&mut db.conn);
+                            let start = Instant::now();
+                            let uow = w6_uow(&mut db.conn, setup);
+                            total += start.elapsed();
+                            drop(uow);
+                        }
+                        total
+                    })
+                });
+                g.bench_function("diesel", |b| {
+                    let mut db = <Conn as BenchBackend>::open();
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            db.reset();
+                            let data = w6_seed(&mut db.conn);
+                            let start = Instant::now();
+                            let data = w6_diesel(&mut db.conn, data);
+                            total += start.elapsed();
+                            drop(data);
+                        }
+                        total
+                    })
+                });
+                g.finish();
+            }
+        }
+    };
+}
+
+workloads!(sqlite, diesel::SqliteConnection, raw_sqlite);
+#[cfg(feature = "postgres")]
+workloads!(postgres, diesel::PgConnection, no_raw);
+
+/// PostgreSQL has no raw (C API) baselines here.
+#[cfg(feature = "postgres")]
+mod no_raw {
+    use super::*;
+
+    pub fn w1(_group: &mut BenchmarkGroup<'_, WallTime>, _n: usize) {}
+
+    pub fn w2_commit(_group: &mut BenchmarkGroup<'_, WallTime>) {}
+}
+
+/// The physical limit: SQLite's C API, one prepared statement stepped per row.
+mod raw_sqlite {
+    use super::*;
+
+    /// W1: the INSERT loop.
+    pub fn w1(group: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
+        {
+            let raw = raw::RawSqlite::open();
+            let mut ids = Vec::new();
+            raw.insert(&new_items(n), &mut ids);
+            assert_eq!(raw.count(), n as i64);
+            assert_eq!(ids.len(), n);
+        }
+        group.bench_function("raw_sqlite", |b| {
+            let raw = raw::RawSqlite::open();
+            let mut ids = Vec::with_capacity(n);
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    &mut ids,
+                    |ids| {
+                        raw.exec(c"DELETE FROM items");
+                        ids.clear();
+                        new_items(n)
+                    },
+                    |ids, rows| {
+                        raw.insert(&rows, ids);
+                        rows
+                    },
+                )
+            })
+        });
+    }
+
+    /// W2': the UPDATE loop over 10,000 rows whose `qty` changed.
+    pub fn w2_commit(group: &mut BenchmarkGroup<'_, WallTime>) {
+        let rows = 10_000;
+        {
+            let raw = raw::RawSqlite::open();
+            raw.insert(&new_items(rows), &mut Vec::new());
+            let mut items = new_items(rows);
+            for (i, item) in items.iter_mut().enumerate() {
+                item.id = i as i32 + 1;
+                item.qty += 1;
+            }
+            assert_eq!(raw.update_qty(&items), rows);
+        }
+        group.bench_function("raw_sqlite", |b| {
+            let raw = raw::RawSqlite::open();
+            raw.insert(&new_items(rows), &mut Vec::new());
+            let mut items = new_items(rows);
+            for (i, item) in items.iter_mut().enumerate() {
+                item.id = i as i32 + 1;
+            }
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    &mut items,
+                    |items| {
+                        for item in items.iter_mut() {
+                            item.qty += 1;
+                        }
+                    },
+                    |items, ()| raw.update_qty(items),
+                )
+            })
+        });
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    sqlite::all(c);
+    #[cfg(feature = "postgres")]
+    postgres::all(c);
+}
+
+criterion_group!(workloads, benches);
+criterion_main!(workloads);
