@@ -166,6 +166,14 @@ pub(crate) fn insert_width<T: Entity>() -> usize {
 /// altogether.
 pub(crate) const MAX_CACHED_BATCH_BINDS: usize = 256;
 
+/// The most rows one INSERT carries (fewer when the bind-parameter limit says so).
+///
+/// Full batches all have the same SQL text, so they share one cached prepared statement: a
+/// database parses a 10,000-row INSERT anew each time, and that parse is a large part of its
+/// cost (a third on SQLite); batches of this size cost a few round trips more on a server and
+/// save the parse. Only the last, shorter batch of a commit has a text of its own.
+pub(crate) const MAX_ROWS_PER_INSERT: usize = 1000;
+
 /// `INSERT INTO t (cols) VALUES (...), (...) [RETURNING generated cols]`.
 pub(crate) struct InsertRows<'a, T> {
     rows: &'a [&'a T],
@@ -195,7 +203,10 @@ where
     T: Persist<DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        if self.rows.len() * insert_width::<T>() > MAX_CACHED_BATCH_BINDS {
+        // A full batch has the one shape every full batch shares: cache it. Other large
+        // batches (a commit's remainder) would each leave a statement of their own behind.
+        let full = self.rows.len() == rows_per_insert::<T, DB>();
+        if !full && self.rows.len() * insert_width::<T>() > MAX_CACHED_BATCH_BINDS {
             out.unsafe_to_cache_prepared();
         }
         out.push_sql("INSERT INTO ");
@@ -409,7 +420,7 @@ pub(crate) fn rows_per_insert<T: Entity, DB: Dialect>() -> usize {
         // `DEFAULT VALUES` inserts exactly one row.
         return 1;
     }
-    let by_binds = (DB::MAX_BIND_PARAMS / width).max(1);
+    let by_binds = (DB::MAX_BIND_PARAMS / width).clamp(1, MAX_ROWS_PER_INSERT);
     if T::FIELDS.iter().any(|f| f.generated) {
         by_binds.min(DB::generated_rows_per_insert::<T>())
     } else {
