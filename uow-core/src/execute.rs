@@ -152,6 +152,29 @@ fn key_width<T: Entity>() -> usize {
     T::FIELDS.iter().filter(|f| f.key).count()
 }
 
+/// What every statement type here needs besides `QueryFragment`: a query id that says "no
+/// static id" (the SQL text depends on the rows: Diesel caches by text), and `RunQueryDsl`;
+/// statements that return rows also get `Query` with rows read by column name.
+macro_rules! statement {
+    ($($name:ident),* $(; returning $($loads:ident),*)?) => {
+        $(
+            impl<T: Entity> QueryId for $name<'_, T> {
+                type QueryId = ();
+                const HAS_STATIC_QUERY_ID: bool = false;
+            }
+
+            impl<T: Entity, C> RunQueryDsl<C> for $name<'_, T> {}
+        )*
+        $($(
+            impl<T: Entity> Query for $loads<'_, T> {
+                type SqlType = Untyped;
+            }
+        )*)?
+    };
+}
+
+statement!(InsertRows, UpdateRow, DeleteRows, SelectByKey; returning InsertRows, SelectByKey);
+
 /// Number of columns an INSERT of `T` binds per row.
 pub(crate) fn insert_width<T: Entity>() -> usize {
     T::FIELDS.iter().filter(|f| !f.generated).count()
@@ -185,17 +208,6 @@ impl<'a, T: Entity> InsertRows<'a, T> {
         InsertRows { rows, returning }
     }
 }
-
-impl<T: Entity> QueryId for InsertRows<'_, T> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<T: Entity> Query for InsertRows<'_, T> {
-    type SqlType = Untyped;
-}
-
-impl<T: Entity, C> RunQueryDsl<C> for InsertRows<'_, T> {}
 
 impl<T, DB> QueryFragment<DB> for InsertRows<'_, T>
 where
@@ -268,13 +280,6 @@ impl<'a, T: Entity> UpdateRow<'a, T> {
     }
 }
 
-impl<T: Entity> QueryId for UpdateRow<'_, T> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<T: Entity, C> RunQueryDsl<C> for UpdateRow<'_, T> {}
-
 impl<T, DB> QueryFragment<DB> for UpdateRow<'_, T>
 where
     DB: Backend,
@@ -300,13 +305,6 @@ impl<'a, T: Entity> DeleteRows<'a, T> {
         DeleteRows { rows }
     }
 }
-
-impl<T: Entity> QueryId for DeleteRows<'_, T> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<T: Entity, C> RunQueryDsl<C> for DeleteRows<'_, T> {}
 
 impl<T, DB> QueryFragment<DB> for DeleteRows<'_, T>
 where
@@ -354,17 +352,6 @@ impl<'a, T: Entity> SelectByKey<'a, T> {
         SelectByKey { key }
     }
 }
-
-impl<T: Entity> QueryId for SelectByKey<'_, T> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
-}
-
-impl<T: Entity> Query for SelectByKey<'_, T> {
-    type SqlType = Untyped;
-}
-
-impl<T: Entity, C> RunQueryDsl<C> for SelectByKey<'_, T> {}
 
 impl<T, DB> QueryFragment<DB> for SelectByKey<'_, T>
 where
