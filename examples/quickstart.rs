@@ -100,13 +100,25 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("sql:    {}", writes().join("\n        "));
     let rows = database()?;
     println!("database: {rows:?}");
-    ensure(balances(&rows) == [15, 5], "the database kept its values")?;
+    let committed = [
+        Account {
+            id: ann_id,
+            ..account("ann", 15)
+        },
+        Account {
+            id: bob_id,
+            ..account("bob", 5)
+        },
+    ];
+    ensure(rows == committed, "the database rows are unchanged")?;
     for h in [ann, bob] {
         let (a, state, changed) = (uow.get(&h)?, uow.state(&h)?, uow.changed_columns(&h)?);
         println!(
             "memory:   {} balance {}, {state:?}, changed {changed:?}",
             a.owner, a.balance
         );
+        let pending = state == EntityState::Dirty && changed == ["balance"];
+        ensure(pending, "each entity is still dirty in `balance` alone")?;
     }
     let kept = (uow.get(&ann)?.balance, uow.get(&bob)?.balance) == (35, -15);
     ensure(kept, "memory kept the pending changes")?;

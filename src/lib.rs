@@ -73,6 +73,12 @@
 pub use uow_core::*;
 pub use uow_derive::Tracked;
 
+/// The README's code blocks, run as doctests so the "In short" example cannot go stale. Its
+/// other blocks are tagged `sh`/`text`; the example opens an SQLite database, hence the feature.
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 /// Everything a typical user needs: `use uow::prelude::*;`.
 pub mod prelude {
     pub use uow_core::{CommitReport, Entity, EntityState, Error, Handle, Persist, UnitOfWork};

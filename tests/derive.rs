@@ -6,6 +6,7 @@ mod common;
 use std::borrow::Cow;
 
 use common::{accounts, tags};
+use diesel::{ExpressionMethods, QueryDsl, RunQueryDsl};
 use uow::prelude::*;
 
 /// Generic over a field that is not persisted, with a renamed column.
@@ -108,15 +109,51 @@ backend_tests! {
     }
 
     fn struct_with_a_lifetime(db) {
+        let tag_rows = |conn: &mut Conn| {
+            tags::table
+                .order(tags::code)
+                .load::<(String, String)>(conn)
+        };
         let mut uow = UnitOfWork::<Conn>::new();
         let l = uow.register_new(Label { code: Cow::Borrowed("a"), label: Cow::Borrowed("Alpha") })?;
         uow.commit(&mut db.conn)?;
+        assert_eq!(tag_rows(&mut db.conn)?, [("a".to_string(), "Alpha".to_string())]);
         uow.get_mut(&l)?.label = Cow::Owned("Alef".to_string());
         uow.commit(&mut db.conn)?;
+        assert_eq!(tag_rows(&mut db.conn)?, [("a".to_string(), "Alef".to_string())]);
         assert_eq!(uow.find::<Label<'static>>(&Cow::Borrowed("a")), Some(l));
         let mut check = UnitOfWork::<Conn>::new();
         let bare = check.register_dirty(no_imports::Bare { code: "a".into(), label: "Alef".into() })?;
         assert_eq!(check.changed_columns(&bare)?, ["label"]);
+        Ok(())
+    }
+
+    fn a_changeset_with_a_field_index_past_the_fields_is_refused(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let a = uow.register_new(common::account("ann", 1))?;
+        uow.commit(&mut db.conn)?;
+        uow.get_mut(&a)?.balance = 2;
+        let id = uow.get(&a)?.id;
+        // `Changes::new` and `FieldSet::insert` are public: nothing stops a caller from naming
+        // a field the entity does not have.
+        let mut fields = uow.changes(&a)?.fields();
+        let past = <common::Account as Entity>::FIELDS.len() + 3;
+        fields.insert(past);
+        let changes = uow::Changes::new(uow.get(&a)?, fields);
+        assert_eq!(changes.columns(), ["balance"], "the index names no column");
+        let result = diesel::update(accounts::table.filter(accounts::id.eq(id)))
+            .set(changes)
+            .execute(&mut db.conn);
+        match result {
+            Err(diesel::result::Error::QueryBuilderError(message)) => {
+                let message = message.to_string();
+                let expected = format!("field index {past} is out of range for `Account`");
+                assert!(message.contains(&expected), "{message}");
+                assert!(message.contains("UnitOfWork::changes"), "says what to do: {message}");
+            }
+            other => panic!("expected a QueryBuilderError, got {other:?}"),
+        }
+        assert_eq!(common::account_rows(&mut db.conn)[0].balance, 1, "nothing was written");
         Ok(())
     }
 }

@@ -38,6 +38,10 @@ pub struct FieldInfo {
 
 /// A set of persisted fields, by index into [`Entity::FIELDS`].
 ///
+/// The set does not know the entity, so it accepts any index below [`MAX_FIELDS`]; a
+/// [`Changes`](crate::Changes) built from indexes past `FIELDS` lists no column for them and
+/// refuses to be written (a `QueryBuilderError`) rather than send a partial UPDATE.
+///
 /// ```
 /// use uow_core::FieldSet;
 /// let mut set = FieldSet::EMPTY;

@@ -66,9 +66,13 @@ impl<'a, T: Entity> Changes<'a, T> {
         self.fields
     }
 
-    /// The columns in this changeset, in field order.
+    /// The columns in this changeset, in field order. Indexes past `T::FIELDS` (possible
+    /// only with a hand-built [`FieldSet`]) name no column and are left out.
     pub fn columns(&self) -> Vec<&'static str> {
-        self.fields.iter().map(|i| T::FIELDS[i].column).collect()
+        self.fields
+            .iter()
+            .filter_map(|i| T::FIELDS.get(i).map(|f| f.column))
+            .collect()
     }
 }
 
@@ -89,7 +93,21 @@ where
                 out.push_sql(", ");
             }
             first = false;
-            out.push_identifier(T::FIELDS[index].column)?;
+            // `Changes::new` takes any `FieldSet`, so an index may be past the entity's fields;
+            // an UPDATE silently missing a column would be worse than refusing to build it.
+            let field = T::FIELDS.get(index).ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError(
+                    format!(
+                        "field index {index} is out of range for `{name}`, which has {count} \
+                         persisted fields; build the `FieldSet` from indexes into \
+                         `{name}::FIELDS`, or take the changeset from `UnitOfWork::changes`",
+                        name = T::ENTITY_NAME,
+                        count = T::FIELDS.len(),
+                    )
+                    .into(),
+                )
+            })?;
+            out.push_identifier(field.column)?;
             out.push_sql(" = ");
             self.entity.walk_field(index, out.reborrow())?;
         }

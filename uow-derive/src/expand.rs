@@ -11,6 +11,9 @@ use crate::ast::{Field, Input};
 use crate::ctxt::Ctxt;
 use crate::valid;
 
+#[cfg(test)]
+mod tests;
+
 /// The whole derive: parse, validate, expand, or every error found.
 pub fn derive(input: &DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
@@ -46,30 +49,54 @@ impl VisitMut for StaticLifetimes<'_> {
 /// unknown column in the SQL type is still reported where it was written. `ty` is the field's
 /// type as used in the impl.
 fn field_bound(field: &Field, ty: &Type, path: TokenStream, rest: TokenStream) -> TokenStream {
-    let spans: Vec<Span> = field
-        .ty
-        .to_token_stream()
-        .into_iter()
-        .map(|t| t.span())
-        .collect();
-    let (Some(&first), Some(&last)) = (spans.first(), spans.last()) else {
+    let Some((first, last)) = type_spans(field) else {
         return quote!(#ty: #path #rest);
     };
-    let respan = |tokens: TokenStream, span: Span| -> Vec<TokenTree> {
-        tokens
-            .into_iter()
-            .map(|mut token| {
-                token.set_span(span);
-                token
-            })
-            .collect()
-    };
-    let mut path = respan(path, first);
+    let mut path: Vec<TokenTree> = respan(path, first).into_iter().collect();
     let mut rest: Vec<TokenTree> = rest.into_iter().collect();
     if let Some(end) = rest.last_mut().or(path.last_mut()) {
         end.set_span(last);
     }
     quote!(#ty: #(#path)* #(#rest)*)
+}
+
+/// The qualified path `<ty as trait_path<arg>>`, spanned like `field_bound` so that a type that
+/// does not implement the trait is reported on the field's type. `arg` keeps its spans: an
+/// unknown parent in `belongs_to(...)` is still reported where it was written.
+///
+/// Used in method bodies rather than as a where-clause bound: a bound on the `Relation` impl
+/// would also fail where `visit_relations` names the relation type, a second error that only
+/// the derive's tokens could carry.
+fn field_path(field: &Field, ty: &Type, trait_path: TokenStream, arg: TokenStream) -> TokenStream {
+    let Some((first, last)) = type_spans(field) else {
+        return quote!(<#ty as #trait_path<#arg>>);
+    };
+    let open = respan(quote!(<), first);
+    let trait_path = respan(quote!(as #trait_path<), first);
+    let close = respan(quote!(>>), last);
+    quote!(#open #ty #trait_path #arg #close)
+}
+
+/// The spans of the first and last tokens of the field's type as written.
+fn type_spans(field: &Field) -> Option<(Span, Span)> {
+    spans_of(field.ty)
+}
+
+/// The spans of the first and last tokens of `tokens`.
+fn spans_of(tokens: &impl ToTokens) -> Option<(Span, Span)> {
+    let mut tokens = tokens.to_token_stream().into_iter();
+    let first = tokens.next()?.span();
+    Some((first, tokens.last().map_or(first, |t| t.span())))
+}
+
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(span);
+            token
+        })
+        .collect()
 }
 
 struct Generated<'a> {
@@ -208,7 +235,7 @@ fn expand(input: &Input) -> TokenStream {
         entity_predicates.push(field_bound(
             field,
             ty,
-            quote!(#p::diesel::expression::AsExpression<),
+            quote!(__UowColumnType<),
             quote!(#sql_type>),
         ));
         if field.key || field.generated() {
@@ -349,29 +376,46 @@ fn expand(input: &Input) -> TokenStream {
             let parent = &relation.parent;
             let fk = field.ident;
             let fk_ty = field_ty(field);
-            let parent_key = quote!(<#parent as #p::Entity>::Key);
-            let fk_bound =
-                field_bound(field, &fk_ty, quote!(#p::ForeignKey<), quote!(#parent_key>));
+            // A parent that is not an entity fails wherever its key is named, and rustc reports
+            // it on the tokens that name it: so those of the derive take the span of the
+            // parent's path, and the error lands in `belongs_to(...)`, not on the derive.
+            let parent_span = spans_of(parent).map(|(first, _)| first);
+            let on_parent = |tokens: TokenStream| match parent_span {
+                Some(span) => respan(tokens, span),
+                None => tokens,
+            };
+            let parent_key = {
+                let open = on_parent(quote!(<));
+                let close = on_parent(quote!(as #p::Entity>::Key));
+                quote!(#open #parent #close)
+            };
+            let foreign_key = field_path(field, &fk_ty, quote!(#p::ForeignKey), parent_key.clone());
+            // Also the methods' own tokens (`respan` leaves what is inside their parentheses and
+            // braces alone): rustc checks their signatures against the trait's, where the key is
+            // `<Self::Parent as Entity>::Key`, and reports a failure there on the whole method.
+            let methods = on_parent(quote! {
+                #[inline]
+                fn parent_key(__child: &#self_ty) -> #p::Option<#parent_key> {
+                    #foreign_key::get(&__child.#fk)
+                }
+
+                #[inline]
+                fn set_parent_key(__child: &mut #self_ty, __key: #parent_key) {
+                    #foreign_key::set(&mut __child.#fk, __key)
+                }
+            });
             Some(quote! {
                 #[doc(hidden)]
                 pub struct #rel_ty;
 
                 #[automatically_derived]
                 impl<#impl_params> #p::Relation<#self_ty> for #rel_ty
-                where #(#entity_predicates,)* #fk_bound
+                where #(#entity_predicates,)*
                 {
                     type Parent = #parent;
                     const FIELD: usize = #index;
 
-                    #[inline]
-                    fn parent_key(__child: &#self_ty) -> #p::Option<#parent_key> {
-                        <#fk_ty as #p::ForeignKey<#parent_key>>::get(&__child.#fk)
-                    }
-
-                    #[inline]
-                    fn set_parent_key(__child: &mut #self_ty, __key: #parent_key) {
-                        <#fk_ty as #p::ForeignKey<#parent_key>>::set(&mut __child.#fk, __key)
-                    }
+                    #methods
                 }
             })
         })
@@ -397,6 +441,25 @@ fn expand(input: &Input) -> TokenStream {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
+            // Diesel's `AsExpression` under a name of our own: rustc words an unsatisfied bound
+            // with the `on_unimplemented` of the trait it names, and Diesel's trait has none.
+            // `do_not_recommend` keeps rustc from blaming the blanket impl (the derive's tokens)
+            // and from falling back to `AsExpression`'s generic message.
+            #[diagnostic::on_unimplemented(
+                message = "field type `{Self}` does not map to its column's SQL type `{__ST}`",
+                label = "this field's type does not match its column in `table!`",
+                note = "use a Rust type Diesel converts to `{__ST}` (its documentation lists them; a `Nullable<_>` column takes `Option<_>`), or correct the column's type in `table!`"
+            )]
+            pub trait __UowColumnType<__ST> {}
+
+            #[diagnostic::do_not_recommend]
+            impl<__T, __ST> __UowColumnType<__ST> for __T
+            where
+                __T: #p::diesel::expression::AsExpression<__ST>,
+                __ST: #p::diesel::sql_types::SqlType + #p::diesel::expression::TypedExpressionType,
+            {
+            }
+
             #(#relation_impls)*
 
             #[automatically_derived]

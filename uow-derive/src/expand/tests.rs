@@ -1,0 +1,324 @@
+//! Properties of `derive`'s output, checked on the syntax tree rather than on its text, so
+//! that they survive changes in layout and naming.
+
+use proc_macro2::TokenStream;
+use quote::{quote, ToTokens};
+use syn::visit::Visit;
+use syn::{parse_quote, DeriveInput, File, Item, ItemImpl};
+
+use super::derive;
+
+fn expand(input: DeriveInput) -> File {
+    let output = derive(&input);
+    match syn::parse2(output.clone()) {
+        Ok(file) => file,
+        Err(e) => panic!("the expansion is not valid Rust ({e}):\n{output}"),
+    }
+}
+
+/// The messages of the `compile_error!`s, failing if anything else was emitted.
+fn errors(input: DeriveInput) -> Vec<String> {
+    expand(input)
+        .items
+        .into_iter()
+        .map(|item| match item {
+            Item::Macro(m)
+                if m.mac
+                    .path
+                    .segments
+                    .last()
+                    .is_some_and(|s| s.ident == "compile_error") =>
+            {
+                match syn::parse2::<syn::LitStr>(m.mac.tokens) {
+                    Ok(message) => message.value(),
+                    Err(e) => panic!("compile_error! without a message: {e}"),
+                }
+            }
+            other => panic!(
+                "an error expansion emitted more than errors: {}",
+                other.to_token_stream()
+            ),
+        })
+        .collect()
+}
+
+/// The items inside `const _: () = { ... };`, failing unless that is all the expansion is.
+fn const_block(input: DeriveInput) -> Vec<Item> {
+    let file = expand(input);
+    let [Item::Const(item)] = file.items.as_slice() else {
+        panic!(
+            "expected one `const _` item, got {}",
+            file.to_token_stream()
+        );
+    };
+    assert_eq!(item.ident, "_", "the const is anonymous");
+    assert_eq!(item.ty.to_token_stream().to_string(), "()");
+    let syn::Expr::Block(block) = &*item.expr else {
+        panic!("the const's value is not a block");
+    };
+    block
+        .block
+        .stmts
+        .iter()
+        .filter_map(|stmt| match stmt {
+            syn::Stmt::Item(item) => Some(item.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The impl of the trait whose path ends in `name`.
+fn impl_of<'a>(items: &'a [Item], name: &str) -> &'a ItemImpl {
+    let found = items.iter().find_map(|item| match item {
+        Item::Impl(i)
+            if i.trait_
+                .as_ref()
+                .and_then(|(_, p, _)| p.segments.last())
+                .is_some_and(|s| s.ident == name) =>
+        {
+            Some(i)
+        }
+        _ => None,
+    });
+    match found {
+        Some(i) => i,
+        None => panic!("no impl of {name}"),
+    }
+}
+
+fn text(tokens: impl ToTokens) -> String {
+    tokens.to_token_stream().to_string().replace(' ', "")
+}
+
+#[derive(Default)]
+struct Collect {
+    /// Every path written with a leading `::`, as text.
+    absolute: Vec<String>,
+    /// Every path, as text.
+    all: Vec<String>,
+    lifetimes: Vec<String>,
+}
+
+impl<'ast> Visit<'ast> for Collect {
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        let written = text(path);
+        if path.leading_colon.is_some() {
+            self.absolute.push(written.clone());
+        }
+        self.all.push(written);
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
+        self.lifetimes.push(lifetime.ident.to_string());
+    }
+}
+
+fn collect(items: &[Item]) -> Collect {
+    let mut collect = Collect::default();
+    for item in items {
+        collect.visit_item(item);
+    }
+    collect
+}
+
+fn account() -> DeriveInput {
+    parse_quote! {
+        #[tracked(table = accounts, belongs_to(Owner, foreign_key = owner_id))]
+        struct Account {
+            #[tracked(generated)]
+            id: i32,
+            owner_id: i32,
+            balance: i64,
+            #[tracked(version)]
+            version: i32,
+            #[tracked(skip)]
+            cache: Vec<u8>,
+        }
+    }
+}
+
+#[test]
+fn every_mistake_is_reported_at_once_with_help() {
+    let messages = errors(parse_quote! {
+        #[tracked(belongs_to(Owner, foreign_key = owner))]
+        struct Account {
+            #[tracked(skip)]
+            id: i32,
+            #[tracked(rename = owner)]
+            owner_name: String,
+            #[tracked(version)]
+            v1: i32,
+            #[tracked(version)]
+            v2: i32,
+        }
+    });
+    let expected = [
+        "unknown `tracked` attribute `rename`",
+        "names no table",
+        "key field `id` cannot be skipped",
+        "foreign key `owner` is not a field",
+        "a second version field, `v2`",
+    ];
+    for fragment in expected {
+        assert!(
+            messages.iter().any(|m| m.contains(fragment)),
+            "no error contains {fragment:?}: {messages:#?}"
+        );
+    }
+    assert_eq!(messages.len(), expected.len(), "{messages:#?}");
+    for message in &messages {
+        assert!(message.contains("= help: "), "no help line: {message}");
+    }
+}
+
+#[test]
+fn shapes_that_are_not_entities_get_one_error_and_no_impl() {
+    let cases: [(DeriveInput, &str); 3] = [
+        (
+            parse_quote!(
+                enum State {
+                    A,
+                    B,
+                }
+            ),
+            "not enums",
+        ),
+        (
+            parse_quote!(
+                struct Pair(i32, i32);
+            ),
+            "needs named fields",
+        ),
+        (
+            parse_quote!(
+                struct Unit;
+            ),
+            "unit struct",
+        ),
+    ];
+    for (input, fragment) in cases {
+        let messages = errors(input);
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        assert!(messages[0].contains(fragment), "{messages:#?}");
+    }
+}
+
+#[test]
+fn the_expansion_is_one_anonymous_const_with_every_impl() {
+    let items = const_block(account());
+    for name in ["Entity", "Persist", "Load", "Relation"] {
+        let imp = impl_of(&items, name);
+        if name != "Relation" {
+            assert_eq!(text(&imp.self_ty), "Account");
+        }
+    }
+    let structs: Vec<String> = items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Struct(s) => Some(s.ident.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        structs,
+        ["__UowRelation0"],
+        "one relation type per `belongs_to`"
+    );
+}
+
+#[test]
+fn the_runtime_is_named_only_through_private_paths() {
+    let found = collect(&const_block(account()));
+    assert!(!found.absolute.is_empty());
+    for path in &found.absolute {
+        assert!(
+            path.starts_with("::uow::__private::") || path.starts_with("::std::"),
+            "generated code names `{path}`"
+        );
+    }
+
+    let mut renamed = account();
+    renamed
+        .attrs
+        .push(parse_quote!(#[tracked(crate = my::reexport)]));
+    let found = collect(&const_block(renamed));
+    for path in &found.absolute {
+        assert!(path.starts_with("::std::"), "generated code names `{path}`");
+    }
+    let runtime: Vec<&String> = found.all.iter().filter(|p| p.starts_with("my::")).collect();
+    assert!(!runtime.is_empty());
+    for path in runtime {
+        assert!(
+            path.starts_with("my::reexport::__private::"),
+            "generated code names `{path}`"
+        );
+    }
+}
+
+#[test]
+fn lifetimes_become_static_and_type_parameters_are_kept() {
+    let items = const_block(parse_quote! {
+        #[tracked(table = labels)]
+        struct Label<'a, T: Clone> where T: PartialEq {
+            #[tracked(primary_key)]
+            code: Cow<'a, str>,
+            extra: T,
+        }
+    });
+    let found = collect(&items);
+    assert!(
+        !found.lifetimes.iter().any(|l| l == "a"),
+        "`'a` left in the expansion: {:?}",
+        found.lifetimes
+    );
+
+    let entity = impl_of(&items, "Entity");
+    assert_eq!(text(&entity.self_ty), "Label<'static,T>");
+    let params: Vec<String> = entity.generics.params.iter().map(text).collect();
+    assert_eq!(params, ["T:Clone"], "no lifetime parameter on the impl");
+    let predicates: Vec<String> = entity
+        .generics
+        .where_clause
+        .iter()
+        .flat_map(|w| w.predicates.iter().map(text))
+        .collect();
+    for wanted in ["T:PartialEq", "T:'static"] {
+        assert!(
+            predicates.iter().any(|p| p == wanted),
+            "no `{wanted}` in {predicates:#?}"
+        );
+    }
+    let key = entity.items.iter().find_map(|item| match item {
+        syn::ImplItem::Type(t) if t.ident == "Key" => Some(text(&t.ty)),
+        _ => None,
+    });
+    assert_eq!(key.as_deref(), Some("Cow<'static,str>"));
+
+    let persist = impl_of(&items, "Persist");
+    let params: Vec<String> = persist.generics.params.iter().map(text).collect();
+    assert_eq!(params, ["T:Clone", "__DB"]);
+}
+
+#[test]
+fn table_and_table_module_name_the_same_table() {
+    let table_type = |table: TokenStream| {
+        let items = const_block(parse_quote! {
+            #[tracked(table = #table)]
+            struct Note { id: i32 }
+        });
+        let entity = impl_of(&items, "Entity");
+        entity.items.iter().find_map(|item| match item {
+            syn::ImplItem::Type(t) if t.ident == "Table" => Some(text(&t.ty)),
+            _ => None,
+        })
+    };
+    assert_eq!(
+        table_type(quote!(schema::notes)).as_deref(),
+        Some("schema::notes::table")
+    );
+    assert_eq!(
+        table_type(quote!(schema::notes::table)).as_deref(),
+        Some("schema::notes::table")
+    );
+}
