@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use diesel::prelude::*;
 use uow::prelude::*;
 
 /// Bind parameters one statement may carry, as `uow` assumes per backend.
@@ -12,6 +13,18 @@ fn bind_limit(kind: Kind) -> usize {
     match kind {
         Kind::Sqlite => 32766,
         Kind::Postgres | Kind::Mysql => 65535,
+    }
+}
+
+/// Rows a composite-key DELETE carries at most, as `uow` caps them (SQLite's expression depth).
+const COMPOSITE_KEY_ROWS_PER_DELETE: usize = 500;
+
+/// Rows in the VALUES list of a logged INSERT (the SQL text, before Diesel's bind list).
+fn value_rows(insert: &str) -> usize {
+    let sql = insert.split(" -- binds").next().unwrap_or(insert);
+    match sql.split_once(" VALUES ") {
+        Some((_, values)) => values.matches("), (").count() + 1,
+        None => 0,
     }
 }
 
@@ -23,12 +36,15 @@ backend_tests! {
         }
         let log = db.record();
         uow.commit(&mut db.conn)?;
-        let inserts = log.writes().iter().filter(|s| s.starts_with("INSERT")).count();
+        let inserts: Vec<String> = log.writes().into_iter().filter(|s| s.starts_with("INSERT")).collect();
         // Three bound columns per row (owner, balance, note; the key is generated), and at
         // most 1,000 rows per INSERT so that full batches share one prepared statement.
         let rows_per_insert = (bind_limit(<Conn as TestBackend>::KIND) / 3).min(1000);
         let most = 10_000usize.div_ceil(rows_per_insert);
-        assert!(inserts <= most, "{inserts} INSERTs, at most {most} expected");
+        assert!(inserts.len() <= most, "{} INSERTs, at most {most} expected", inserts.len());
+        let rows: Vec<usize> = inserts.iter().map(|s| value_rows(s)).collect();
+        assert!(rows.iter().all(|n| *n > 1), "every INSERT carries many rows: {rows:?}");
+        assert_eq!(rows.iter().sum::<usize>(), 10_000, "{rows:?}");
         assert_eq!(account_rows(&mut db.conn).len(), 10_000);
         Ok(())
     }
@@ -127,6 +143,27 @@ backend_tests! {
         uow.commit(&mut db.conn)?;
         assert_eq!(cached.load(Relaxed), after_small + 1, "the full batch's statement is reused");
         assert_eq!(account_rows(&mut db.conn).len(), 3002);
+        Ok(())
+    }
+
+    fn two_thousand_composite_key_rows_are_deleted_in_capped_statements(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..2000)
+            .map(|i| uow.register_new(Membership { user_id: i / 40, group_id: i % 40, role: "member".into() }))
+            .collect::<Result<_, _>>()?;
+        uow.register_new(Membership { user_id: 9999, group_id: 1, role: "stays".into() })?;
+        uow.commit(&mut db.conn)?;
+        for h in &handles {
+            uow.register_removed(h)?;
+        }
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.deleted("memberships"), 2000);
+        let deletes: Vec<String> = log.writes().into_iter().filter(|s| s.starts_with("DELETE")).collect();
+        assert_eq!(deletes.len(), 2000usize.div_ceil(COMPOSITE_KEY_ROWS_PER_DELETE), "{} DELETEs", deletes.len());
+        assert_eq!(log.writes().len(), deletes.len(), "nothing but DELETEs");
+        let rows: Vec<Membership> = memberships::table.load(&mut db.conn)?;
+        assert_eq!(rows, [Membership { user_id: 9999, group_id: 1, role: "stays".into() }]);
         Ok(())
     }
 }

@@ -64,6 +64,9 @@ backend_tests! {
         let writes = log.writes();
         assert_eq!(writes.len(), 2, "one DELETE per table: {writes:?}");
         assert!(writes[0].to_lowercase().contains("books"), "{writes:?}");
+        assert!(writes[1].to_lowercase().contains("authors"), "{writes:?}");
+        let count: i64 = books::table.count().get_result(&mut db.conn)?;
+        assert_eq!(count, 0, "every book row is gone");
         let count: i64 = authors::table.count().get_result(&mut db.conn)?;
         assert_eq!(count, 0);
         Ok(())
@@ -139,14 +142,23 @@ backend_tests! {
         let before = (observe(&uow, &a), observe(&uow, &b));
         let log = db.record();
         let error = uow.commit(&mut db.conn).expect_err("cycle");
+        // Each new entity is named by the values set in Rust, its linked key by its parent.
+        let expected = [
+            r#"new Node { parent_id: key of new Node, name: "a" }"#,
+            r#"new Node { parent_id: key of new Node, name: "b" }"#,
+        ];
         match &error {
             uow::Error::Cycle { entities } => {
-                assert_eq!(entities.len(), 2, "{entities:?}");
-                assert!(entities.iter().all(|e| e.contains("Node")), "{entities:?}");
+                let mut entities = entities.clone();
+                entities.sort();
+                assert_eq!(entities, expected, "{error}");
             }
             other => panic!("expected a cycle, got {other}"),
         }
-        assert!(error.to_string().contains("cycle"), "{error}");
+        let message = error.to_string();
+        assert!(message.contains("cycle"), "{error}");
+        assert!(expected.iter().all(|e| message.contains(e)), "{error}");
+        assert!(!message.contains("bystander"), "{error}");
         assert!(log.all().is_empty(), "nothing sent: {:?}", log.all());
         assert_eq!((observe(&uow, &a), observe(&uow, &b)), before);
         Ok(())
@@ -183,6 +195,253 @@ backend_tests! {
         assert!(log.writes().iter().all(|w| !w.starts_with("UPDATE")), "{:?}", log.writes());
         let row: Book = books::table.first(&mut db.conn)?;
         assert_eq!(row.author_id, uow.get(&old)?.id);
+        Ok(())
+    }
+
+    fn a_reused_unique_value_is_inserted_only_after_its_row_is_deleted(db) {
+        // Team "x" has a player; a new team takes "x", the player moves to another new team,
+        // and the old team goes. Both new teams are free from the start, but "x" may only be
+        // inserted once the old row is gone, which waits for the player to move.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let old = uow.register_new(Team { id: 0, name: "x".into() })?;
+        let player = uow.register_new(Player { id: 0, team_id: 0, name: "p".into() })?;
+        uow.set_parent(&player, &old)?;
+        uow.commit(&mut db.conn)?;
+
+        let reuser = uow.register_new(Team { id: 0, name: "x".into() })?;
+        let other = uow.register_new(Team { id: 0, name: "y".into() })?;
+        uow.set_parent(&player, &other)?;
+        uow.register_removed(&old)?;
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!((report.inserted("teams"), report.updated("players"), report.deleted("teams")), (2, 1, 1));
+        let writes: Vec<String> = log.writes().iter().map(|s| s.to_lowercase()).collect();
+        assert_eq!(writes.len(), 4, "{writes:?}");
+        assert!(writes[0].starts_with("insert") && writes[0].contains("teams"), "{writes:?}");
+        assert!(writes[1].starts_with("update") && writes[1].contains("players"), "{writes:?}");
+        assert!(writes[2].starts_with("delete") && writes[2].contains("teams"), "{writes:?}");
+        assert!(writes[3].starts_with("insert") && writes[3].contains("teams"), "{writes:?}");
+
+        let (reuser_id, other_id) = (uow.get(&reuser)?.id, uow.get(&other)?.id);
+        let mut rows: Vec<(i32, String)> = teams::table.select((teams::id, teams::name)).load(&mut db.conn)?;
+        rows.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(rows, [(reuser_id, "x".to_string()), (other_id, "y".to_string())]);
+        let players: Vec<Player> = players::table.load(&mut db.conn)?;
+        assert_eq!(players, [Player { id: uow.get(&player)?.id, team_id: other_id, name: "p".into() }]);
+        assert_eq!(uow.get(&player)?.team_id, other_id);
+        Ok(())
+    }
+
+    fn a_new_entity_linked_to_itself_is_a_cycle_error_and_changes_nothing(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let node = uow.register_new(Node { id: 0, parent_id: None, name: "self".into() })?;
+        let before = observe(&uow, &node);
+        let error = uow.set_parent(&node, &node).expect_err("a row cannot wait for its own key");
+        match &error {
+            uow::Error::Cycle { entities } => {
+                assert_eq!(entities, &[r#"new Node { parent_id: None, name: "self" }"#], "{error}");
+            }
+            other => panic!("expected a cycle, got {other}"),
+        }
+        assert_eq!(observe(&uow, &node), before);
+        // Nothing was linked: the commit writes the node as it is, with no placeholder key.
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        assert_eq!(log.writes().len(), 1, "{:?}", log.writes());
+        let rows: Vec<Node> = nodes::table.load(&mut db.conn)?;
+        assert_eq!(rows, [uow.get(&node)?.clone()]);
+        assert_eq!(rows[0].parent_id, None);
+        Ok(())
+    }
+
+    fn the_preview_of_a_new_child_names_its_new_parents_key_not_a_placeholder(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let author = uow.register_new(Author { id: 0, name: "Herbert".into() })?;
+        let book = uow.register_new(Book { id: 0, author_id: 0, title: "Dune".into() })?;
+        uow.set_parent(&book, &author)?;
+        let text = uow.plan()?.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "INSERT authors (Author): 1 row(s) in 1 statement(s)",
+                "  new: name = \"Herbert\"",
+                "INSERT books (Book): 1 row(s) in 1 statement(s)",
+                "  new: author_id = key of new Author, title = \"Dune\"",
+            ],
+            "{text}"
+        );
+        uow.commit(&mut db.conn)?;
+        // Once the parent's key is known it is written at once, and previewed as a value.
+        let id = uow.get(&author)?.id;
+        let sequel = uow.register_new(Book { id: 0, author_id: 0, title: "Messiah".into() })?;
+        uow.set_parent(&sequel, &author)?;
+        let text = uow.plan()?.to_string();
+        assert!(text.contains(&format!("  new: author_id = {id}, title = \"Messiah\"")), "{text}");
+        Ok(())
+    }
+
+    fn a_new_entity_whose_chosen_key_was_changed_is_filed_under_the_new_key(db) {
+        // `Stamp` has a key chosen in Rust and a column the database fills.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let stamp = uow.register_new(Stamp { code: "old".into(), seq: 0, note: "n".into() })?;
+        uow.get_mut(&stamp)?.code = "new".into();
+        let outcome = uow.commit(&mut db.conn);
+        if <Conn as TestBackend>::KIND == Kind::Mysql {
+            // MySQL cannot read the filled column back (documented); the filing is fixed anyway.
+            assert!(matches!(outcome, Err(uow::Error::Statement { .. })), "{outcome:?}");
+        } else {
+            outcome?;
+            assert_eq!(uow.get(&stamp)?.seq, 7);
+        }
+        assert_eq!(uow.find::<Stamp>(&"new".to_string()), Some(stamp));
+        assert_eq!(uow.find::<Stamp>(&"old".to_string()), None, "the old key is not filed");
+        let again = uow.register_new(Stamp { code: "old".into(), seq: 0, note: "m".into() })?;
+        // Taking a key another held entity has is refused before anything is sent.
+        uow.get_mut(&again)?.code = "new".into();
+        let log = db.record();
+        let error = uow.commit(&mut db.conn).expect_err("duplicate");
+        assert!(matches!(&error, uow::Error::DuplicateKey { entity: "Stamp", .. }), "{error}");
+        assert!(log.all().is_empty(), "{:?}", log.all());
+        assert_eq!(uow.find::<Stamp>(&"new".to_string()), Some(stamp));
+        uow.get_mut(&again)?.code = "old".into();
+        if <Conn as TestBackend>::KIND != Kind::Mysql {
+            uow.commit(&mut db.conn)?;
+            let mut codes: Vec<String> = stamps::table.select(stamps::code).load(&mut db.conn)?;
+            codes.sort();
+            assert_eq!(codes, ["new", "old"]);
+            assert_eq!(uow.find::<Stamp>(&"old".to_string()), Some(again));
+        }
+        Ok(())
+    }
+
+    fn a_key_refiled_in_a_rolled_back_scope_is_filed_again_by_the_retry(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let tag = uow.register_new(Tag { code: "old".into(), label: "l".into() })?;
+        uow.get_mut(&tag)?.code = "new".into();
+        let outcome: Result<(), Box<dyn std::error::Error>> = uow.transaction(&mut db.conn, |scope| {
+            scope.flush()?;
+            assert_eq!(scope.find::<Tag>(&"new".to_string()), Some(tag));
+            Err("roll back".into())
+        });
+        assert!(outcome.is_err());
+        assert_eq!(observe(&uow, &tag).1, EntityState::New);
+        assert_eq!(uow.get(&tag)?.code, "new");
+        let count: i64 = tags::table.count().get_result(&mut db.conn)?;
+        assert_eq!(count, 0);
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.find::<Tag>(&"new".to_string()), Some(tag));
+        assert_eq!(uow.find::<Tag>(&"old".to_string()), None);
+        let rows: Vec<Tag> = tags::table.load(&mut db.conn)?;
+        assert_eq!(rows, [Tag { code: "new".into(), label: "l".into() }]);
+        Ok(())
+    }
+
+    fn a_new_parent_whose_chosen_key_was_changed_is_inserted_before_its_children(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        // The child's type is used first: without an edge its INSERT would go first.
+        let allocation = uow.register_new(Allocation { id: 0, sku: "b".into(), qty: 1 })?;
+        let product = uow.register_new(Product { sku: "a".into(), available: 5, version: 0 })?;
+        uow.get_mut(&product)?.sku = "b".into();
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes: Vec<String> = log.writes().iter().map(|s| s.to_lowercase()).collect();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(writes[0].contains("products") && writes[1].contains("allocations"), "{writes:?}");
+        let skus: Vec<String> = products::table.select(products::sku).load(&mut db.conn)?;
+        assert_eq!(skus, ["b"]);
+        let rows: Vec<Allocation> = allocations::table.load(&mut db.conn)?;
+        assert_eq!(rows, [uow.get(&allocation)?.clone()]);
+        assert_eq!(uow.find::<Product>(&"b".to_string()), Some(product));
+        assert_eq!(uow.find::<Product>(&"a".to_string()), None);
+        Ok(())
+    }
+
+    fn several_relations_to_one_parent_type_are_ordered_and_set_through_set_parent_via(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let transfer = uow.register_new(Transfer { id: 0, from_id: 0, to_id: 0, amount: 5 })?;
+        let from = uow.register_new(account("from", 10))?;
+        let to = uow.register_new(account("to", 0))?;
+        let error = uow.set_parent(&transfer, &from).expect_err("two relations to Account");
+        assert!(
+            matches!(&error, uow::Error::AmbiguousRelation { child: "Transfer", parent: "Account", fields } if fields == &["from_id", "to_id"]),
+            "{error}"
+        );
+        assert!(error.to_string().contains("set_parent_via"), "{error}");
+        uow.set_parent_via(&transfer, "from_id", &from)?;
+        uow.set_parent_via(&transfer, "to_id", &to)?;
+        let preview = uow.plan()?.to_string();
+        assert!(preview.contains("new: from_id = key of new Account, to_id = key of new Account, amount = 5"), "{preview}");
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes: Vec<String> = log.writes().iter().map(|s| s.to_lowercase()).collect();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(writes[0].contains("accounts") && writes[1].contains("transfers"), "{writes:?}");
+        let (from_id, to_id) = (uow.get(&from)?.id, uow.get(&to)?.id);
+        assert_ne!(from_id, to_id);
+        let row: Transfer = transfers::table.first(&mut db.conn)?;
+        assert_eq!((row.from_id, row.to_id), (from_id, to_id));
+        assert_eq!(&row, uow.get(&transfer)?);
+
+        // Through the second relation: a new payee inserted before the transfer points at it,
+        // the old payee deleted after.
+        let payee = uow.register_new(account("payee", 0))?;
+        uow.set_parent_via(&transfer, "to_id", &payee)?;
+        uow.register_removed(&to)?;
+        log.clear();
+        uow.commit(&mut db.conn)?;
+        let writes: Vec<String> = log.writes().iter().map(|s| s.to_lowercase()).collect();
+        assert_eq!(writes.len(), 3, "{writes:?}");
+        assert!(writes[0].starts_with("insert") && writes[0].contains("accounts"), "{writes:?}");
+        assert!(writes[1].starts_with("update") && writes[1].contains("to_id"), "{writes:?}");
+        assert!(writes[2].starts_with("delete") && writes[2].contains("accounts"), "{writes:?}");
+        let payee_id = uow.get(&payee)?.id;
+        let row: Transfer = transfers::table.first(&mut db.conn)?;
+        assert_eq!((row.from_id, row.to_id), (from_id, payee_id));
+
+        // Through the first: the transfer is deleted before the account it comes from, though
+        // accounts were used after transfers (deletes otherwise go in reverse type order).
+        uow.register_removed(&from)?;
+        uow.register_removed(&transfer)?;
+        log.clear();
+        uow.commit(&mut db.conn)?;
+        let writes: Vec<String> = log.writes().iter().map(|s| s.to_lowercase()).collect();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(writes[0].contains("transfers") && writes[1].contains("accounts"), "{writes:?}");
+        let count: i64 = transfers::table.count().get_result(&mut db.conn)?;
+        assert_eq!(count, 0);
+        let owners: Vec<String> = account_rows(&mut db.conn).into_iter().map(|a| a.owner).collect();
+        assert_eq!(owners, ["payee"]);
+        Ok(())
+    }
+
+    fn set_parent_with_no_matching_relation_is_no_relation_and_changes_nothing(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let transfer = uow.register_new(Transfer { id: 0, from_id: 0, to_id: 0, amount: 5 })?;
+        let from = uow.register_new(account("from", 10))?;
+        let author = uow.register_new(Author { id: 0, name: "a".into() })?;
+        let before = (observe(&uow, &transfer), uow.plan()?);
+        let error = uow.set_parent(&transfer, &author).expect_err("no relation to Author");
+        assert!(matches!(error, uow::Error::NoRelation { child: "Transfer", parent: "Author" }), "{error}");
+        assert!(error.to_string().contains("belongs_to(Author"), "{error}");
+        for field in ["amount", "to", "nonexistent"] {
+            let error = uow.set_parent_via(&transfer, field, &from).expect_err("not a foreign key of Account");
+            assert!(matches!(error, uow::Error::NoRelation { child: "Transfer", parent: "Account" }), "{field}: {error}");
+        }
+        // A foreign key of a relation to another parent type is no relation to this one.
+        let error = uow.set_parent_via(&transfer, "from_id", &author).expect_err("from_id points at Account");
+        assert!(matches!(error, uow::Error::NoRelation { child: "Transfer", parent: "Author" }), "{error}");
+        assert_eq!((observe(&uow, &transfer), uow.plan()?), before);
+        let book = uow.register_new(Book { id: 0, author_id: 0, title: "t".into() })?;
+        uow.set_parent_via(&book, "author_id", &author)?;
+        uow.set_parent_via(&transfer, "from_id", &from)?;
+        uow.set_parent_via(&transfer, "to_id", &from)?;
+        uow.commit(&mut db.conn)?;
+        let id = uow.get(&from)?.id;
+        let row: Transfer = transfers::table.first(&mut db.conn)?;
+        assert_eq!((row.from_id, row.to_id), (id, id));
+        let row: Book = books::table.first(&mut db.conn)?;
+        assert_eq!(row.author_id, uow.get(&author)?.id);
         Ok(())
     }
 }

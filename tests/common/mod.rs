@@ -88,6 +88,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    teams (id) {
+        id -> Integer,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    players (id) {
+        id -> Integer,
+        team_id -> Integer,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    transfers (id) {
+        id -> Integer,
+        from_id -> Integer,
+        to_id -> Integer,
+        amount -> BigInt,
+    }
+}
+
+diesel::table! {
+    stamps (code) {
+        code -> Text,
+        seq -> Integer,
+        note -> Text,
+    }
+}
+
 diesel::joinable!(books -> authors (author_id));
 diesel::allow_tables_to_appear_in_same_query!(authors, books);
 
@@ -345,6 +377,21 @@ pub fn create_schema<C: TestBackend>(db: &mut TestDb<C>) {
         "CREATE TABLE allocations (id {serial}, sku {text_key} NOT NULL REFERENCES products (sku), \
          qty INTEGER NOT NULL)"
     ));
+    db.exec(&format!(
+        "CREATE TABLE teams (id {serial}, name {text} NOT NULL UNIQUE)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE players (id {serial}, team_id INTEGER NOT NULL REFERENCES teams (id), \
+         name {text} NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE transfers (id {serial}, from_id INTEGER NOT NULL REFERENCES accounts (id), \
+         to_id INTEGER NOT NULL REFERENCES accounts (id), amount BIGINT NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE stamps (code {text_key} PRIMARY KEY, seq INTEGER NOT NULL DEFAULT 7, \
+         note {text} NOT NULL)"
+    ));
     match C::KIND {
         Kind::Sqlite => db.exec(
             "CREATE TRIGGER accounts_locked BEFORE DELETE ON accounts WHEN OLD.owner = 'locked' \
@@ -575,6 +622,56 @@ pub struct Allocation {
     pub id: i32,
     pub sku: String,
     pub qty: i32,
+}
+
+/// A parent with a generated key and a UNIQUE name (a value a commit may free and reuse).
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = teams)]
+#[diesel(table_name = teams)]
+pub struct Team {
+    #[tracked(generated)]
+    pub id: i32,
+    pub name: String,
+}
+
+/// A child of `Team`.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = players, belongs_to(Team, foreign_key = team_id))]
+#[diesel(table_name = players)]
+pub struct Player {
+    #[tracked(generated)]
+    pub id: i32,
+    pub team_id: i32,
+    pub name: String,
+}
+
+/// Two relations to the same parent type: `set_parent` is ambiguous, `set_parent_via` names one.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(
+    table = transfers,
+    belongs_to(Account, foreign_key = from_id),
+    belongs_to(Account, foreign_key = to_id)
+)]
+#[diesel(table_name = transfers)]
+pub struct Transfer {
+    #[tracked(generated)]
+    pub id: i32,
+    pub from_id: i32,
+    pub to_id: i32,
+    pub amount: i64,
+}
+
+/// A key chosen in Rust next to a column the database fills (`DEFAULT 7`). MySQL cannot read
+/// such a column back, so inserting a `Stamp` fails there by design.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = stamps)]
+#[diesel(table_name = stamps)]
+pub struct Stamp {
+    #[tracked(primary_key)]
+    pub code: String,
+    #[tracked(generated)]
+    pub seq: i32,
+    pub note: String,
 }
 
 /// Every account row, by key.

@@ -425,7 +425,7 @@ pub(crate) fn rows_per_insert<T: Entity, DB: Dialect>() -> usize {
         // `DEFAULT VALUES` inserts exactly one row.
         return 1;
     }
-    let by_binds = (DB::MAX_BIND_PARAMS / width).clamp(1, MAX_ROWS_PER_INSERT);
+    let by_binds = rows_per_statement(width, DB::MAX_BIND_PARAMS, MAX_ROWS_PER_INSERT);
     if T::FIELDS.iter().any(|f| f.generated) {
         by_binds.min(DB::generated_rows_per_insert::<T>())
     } else {
@@ -439,7 +439,58 @@ pub(crate) fn rows_per_delete<T: Entity, DB: Dialect>() -> usize {
     if T::version_field().is_some() {
         return 1;
     }
-    (DB::MAX_BIND_PARAMS / key_width::<T>().max(1)).max(1)
+    let width = key_width::<T>();
+    let cap = if width > 1 {
+        MAX_ROWS_PER_OR_DELETE
+    } else {
+        usize::MAX
+    };
+    rows_per_statement(width, DB::MAX_BIND_PARAMS, cap)
+}
+
+/// The most rows one composite-key DELETE (`(k1 = ? AND k2 = ?) OR ...`) carries.
+///
+/// SQLite parses an OR chain into a left-deep tree, one level per OR, and refuses a tree
+/// deeper than `SQLITE_MAX_EXPR_DEPTH` (1,000 by default: "Expression tree is too large").
+/// 500 rows stay at half that depth, leaving room for each row's AND group and the rest of
+/// the statement; PostgreSQL and MySQL flatten OR chains, so the cap costs them only a few
+/// more round trips on very large deletes.
+pub(crate) const MAX_ROWS_PER_OR_DELETE: usize = 500;
+
+/// Rows one statement binding `width` values per row may carry: as many as `bind_limit`
+/// allows, at most `row_cap`, and at least one (a row wider than the limit still has to go,
+/// and gets the database's own error).
+pub(crate) fn rows_per_statement(width: usize, bind_limit: usize, row_cap: usize) -> usize {
+    (bind_limit / width.max(1)).clamp(1, row_cap.max(1))
+}
+
+#[cfg(test)]
+mod rows_per_statement_tests {
+    use super::{rows_per_statement, MAX_ROWS_PER_INSERT, MAX_ROWS_PER_OR_DELETE};
+
+    #[test]
+    fn the_row_cap_wins_for_narrow_rows() {
+        assert_eq!(rows_per_statement(3, 32766, MAX_ROWS_PER_INSERT), 1000);
+        assert_eq!(rows_per_statement(3, 65535, MAX_ROWS_PER_INSERT), 1000);
+        assert_eq!(rows_per_statement(2, 32766, MAX_ROWS_PER_OR_DELETE), 500);
+    }
+
+    #[test]
+    fn the_bind_limit_wins_for_wide_rows() {
+        // 40 columns: 32766 / 40 = 819 rows on SQLite, 65535 / 40 = 1638 capped to 1,000.
+        assert_eq!(rows_per_statement(40, 32766, MAX_ROWS_PER_INSERT), 819);
+        assert_eq!(rows_per_statement(40, 65535, MAX_ROWS_PER_INSERT), 1000);
+        assert_eq!(rows_per_statement(100, 65535, MAX_ROWS_PER_INSERT), 655);
+        // A single-column key list has no cap but the bind limit.
+        assert_eq!(rows_per_statement(1, 32766, usize::MAX), 32766);
+    }
+
+    #[test]
+    fn never_fewer_than_one_row() {
+        assert_eq!(rows_per_statement(40_000, 32766, MAX_ROWS_PER_INSERT), 1);
+        assert_eq!(rows_per_statement(0, 10, 5), 5);
+        assert_eq!(rows_per_statement(3, 30, 0), 1);
+    }
 }
 
 /// Orders generated values returned by a multi-row INSERT to match the rows: by the generated

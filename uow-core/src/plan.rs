@@ -104,13 +104,17 @@ pub struct Cycle {
 /// Orders and batches `changes`, respecting `edges`.
 ///
 /// Row-level topological order (as EF Core does): a change is written only after every change
-/// it depends on. Among changes that are free to go, DELETEs go first (so a unique value freed
-/// by a delete can be reused by an insert in the same commit), then UPDATEs, then INSERTs; and
-/// each step takes *every* free change of one shape (same table, operation and, for updates,
-/// column list), so independent rows share statements. Inserts and deletes are cut into
-/// statements of at most `rows_per_insert` / `rows_per_delete` rows; updates are one statement
-/// per row, all of one SQL text (one prepared statement). Rows keep the order they were given
-/// in within a step.
+/// it depends on. Among changes that are free to go, DELETEs go first, then UPDATEs, then
+/// INSERTs; and each step takes *every* free change of one shape (same table, operation and,
+/// for updates, column list), so independent rows share statements. Inserts and deletes are
+/// cut into statements of at most `rows_per_insert` / `rows_per_delete` rows; updates are one
+/// statement per row, all of one SQL text (one prepared statement). Rows keep the order they
+/// were given in within a step.
+///
+/// A unique value freed by a DELETE can be taken by an INSERT of the same commit: an INSERT
+/// into a table that still has DELETEs to plan waits while anything else can go. When only
+/// such INSERTs are free, just the ones some of those DELETEs depend on (through other rows)
+/// go, so the rest still follow the DELETEs.
 ///
 /// ```
 /// use uow_core::plan::{plan, Change, ChangeKind, Edge, TableInfo};
@@ -128,12 +132,20 @@ pub struct Cycle {
 pub fn plan(changes: &[Change], edges: &[Edge], tables: &[TableInfo]) -> Result<Plan, Cycle> {
     use std::collections::BTreeMap;
 
+    const DELETE: u8 = 0;
+    const UPDATE: u8 = 1;
+    const INSERT: u8 = 2;
+
     let count = changes.len();
     let mut indegree = vec![0usize; count];
     let mut successors: Vec<Vec<usize>> = vec![Vec::new(); count];
+    let mut predecessors: Vec<Vec<usize>> = vec![Vec::new(); count];
     for edge in edges {
+        // A row pointing at itself is written by one statement, which the database checks as
+        // a whole; a change that really needs itself first is refused before planning.
         if edge.before < count && edge.after < count && edge.before != edge.after {
             successors[edge.before].push(edge.after);
+            predecessors[edge.after].push(edge.before);
             indegree[edge.after] += 1;
         }
     }
@@ -147,17 +159,17 @@ pub fn plan(changes: &[Change], edges: &[Edge], tables: &[TableInfo]) -> Result<
     }
     let shape = |change: &Change| match change.kind {
         ChangeKind::Delete => Shape {
-            rank: 0,
+            rank: DELETE,
             store: usize::MAX - change.store,
             fields: FieldSet::EMPTY,
         },
         ChangeKind::Update(fields) => Shape {
-            rank: 1,
+            rank: UPDATE,
             store: change.store,
             fields,
         },
         ChangeKind::Insert => Shape {
-            rank: 2,
+            rank: INSERT,
             store: change.store,
             fields: FieldSet::EMPTY,
         },
@@ -165,19 +177,76 @@ pub fn plan(changes: &[Change], edges: &[Edge], tables: &[TableInfo]) -> Result<
 
     let mut free: BTreeMap<Shape, Vec<usize>> = BTreeMap::new();
     let mut skipped = vec![false; count];
+    let mut planned = vec![false; count];
+    // DELETEs not planned yet, per store: INSERTs into the store wait for them.
+    let mut deletes_left = vec![0usize; tables.len()];
     for (index, change) in changes.iter().enumerate() {
         let nothing_to_write = matches!(change.kind, ChangeKind::Update(f) if f.is_empty());
         if change.store >= tables.len() || nothing_to_write {
             skipped[index] = true;
+        } else if change.kind == ChangeKind::Delete {
+            deletes_left[change.store] += 1;
         }
         if indegree[index] == 0 {
             free.entry(shape(change)).or_default().push(index);
         }
     }
 
+    // Off once the DELETEs INSERTs wait for can never go (they are on a cycle): waiting longer
+    // would gain nothing, and the cycle is reported below.
+    let mut wait_for_deletes = true;
     let mut steps = Vec::new();
     let mut done = 0;
-    while let Some((group_shape, mut group)) = free.pop_first() {
+    while !free.is_empty() {
+        let waits = |s: &Shape| {
+            wait_for_deletes
+                && s.rank == INSERT
+                && deletes_left.get(s.store).is_some_and(|n| *n > 0)
+        };
+        let (group_shape, mut group) = match free.keys().copied().find(|s| !waits(s)) {
+            Some(next) => match free.remove_entry(&next) {
+                Some(entry) => entry,
+                None => break,
+            },
+            None => {
+                // Only waiting INSERTs are free: let go of those the DELETEs they wait for
+                // depend on, through the rows still to plan.
+                let waiting_stores: Vec<usize> = free.keys().map(|s| s.store).collect();
+                let mut wanted = vec![false; count];
+                let mut stack: Vec<usize> = (0..count)
+                    .filter(|&i| {
+                        !planned[i]
+                            && changes[i].kind == ChangeKind::Delete
+                            && waiting_stores.contains(&changes[i].store)
+                    })
+                    .collect();
+                while let Some(i) = stack.pop() {
+                    for &before in &predecessors[i] {
+                        if !planned[before] && !wanted[before] {
+                            wanted[before] = true;
+                            stack.push(before);
+                        }
+                    }
+                }
+                let first = free
+                    .iter()
+                    .find(|(_, group)| group.iter().any(|i| wanted[*i]))
+                    .map(|(s, _)| *s);
+                let Some(first) = first else {
+                    wait_for_deletes = false;
+                    continue;
+                };
+                let Some(group) = free.remove(&first) else {
+                    break;
+                };
+                let (go, stay): (Vec<usize>, Vec<usize>) =
+                    group.into_iter().partition(|i| wanted[*i]);
+                if !stay.is_empty() {
+                    free.insert(first, stay);
+                }
+                (first, go)
+            }
+        };
         group.sort_unstable();
         done += group.len();
         let writes: Vec<usize> = group.iter().copied().filter(|i| !skipped[*i]).collect();
@@ -188,6 +257,9 @@ pub fn plan(changes: &[Change], edges: &[Edge], tables: &[TableInfo]) -> Result<
                 ChangeKind::Delete => (Operation::Delete, tables[store].rows_per_delete),
                 ChangeKind::Update(_) => (Operation::Update, usize::MAX),
             };
+            if operation == Operation::Delete {
+                deletes_left[store] -= writes.len();
+            }
             let slots: Vec<u32> = writes.iter().map(|i| changes[*i].slot).collect();
             for rows in slots.chunks(chunk.max(1)) {
                 steps.push(Step {
@@ -197,6 +269,9 @@ pub fn plan(changes: &[Change], edges: &[Edge], tables: &[TableInfo]) -> Result<
                     slots: rows.to_vec(),
                 });
             }
+        }
+        for &index in &group {
+            planned[index] = true;
         }
         for index in group {
             for &next in &successors[index] {
@@ -476,5 +551,111 @@ mod tests {
         ];
         let plan = plan(&changes, &[edge(0, 1)], &tables).unwrap();
         assert_eq!(order(&plan), [(Operation::Delete, 0, vec![1])]);
+    }
+
+    #[test]
+    fn an_insert_waits_for_a_delete_of_its_table_that_other_rows_hold_up() {
+        // Old parent P (unique name "x") with child C; new parents N1 ("x") and N2; C moves to
+        // N2 and P is removed. N1 may only go once P is gone, though it is free from the start.
+        let tables = [info("parent", 10), info("child", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Delete),               // 0: P
+            change(1, 0, ChangeKind::Update(fields(&[1]))), // 1: C moves to N2
+            change(0, 1, ChangeKind::Insert),               // 2: N1
+            change(0, 2, ChangeKind::Insert),               // 3: N2
+        ];
+        let edges = [edge(3, 1), edge(1, 0)];
+        let plan = plan(&changes, &edges, &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Insert, 0, vec![2]),
+                (Operation::Update, 1, vec![0]),
+                (Operation::Delete, 0, vec![0]),
+                (Operation::Insert, 0, vec![1]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_waiting_insert_lets_every_other_free_change_go_first() {
+        let tables = [info("parent", 10), info("child", 10), info("other", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Delete),               // 0: P, held up by C
+            change(1, 0, ChangeKind::Update(fields(&[1]))), // 1: C moves to N
+            change(0, 1, ChangeKind::Insert),               // 2: N
+            change(2, 0, ChangeKind::Insert),               // 3: unrelated, not waiting
+            change(1, 1, ChangeKind::Insert),               // 4: new child of N
+        ];
+        let edges = [edge(2, 1), edge(1, 0), edge(2, 4)];
+        let plan = plan(&changes, &edges, &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Insert, 2, vec![0]),
+                (Operation::Insert, 0, vec![1]),
+                (Operation::Update, 1, vec![0]),
+                (Operation::Delete, 0, vec![0]),
+                (Operation::Insert, 1, vec![1]),
+            ]
+        );
+    }
+
+    #[test]
+    fn waiting_inserts_of_one_table_still_share_a_statement_after_the_delete() {
+        // One self-referencing table: C moves from P to the new N, P is removed, M1 and M2
+        // are new and unrelated. Only N goes before the delete; M1 and M2 go together after.
+        let tables = [info("node", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Delete),               // 0: P
+            change(0, 1, ChangeKind::Update(fields(&[1]))), // 1: C
+            change(0, 2, ChangeKind::Insert),               // 2: M1
+            change(0, 3, ChangeKind::Insert),               // 3: N
+            change(0, 4, ChangeKind::Insert),               // 4: M2
+        ];
+        let edges = [edge(3, 1), edge(1, 0)];
+        let plan = plan(&changes, &edges, &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Insert, 0, vec![3]),
+                (Operation::Update, 0, vec![1]),
+                (Operation::Delete, 0, vec![0]),
+                (Operation::Insert, 0, vec![2, 4]),
+            ]
+        );
+    }
+
+    #[test]
+    fn inserts_waiting_for_a_delete_on_a_cycle_still_end_in_the_cycle_error() {
+        let tables = [info("parent", 10), info("child", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Delete), // 0: held up by the cycle
+            change(1, 0, ChangeKind::Update(fields(&[1]))), // 1
+            change(1, 1, ChangeKind::Update(fields(&[1]))), // 2
+            change(0, 1, ChangeKind::Insert), // 3: waits for 0
+        ];
+        let edges = [edge(1, 2), edge(2, 1), edge(2, 0)];
+        let cycle = plan(&changes, &edges, &tables).unwrap_err();
+        assert_eq!(cycle.changes, [0, 1, 2]);
+    }
+
+    #[test]
+    fn free_deletes_go_before_inserts_of_their_table_in_one_step_each() {
+        let tables = [info("a", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Insert),
+            change(0, 1, ChangeKind::Insert),
+            change(0, 2, ChangeKind::Delete),
+            change(0, 3, ChangeKind::Delete),
+        ];
+        let plan = plan(&changes, &[], &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Delete, 0, vec![2, 3]),
+                (Operation::Insert, 0, vec![0, 1]),
+            ]
+        );
     }
 }

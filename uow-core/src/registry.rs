@@ -245,6 +245,30 @@ where
     }
 }
 
+/// The parent type whose key a pending `set_parent` link writes into field `field`, if any.
+fn linked_parent<T: Entity>(
+    tracked: &Tracked<T>,
+    relations: &[RelationMeta],
+    field: usize,
+) -> Option<&'static str> {
+    tracked
+        .links
+        .iter()
+        .find_map(|l| relations.get(l.relation).filter(|r| r.field == field))
+        .map(|r| r.parent_name)
+}
+
+/// Cuts a value printed into an error message to a readable length (a field may hold a
+/// document or a blob).
+fn clip(mut text: String) -> String {
+    const MAX_CHARS: usize = 60;
+    if let Some((end, _)) = text.char_indices().nth(MAX_CHARS) {
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
 /// What `edges` needs to see of the whole unit of work.
 pub(crate) struct Dependencies<'a, C> {
     /// This store's index.
@@ -368,6 +392,15 @@ impl<T: Entity, C: 'static> RelationVisitor<T> for EdgeFinder<'_, '_, T, C> {
                         });
                         return;
                     }
+                    // A link is kept only while the parent's key is still to be generated:
+                    // a row waiting for its own key can never be written (the planner drops
+                    // self-edges, which are harmless for keys known in advance).
+                    if parent_store == self.deps.store && link.parent_slot == slot {
+                        self.error = Some(Error::Cycle {
+                            entities: vec![self.deps.stores[self.deps.store].describe(slot)],
+                        });
+                        return;
+                    }
                     Some(link.parent_slot)
                 }
                 None => R::parent_key(&tracked.value).and_then(|k| parents.slot_of(&k)),
@@ -420,6 +453,10 @@ pub(crate) trait ErasedStore<C>: Any {
     fn edges(&self, deps: &Dependencies<'_, C>, out: &mut Vec<Edge>) -> Result<()>;
     /// The parents whose keys the rows of `step` need before they can be written.
     fn link_requests(&self, step: &Step, out: &mut Vec<LinkRequest>);
+    /// Files every new entity whose key is chosen in Rust under its current key, in case it
+    /// was changed through `get_mut` after registration; `DuplicateKey` if another held
+    /// entity has that key (then nothing is refiled).
+    fn refile_keys(&mut self) -> Result<()>;
     /// The (possibly just generated) key of the entity in `slot`, type-erased.
     fn current_key_any(&self, slot: u32, generation: u32) -> Option<Box<dyn Any>>;
     /// Sends one step. Entities are not changed; generated values and linked copies are kept
@@ -535,16 +572,24 @@ where
             .filter_map(|&slot| self.tracked(slot))
             .map(|tracked| match step.operation {
                 Operation::Insert | Operation::Select => {
+                    // A foreign key filled from a parent inserted earlier in the commit holds a
+                    // placeholder until then: name the parent instead.
+                    let relations = if tracked.links.is_empty() {
+                        Vec::new()
+                    } else {
+                        relations_of::<T>()
+                    };
                     let values: Vec<String> = T::FIELDS
                         .iter()
                         .enumerate()
                         .filter(|(_, f)| !f.generated)
-                        .map(|(i, f)| {
-                            format!(
+                        .map(|(i, f)| match linked_parent(tracked, &relations, i) {
+                            Some(parent) => format!("{} = key of new {parent}", f.column),
+                            None => format!(
                                 "{} = {:?}",
                                 f.column,
                                 FieldValue::<T, C::Backend>(&tracked.value, i, PhantomData)
-                            )
+                            ),
                         })
                         .collect();
                     format!("new: {}", values.join(", "))
@@ -566,16 +611,11 @@ where
                         .map(|i| {
                             let old =
                                 FieldValue::<T, C::Backend>(tracked.persisted(), i, PhantomData);
-                            let linked = tracked
-                                .links
-                                .iter()
-                                .find_map(|l| relations.get(l.relation).filter(|r| r.field == i));
-                            match linked {
-                                Some(relation) => format!(
-                                    "{}: {:?} -> key of new {}",
+                            match linked_parent(tracked, &relations, i) {
+                                Some(parent) => format!(
+                                    "{}: {:?} -> key of new {parent}",
                                     T::FIELDS[i].column,
                                     old,
-                                    relation.parent_name
                                 ),
                                 None => format!(
                                     "{}: {:?} -> {:?}",
@@ -607,17 +647,35 @@ where
     }
 
     fn describe(&self, slot: u32) -> String {
-        let key_generated = T::FIELDS.iter().any(|f| f.key && f.generated);
         match self.tracked(slot) {
-            Some(t) if t.lifecycle == Lifecycle::New && key_generated => {
-                format!("new {} (slot {slot})", T::ENTITY_NAME)
-            }
+            // A new entity may have no key yet: the values set in Rust are what its author
+            // recognises it by.
             Some(t) if t.lifecycle == Lifecycle::New => {
-                format!(
-                    "new {} with key {}",
-                    T::ENTITY_NAME,
-                    key_text(&t.value.key())
-                )
+                let relations = if t.links.is_empty() {
+                    Vec::new()
+                } else {
+                    relations_of::<T>()
+                };
+                let fields: Vec<String> = T::FIELDS
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| !f.generated)
+                    .map(|(i, f)| {
+                        let value = match linked_parent(t, &relations, i) {
+                            Some(parent) => format!("key of new {parent}"),
+                            None => clip(format!(
+                                "{:?}",
+                                FieldValue::<T, C::Backend>(&t.value, i, PhantomData)
+                            )),
+                        };
+                        format!("{}: {value}", f.name)
+                    })
+                    .collect();
+                if fields.is_empty() {
+                    format!("new {} (slot {slot})", T::ENTITY_NAME)
+                } else {
+                    format!("new {} {{ {} }}", T::ENTITY_NAME, fields.join(", "))
+                }
             }
             Some(t) => format!("{} with key {}", T::ENTITY_NAME, key_text(&t.value.key())),
             None => T::ENTITY_NAME.to_string(),
@@ -670,6 +728,63 @@ where
                 }
             }
         }
+    }
+
+    fn refile_keys(&mut self) -> Result<()> {
+        if T::FIELDS.iter().any(|f| f.key && f.generated) {
+            return Ok(()); // filed by the commit that inserts them, under the generated key
+        }
+        let mut moves: HashMap<u32, T::Key, FastHash> = HashMap::default();
+        for &slot in &self.touched {
+            let Some(tracked) = self.tracked(slot) else {
+                continue;
+            };
+            if tracked.lifecycle != Lifecycle::New {
+                continue; // a persisted key that changed is `KeyChanged`, found by `pending`
+            }
+            let key = tracked.value.key();
+            if tracked.key.as_ref() != Some(&key) {
+                moves.insert(slot, key);
+            }
+        }
+        if moves.is_empty() {
+            return Ok(());
+        }
+        // Checked against the map as it will be once every moved entity has left its old key,
+        // so two new entities may swap keys.
+        let mut taken: HashMap<&T::Key, u32, FastHash> = HashMap::default();
+        for (&slot, key) in &moves {
+            let held = self
+                .by_key
+                .get(key)
+                .filter(|other| **other != slot && !moves.contains_key(other));
+            if held.is_some() || taken.insert(key, slot).is_some() {
+                return Err(Error::DuplicateKey {
+                    entity: T::ENTITY_NAME,
+                    key: key_text(key),
+                });
+            }
+        }
+        for &slot in moves.keys() {
+            // A scope rolling back puts the old filing back with the saved slot.
+            self.save(slot);
+            let old = self.slots[slot as usize]
+                .tracked
+                .as_mut()
+                .and_then(|t| t.key.take());
+            if let Some(old) = old {
+                if self.by_key.get(&old) == Some(&slot) {
+                    self.by_key.remove(&old);
+                }
+            }
+        }
+        for (slot, key) in moves {
+            if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
+                tracked.key = Some(key.clone());
+                self.by_key.insert(key, slot);
+            }
+        }
+        Ok(())
     }
 
     fn current_key_any(&self, slot: u32, generation: u32) -> Option<Box<dyn Any>> {

@@ -542,6 +542,18 @@ where
         }
         let key_pending = parent_tracked.lifecycle == Lifecycle::New
             && P::FIELDS.iter().any(|f| f.key && f.generated);
+        let same_entity = TypeId::of::<T>() == TypeId::of::<P>()
+            && (child.slot, child.generation) == (parent.slot, parent.generation);
+        if key_pending && same_entity {
+            // Its foreign key would need its own generated key before its INSERT.
+            let entity = match self.by_type.get(&TypeId::of::<T>()) {
+                Some(&store) => self.stores[store].describe(child.slot),
+                None => T::ENTITY_NAME.to_string(),
+            };
+            return Err(Error::Cycle {
+                entities: vec![entity],
+            });
+        }
         let known_key = (!key_pending).then(|| parent_tracked.value.key());
         let link = Link {
             relation,
@@ -900,6 +912,11 @@ where
         transaction: bool,
         what: &'static str,
     ) -> Result<CommitReport> {
+        // Edges and the identity map look new entities up by the key they were filed under,
+        // which `get_mut` may have changed since.
+        for store in &mut self.stores {
+            store.refile_keys()?;
+        }
         let plan = self.plan_pending()?;
         if plan.is_empty() {
             self.finish();
