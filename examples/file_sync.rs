@@ -215,11 +215,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         "index.html was staged before logo.png broke",
     )?;
     let after_disk = disk()?;
-    let staged: Vec<PathBuf> = v1
-        .iter()
-        .map(|(p, _)| AtomicFile::staging_path(local(p)))
-        .filter(|p| p.exists())
-        .collect();
+    let mut staged: Vec<PathBuf> = Vec::new();
+    for (p, _) in v1.iter() {
+        staged.extend(AtomicFile::staged_files(local(p))?);
+    }
     println!(
         "disk:   old bytes kept: {}; staged files left: {staged:?}",
         after_disk == before_disk
@@ -256,12 +255,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("\n== 4. after a crash between prepare and commit, AtomicFile::recover cleans up");
     // A staged copy whose checksum no row describes belonged to a commit that never happened.
     let index = local("index.html");
-    std::fs::write(AtomicFile::staging_path(&index), b"<h1>Hel")?;
+    // What a process killed after `prepare` leaves: a staged copy that was never renamed.
+    AtomicFile::new(&index, &b"<h1>Hel"[..])
+        .prepare()
+        .map_err(|e| -> Box<dyn Error> { e })?;
     let row_checksum = synced[0].checksum.clone();
     let found = AtomicFile::recover(&index, |staged| checksum(staged) == row_checksum)?;
-    let left = AtomicFile::staging_path(&index).exists();
-    println!("recover: staged copy found: {found}, discarded: {}", !left);
-    ensure(found && !left, "the stray staged copy was discarded")?;
+    let left = AtomicFile::staged_files(&index)?.len();
+    println!("recover: staged copies found: {found}, left: {left}");
+    ensure(
+        found == 1 && left == 0,
+        "the stray staged copy was discarded",
+    )?;
     let kept = std::fs::read(&index)?;
     ensure(
         Some(&kept) == v2.get("index.html"),

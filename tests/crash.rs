@@ -6,10 +6,12 @@
 //! repair a real program runs at start, the row and the file agree.
 //!
 //! The one window where they disagree: the database has committed but the staged file was not
-//! renamed yet (the process died between the two). The staged file is complete then (it was
-//! fsynced before the database commit), and `AtomicFile::recover` finishes the rename when its
-//! content matches the row; a staged file that does not match belongs to a commit that never
-//! reached the database and is removed.
+//! renamed yet (the process died between the two). The staged file is complete then (it and its
+//! directory entry were fsynced before the database commit), and `AtomicFile::recover` finishes
+//! the rename when its content matches the row; a staged file that does not match belongs to a
+//! commit that never reached the database and is removed. The child widens that window on
+//! purpose (a participant committed before the file pauses), so that the kills land in it and
+//! the test sees the repair work, not only the easy cases.
 #![cfg(all(unix, feature = "sqlite"))]
 
 use std::path::{Path, PathBuf};
@@ -19,7 +21,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::SqliteConnection;
 use uow::prelude::*;
-use uow::AtomicFile;
+use uow::{AtomicFile, Participant, ParticipantError};
 
 diesel::table! {
     documents (id) {
@@ -92,6 +94,26 @@ fn connect(db: &str) -> SqliteConnection {
     }
 }
 
+/// Committed before the file in the child: keeps the database committed and the file not yet
+/// renamed for a moment, so that kills land in that window too.
+struct Pause;
+
+impl Participant for Pause {
+    fn name(&self) -> String {
+        "pause".into()
+    }
+    fn prepare(&mut self) -> Result<(), ParticipantError> {
+        Ok(())
+    }
+    fn commit(&mut self) -> Result<(), ParticipantError> {
+        std::thread::sleep(Duration::from_millis(3));
+        Ok(())
+    }
+    fn compensate(&mut self) -> Result<(), ParticipantError> {
+        Ok(())
+    }
+}
+
 /// Started by `kill_a_committing_process_200_times` as a child process: commits forever.
 #[test]
 #[ignore = "the child process of kill_a_committing_process_200_times; does nothing on its own"]
@@ -111,6 +133,7 @@ fn crash_child() -> Result<(), Box<dyn std::error::Error>> {
             d.version = next;
             d.checksum = checksum(&bytes);
         }
+        uow.enlist(Pause);
         uow.enlist(AtomicFile::new(&file, bytes));
         uow.commit(&mut conn)?;
     }
@@ -137,11 +160,13 @@ fn kill_a_committing_process_200_times() -> Result<(), Box<dyn std::error::Error
     .execute(&mut conn)?;
     let initial = content(0);
     std::fs::write(&file, &initial)?;
-    diesel::sql_query(format!(
-        "INSERT INTO documents (id, version, checksum) VALUES (1, 0, {})",
-        checksum(&initial)
-    ))
-    .execute(&mut conn)?;
+    diesel::insert_into(documents::table)
+        .values((
+            documents::id.eq(1),
+            documents::version.eq(0),
+            documents::checksum.eq(checksum(&initial)),
+        ))
+        .execute(&mut conn)?;
 
     let exe = std::env::current_exe()?;
     let mut seed: u64 = 0x2545F4914F6CDD1D ^ u64::from(std::process::id());
@@ -182,7 +207,7 @@ fn kill_a_committing_process_200_times() -> Result<(), Box<dyn std::error::Error
             );
             windows += 1;
         }
-        if AtomicFile::staging_path(&file).exists() {
+        if !AtomicFile::staged_files(&file)?.is_empty() {
             staged_found += 1;
         }
         repair(&mut conn, &file)?;
@@ -193,7 +218,7 @@ fn kill_a_committing_process_200_times() -> Result<(), Box<dyn std::error::Error
             "round {round}: row and file agree after repair"
         );
         assert!(
-            !AtomicFile::staging_path(&file).exists(),
+            AtomicFile::staged_files(&file)?.is_empty(),
             "round {round}: no staged file left"
         );
         assert!(row.version >= last_version, "versions never go back");
@@ -204,6 +229,13 @@ fn kill_a_committing_process_200_times() -> Result<(), Box<dyn std::error::Error
          them between the database commit and the rename (rolled forward)"
     );
     assert!(last_version > 0, "the child committed at least once");
+    // Each kill has about a one in three chance of landing in the widened window; 200 kills
+    // that all miss it would mean the window or its repair is not what this test exercises.
+    assert!(
+        windows > 0,
+        "no kill landed between the database commit and the rename"
+    );
+    assert!(staged_found >= windows, "every window left a staged file");
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use common::*;
@@ -16,6 +17,8 @@ struct Recorder {
     name: &'static str,
     log: StatementLog,
     fail_prepare: bool,
+    panic_prepare: bool,
+    fail_commit: bool,
     fail_compensate: bool,
 }
 
@@ -25,6 +28,8 @@ impl Recorder {
             name,
             log: log.clone(),
             fail_prepare: false,
+            panic_prepare: false,
+            fail_commit: false,
             fail_compensate: false,
         }
     }
@@ -36,6 +41,9 @@ impl Participant for Recorder {
     }
     fn prepare(&mut self) -> Result<(), ParticipantError> {
         self.log.push(format!("prepare {}", self.name));
+        if self.panic_prepare {
+            panic!("{} broke", self.name);
+        }
         if self.fail_prepare {
             return Err("no capacity".into());
         }
@@ -43,6 +51,9 @@ impl Participant for Recorder {
     }
     fn commit(&mut self) -> Result<(), ParticipantError> {
         self.log.push(format!("commit {}", self.name));
+        if self.fail_commit {
+            return Err("rename failed".into());
+        }
         Ok(())
     }
     fn compensate(&mut self) -> Result<(), ParticipantError> {
@@ -170,11 +181,11 @@ backend_tests! {
         uow.enlist(AtomicFile::new(&path, "new"));
         assert!(uow.commit(&mut db.conn).is_err());
         assert_eq!(std::fs::read_to_string(&path)?, "old", "target untouched");
-        assert!(!AtomicFile::staging_path(&path).exists(), "staged file removed");
+        assert!(AtomicFile::staged_files(&path)?.is_empty(), "staged file removed");
         uow.get_mut(&ann)?.balance = 1;
         uow.commit(&mut db.conn)?;
         assert_eq!(std::fs::read_to_string(&path)?, "new");
-        assert!(!AtomicFile::staging_path(&path).exists());
+        assert!(AtomicFile::staged_files(&path)?.is_empty());
         std::fs::remove_dir_all(dir)?;
         Ok(())
     }
@@ -294,6 +305,216 @@ backend_tests! {
         uow.get_mut(&ann)?.balance = 1;
         uow.commit(&mut db.conn)?;
         assert_eq!(uow.len(), 2);
+        Ok(())
+    }
+
+    fn participants_are_refused_inside_a_transaction_opened_outside(db) {
+        use diesel::Connection;
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.enlist(Recorder::new("a", &log));
+        let before = observe(&uow, &ann);
+        // The participant would be final when `commit` returns, but this outer transaction
+        // can still roll back: refused before anything is prepared or written.
+        let result = db.conn.transaction::<_, uow::Error, _>(|conn| uow.commit(conn).map(|_| ()));
+        assert!(matches!(result, Err(uow::Error::ParticipantsInOuterTransaction)), "{result:?}");
+        let scoped = db.conn.transaction::<_, uow::Error, _>(|conn| uow.transaction(conn, |_| Ok(())));
+        assert!(matches!(scoped, Err(uow::Error::ParticipantsInOuterTransaction)), "{scoped:?}");
+        assert!(!protocol(&log).iter().any(|s| s.contains(" a")), "{:?}", protocol(&log));
+        assert!(account_rows(&mut db.conn).is_empty());
+        assert_eq!(observe(&uow, &ann), before);
+        // Where the unit of work owns the transaction, the same commit goes through.
+        log.clear();
+        uow.commit(&mut db.conn)?;
+        assert_eq!(protocol(&log), ["prepare a", "BEGIN", "write", "COMMIT", "commit a"]);
+        Ok(())
+    }
+
+    fn a_panicking_prepare_compensates_the_prepared_ones(db) {
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.enlist(Recorder::new("a", &log));
+        uow.enlist(Recorder { panic_prepare: true, ..Recorder::new("b", &log) });
+        let before = observe(&uow, &ann);
+        let outcome = catch_unwind(AssertUnwindSafe(|| uow.commit(&mut db.conn)));
+        assert!(outcome.is_err(), "the panic continues");
+        assert_eq!(protocol(&log), ["prepare a", "prepare b", "compensate a"]);
+        assert!(account_rows(&mut db.conn).is_empty());
+        assert_eq!(observe(&uow, &ann), before);
+
+        // The same inside a scope: prepared at its end, compensated when one panics.
+        log.clear();
+        let mut scoped = UnitOfWork::<Conn>::new();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let _: Result<(), uow::Error> = scoped.transaction(&mut db.conn, |scope| {
+                scope.register_new(account("bob", 1))?;
+                scope.enlist(Recorder::new("c", &log));
+                scope.enlist(Recorder { panic_prepare: true, ..Recorder::new("d", &log) });
+                Ok(())
+            });
+        }));
+        assert!(outcome.is_err());
+        let steps = protocol(&log);
+        assert_eq!(steps.iter().filter(|s| s.contains("prepare") || s.contains("compensate")).cloned().collect::<Vec<_>>(), ["prepare c", "prepare d", "compensate c"]);
+        assert!(!steps.iter().any(|s| s == "COMMIT"), "{steps:?}");
+        assert!(account_rows(&mut db.connect()).is_empty());
+        Ok(())
+    }
+
+    fn a_participant_that_cannot_finish_is_reported_after_the_database_committed(db) {
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        uow.register_new(account("ann", 1))?;
+        uow.enlist(Recorder { fail_commit: true, ..Recorder::new("file a", &log) });
+        uow.enlist(Recorder::new("b", &log));
+        let committed = Rc::new(RefCell::new(0));
+        let c = committed.clone();
+        uow.on_after_commit(move |report| *c.borrow_mut() += report.rows());
+        let error = uow.commit(&mut db.conn).expect_err("file a cannot finish");
+        match &error {
+            uow::Error::Finalize { failed } => {
+                assert_eq!(failed.len(), 1);
+                assert_eq!(failed[0].0, "file a");
+                assert!(failed[0].1.contains("rename failed"));
+            }
+            other => panic!("expected Finalize, got {other}"),
+        }
+        assert_eq!(protocol(&log), ["prepare file a", "prepare b", "BEGIN", "write", "COMMIT", "commit file a", "commit b"], "b still finished");
+        assert_eq!(account_rows(&mut db.conn).len(), 1, "the database change stands");
+        assert_eq!(*committed.borrow(), 1, "after-commit hooks ran");
+        assert!(!uow.has_changes());
+        Ok(())
+    }
+
+    fn a_before_commit_hook_can_refuse_the_commit(db) {
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.enlist(Recorder::new("a", &log));
+        uow.on_before_commit(|_| Err("the books are closed".into()));
+        let before = observe(&uow, &ann);
+        let error = uow.commit(&mut db.conn).expect_err("refused");
+        assert!(matches!(error, uow::Error::Hook(_)), "{error}");
+        assert!(error.to_string().contains("the books are closed"), "{error}");
+        assert!(protocol(&log).is_empty(), "nothing prepared or sent: {:?}", protocol(&log));
+        assert_eq!(observe(&uow, &ann), before);
+        Ok(())
+    }
+
+    fn events_of_a_refreshed_entity_are_dropped_with_its_changes(db) {
+        #[derive(Debug, PartialEq)]
+        struct Withdrawn(i64);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let bob = uow.register_new(account("bob", 10))?;
+        uow.commit(&mut db.conn)?;
+
+        uow.get_mut(&ann)?.balance -= 11;
+        uow.record_event(&ann, Withdrawn(11))?;
+        uow.get_mut(&bob)?.balance -= 1;
+        uow.record_event(&bob, Withdrawn(1))?;
+        assert!(uow.commit(&mut db.conn).is_err(), "the CHECK refuses ann's balance");
+        // The retry after reloading ann: her first withdrawal is gone, so is its event.
+        uow.refresh(&mut db.conn, &ann)?;
+        uow.get_mut(&ann)?.balance -= 5;
+        uow.record_event(&ann, Withdrawn(5))?;
+        uow.commit(&mut db.conn)?;
+        let events: Vec<_> = uow.take_events().into_iter().filter_map(|e| e.downcast::<Withdrawn>().ok()).collect();
+        assert_eq!(events, [Withdrawn(1), Withdrawn(5)], "bob's event kept, ann's first one dropped");
+
+        // A refresh inside a scope that rolls back is undone, and so is the dropping.
+        uow.get_mut(&ann)?.balance -= 1;
+        uow.record_event(&ann, Withdrawn(1))?;
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.refresh(&ann)?;
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        assert_eq!(uow.get(&ann)?.balance, 4, "the change from before the scope is back");
+        uow.commit(&mut db.conn)?;
+        let events: Vec<_> = uow.take_events().into_iter().filter_map(|e| e.downcast::<Withdrawn>().ok()).collect();
+        assert_eq!(events, [Withdrawn(1)]);
+        Ok(())
+    }
+}
+
+// A COMMIT that fails (a deferred foreign key, checked only at COMMIT). MySQL and MariaDB have
+// no deferred constraints, so this runs on SQLite and PostgreSQL only.
+diesel::table! {
+    deferred_notes (id) {
+        id -> Integer,
+        account_id -> Integer,
+    }
+}
+
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = deferred_notes)]
+struct DeferredNote {
+    id: i32,
+    account_id: i32,
+}
+
+/// The bodies below, on the backends that have deferred constraints.
+macro_rules! deferrable_backend_tests {
+    ($($tests:tt)*) => {
+        backend_module!("sqlite", sqlite_deferred, diesel::SqliteConnection; $($tests)*);
+        backend_module!("postgres", postgres_deferred, diesel::PgConnection; $($tests)*);
+    };
+}
+
+deferrable_backend_tests! {
+    fn a_failing_database_commit_compensates_the_participants(db) {
+        db.exec(
+            "CREATE TABLE deferred_notes (id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL \
+             REFERENCES accounts (id) DEFERRABLE INITIALLY DEFERRED)",
+        );
+        let mut setup = UnitOfWork::<Conn>::new();
+        let ann = setup.register_new(account("ann", 1))?;
+        setup.commit(&mut db.conn)?;
+        let ann_id = setup.get(&ann)?.id;
+        let log = db.record();
+        let mut uow = UnitOfWork::<Conn>::new();
+        let note = uow.register_new(DeferredNote { id: 1, account_id: 999 })?;
+        uow.enlist(Recorder::new("a", &log));
+        uow.enlist(Recorder::new("b", &log));
+        let before = observe(&uow, &note);
+        let error = uow.commit(&mut db.conn).expect_err("the foreign key fails at COMMIT");
+        assert!(matches!(error, uow::Error::Transaction(_)), "{error}");
+        let steps = protocol(&log);
+        let commit = steps.iter().position(|s| s == "COMMIT").ok_or("COMMIT sent")?;
+        assert_eq!(&steps[commit + 1..].iter().filter(|s| !s.starts_with("ROLLBACK")).cloned().collect::<Vec<_>>(), &["compensate b", "compensate a"]);
+        assert_eq!(observe(&uow, &note), before);
+        assert_eq!(transaction_depth(&mut db.conn), None);
+
+        // The same at the end of a scope.
+        log.clear();
+        let mut scoped = UnitOfWork::<Conn>::new();
+        let result: Result<(), uow::Error> = scoped.transaction(&mut db.conn, |scope| {
+            scope.register_new(DeferredNote { id: 2, account_id: 999 })?;
+            scope.enlist(Recorder::new("c", &log));
+            Ok(())
+        });
+        assert!(matches!(result, Err(uow::Error::Transaction(_))), "{result:?}");
+        let steps = protocol(&log);
+        let prepare = steps.iter().position(|s| s == "prepare c").ok_or("prepared")?;
+        let commit = steps.iter().position(|s| s == "COMMIT").ok_or("COMMIT sent")?;
+        let compensate = steps.iter().position(|s| s == "compensate c").ok_or("compensated")?;
+        assert!(prepare < commit && commit < compensate, "{steps:?}");
+        assert!(!steps.iter().any(|s| s == "commit c"), "{steps:?}");
+        assert!(scoped.is_empty(), "memory rolled back with the scope");
+        use diesel::prelude::*;
+        let rows: i64 = deferred_notes::table.count().get_result(&mut db.connect())?;
+        assert_eq!(rows, 0);
+
+        // Fixed, the first unit of work commits and runs its participants once.
+        log.clear();
+        uow.get_mut(&note)?.account_id = ann_id;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(protocol(&log), ["prepare a", "prepare b", "BEGIN", "write", "COMMIT", "commit a", "commit b"]);
+        let rows: i64 = deferred_notes::table.count().get_result(&mut db.connect())?;
+        assert_eq!(rows, 1);
         Ok(())
     }
 }

@@ -79,13 +79,15 @@ backend_tests! {
         let payload = outcome.expect_err("the panic continues");
         assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
         assert_eq!(observe(&uow, &ann), memory_before);
-        let rows = account_rows(&mut db.conn);
+        assert_eq!(uow.len(), 1, "the entity registered in the scope is gone");
+        assert_eq!(transaction_depth(&mut db.conn), None, "the connection is not left in the transaction");
+        // Seen from another session, so uncommitted writes of this one could not pass.
+        let rows = account_rows(&mut db.connect());
         assert_eq!(rows.len(), 1, "nothing written");
         assert_eq!(rows[0].balance, 10);
-        // The connection is not left inside the transaction.
         uow.get_mut(&ann)?.balance = 12;
         uow.commit(&mut db.conn)?;
-        assert_eq!(account_rows(&mut db.conn)[0].balance, 12);
+        assert_eq!(account_rows(&mut db.connect())[0].balance, 12, "the next commit is durable");
         Ok(())
     }
 
@@ -123,6 +125,7 @@ backend_tests! {
                 Err(uow::Error::NoTransaction)
             });
             assert!(inner.is_err());
+            assert_eq!(outer.len(), 2, "the entity registered inside is gone");
             assert_eq!(outer.get(&ann)?.balance, 20, "inner change undone in memory");
             assert_eq!(outer.get(&ann)?.note, None);
             assert_eq!(outer.state(&ann)?, EntityState::Clean, "as flushed by the outer scope");
@@ -204,6 +207,9 @@ backend_tests! {
             assert!(matches!(commit, uow::Error::CommitInScope), "{commit}");
             let nested: Result<(), uow::Error> = scope.transaction(&mut other, |_| Ok(()));
             assert!(matches!(nested, Err(uow::Error::ScopeOnOtherConnection)), "{nested:?}");
+            // Through `Deref`, the unit of work's own flush would write on another connection.
+            let flush = UnitOfWork::flush(&mut **scope, &mut other).expect_err("not the scope's connection");
+            assert!(matches!(flush, uow::Error::FlushInScope), "{flush}");
             Ok(())
         });
         result?;
@@ -240,6 +246,81 @@ backend_tests! {
         assert!(uow.get(&next).is_err());
         assert_eq!(uow.get(&third)?.owner, "third");
         let _ = db;
+        Ok(())
+    }
+
+    fn a_panic_inside_a_diesel_transaction_in_the_scope_rolls_back_the_whole_scope(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let memory_before = observe(&uow, &ann);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let _: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+                scope.get_mut(&ann)?.balance = 1;
+                scope.register_new(account("new", 1))?;
+                scope.flush()?;
+                // Diesel's `transaction` does not roll back when its closure panics: its
+                // savepoint is still open while the panic unwinds through the scope.
+                let _ = scope
+                    .connection()
+                    .transaction::<(), diesel::result::Error, _>(|_| panic!("deep boom"));
+                Ok(())
+            });
+        }));
+        assert!(outcome.is_err(), "the panic continues");
+        assert_eq!(transaction_depth(&mut db.conn), None, "every level rolled back, not only the savepoint");
+        assert_eq!(observe(&uow, &ann), memory_before);
+        assert_eq!(uow.len(), 1);
+        let rows = account_rows(&mut db.connect());
+        assert_eq!((rows.len(), rows[0].balance), (1, 10), "nothing written");
+        uow.get_mut(&ann)?.balance = 12;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(account_rows(&mut db.connect())[0].balance, 12, "the next commit is durable");
+        Ok(())
+    }
+
+    fn a_transaction_left_open_in_a_scope_rolls_the_scope_back(db) {
+        use diesel::connection::TransactionManager;
+        let mut uow = UnitOfWork::<Conn>::new();
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.register_new(account("new", 1))?;
+            scope.flush()?;
+            <Conn as Connection>::TransactionManager::begin_transaction(scope.connection())
+                .map_err(uow::Error::Transaction)?;
+            Ok(()) // without closing the level it opened: a COMMIT now would only release it
+        });
+        assert!(matches!(result, Err(uow::Error::TransactionLeftOpen)), "{result:?}");
+        assert_eq!(transaction_depth(&mut db.conn), None);
+        assert!(uow.is_empty(), "memory rolled back with the database");
+        assert!(account_rows(&mut db.connect()).is_empty());
+        Ok(())
+    }
+
+    fn a_panicking_before_commit_hook_undoes_the_commit(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        let panics = std::rc::Rc::new(std::cell::Cell::new(true));
+        let p = panics.clone();
+        uow.on_before_commit(move |uow| {
+            uow.register_new(Tag { code: "audit".into(), label: "audit".into() })?;
+            if p.get() {
+                panic!("hook boom");
+            }
+            Ok(())
+        });
+        uow.get_mut(&ann)?.balance = 11;
+        let memory_before = observe(&uow, &ann);
+        let outcome = catch_unwind(AssertUnwindSafe(|| uow.commit(&mut db.conn)));
+        assert!(outcome.is_err(), "the panic continues");
+        assert_eq!(observe(&uow, &ann), memory_before);
+        assert_eq!(uow.len(), 1, "the hook's registration was undone");
+        assert!(!uow.in_scope());
+        assert_eq!(transaction_depth(&mut db.conn), None);
+        panics.set(false);
+        uow.commit(&mut db.conn)?;
+        assert_eq!(account_rows(&mut db.connect())[0].balance, 11);
+        assert_eq!(uow.len(), 2);
         Ok(())
     }
 }

@@ -715,3 +715,13 @@ where
         _ => panic!("handle not held"),
     }
 }
+
+/// How many transaction levels are open on `conn` (`None`: no transaction), as Diesel's
+/// transaction manager counts them.
+pub fn transaction_depth<C: Connection>(conn: &mut C) -> Option<u32> {
+    use diesel::connection::TransactionManager;
+    match C::TransactionManager::transaction_manager_status_mut(conn).transaction_depth() {
+        Ok(depth) => depth.map(|d| d.get()),
+        Err(e) => panic!("the connection's transaction manager is broken: {e}"),
+    }
+}

@@ -117,6 +117,26 @@ pub enum Error {
         after: String,
     },
 
+    /// The `#[tracked(version)]` field of a persisted entity was changed in memory. The unit
+    /// of work owns it: it checks the persisted value and writes the next one. Nothing was
+    /// written.
+    #[error(
+        "the version of {entity} with key {key} was changed by hand from {persisted} to \
+         {current}: the unit of work checks and advances it itself; restore it (to check \
+         against a version a client sent, compare it before changing the entity, or \
+         `register_dirty` an entity built with that version)"
+    )]
+    VersionChanged {
+        /// The entity type.
+        entity: &'static str,
+        /// Its key, as `Debug` prints it.
+        key: String,
+        /// The version the database row has, as far as this unit of work knows.
+        persisted: String,
+        /// The version found in memory.
+        current: String,
+    },
+
     /// An entity is registered for removal twice, or a removed entity is used as if present.
     #[error(
         "{entity} with key {key} is already registered for removal; commit, or `unremove` it \
@@ -167,6 +187,38 @@ pub enum Error {
          with `scope.nested(|inner| ...)`, which uses the scope's own connection"
     )]
     ScopeOnOtherConnection,
+
+    /// `UnitOfWork::flush(&mut conn)` was called inside a scope (through the scope's
+    /// `Deref`): the scope owns the transaction, and a flush on any other connection could not
+    /// be rolled back with it.
+    #[error(
+        "flush(&mut conn) was called inside `transaction(...)`: call the scope's own \
+         `flush()`, which writes inside the scope's transaction"
+    )]
+    FlushInScope,
+
+    /// A scope ended with a transaction level opened inside it still open, or with its own
+    /// level closed by hand (`TransactionManager::begin_transaction` without a matching
+    /// commit, or a panic caught inside the closure). Committing would have committed the
+    /// wrong level, so everything the scope did was rolled back.
+    #[error(
+        "a transaction or savepoint opened inside the scope was not closed (or the scope's own \
+         was closed by hand) when the scope ended; everything the scope did was rolled back: \
+         close every transaction you open on `scope.connection()` (prefer \
+         `conn.transaction(|c| ...)` or `scope.nested(...)`)"
+    )]
+    TransactionLeftOpen,
+
+    /// A commit with participants (files, remote resources) ran inside a transaction opened
+    /// outside the unit of work. The participants would become final when that commit returns,
+    /// although the outer transaction could still roll back. Nothing was prepared or written.
+    #[error(
+        "participants (files, remote resources) were enlisted, but this commit runs inside a \
+         transaction opened outside the unit of work, which could still roll back after the \
+         participants were made final; nothing was written: commit on a connection with no \
+         open transaction, or make `uow.transaction(&mut conn, ...)` the outermost transaction"
+    )]
+    ParticipantsInOuterTransaction,
 
     /// The connection's transaction manager is broken (an earlier COMMIT or ROLLBACK failed),
     /// so nothing can be written safely on it.

@@ -478,6 +478,9 @@ pub(crate) trait ErasedStore<C>: Any {
     fn rollback_scope(&mut self);
     /// The innermost scope succeeded: its saved states now belong to the scope around it.
     fn commit_scope(&mut self);
+    /// How often the entity in `slot` had its local changes discarded (`refresh`), if the
+    /// slot still holds the entity of `generation`.
+    fn revision(&self, slot: u32, generation: u32) -> Option<u32>;
 }
 
 impl<T, C> ErasedStore<C> for Store<T, C>
@@ -528,6 +531,25 @@ where
                             entity: T::ENTITY_NAME,
                             before: key_text(&before),
                             after: key_text(&after),
+                        });
+                    }
+                    if tracked.value.version_differs(tracked.persisted()) {
+                        let version = T::version_field().unwrap_or_default();
+                        return Err(Error::VersionChanged {
+                            entity: T::ENTITY_NAME,
+                            key: key_text(&before),
+                            persisted: format!(
+                                "{:?}",
+                                FieldValue::<T, C::Backend>(
+                                    tracked.persisted(),
+                                    version,
+                                    PhantomData
+                                )
+                            ),
+                            current: format!(
+                                "{:?}",
+                                FieldValue::<T, C::Backend>(&tracked.value, version, PhantomData)
+                            ),
                         });
                     }
                     if tracked.lifecycle == Lifecycle::Removed {
@@ -986,6 +1008,10 @@ where
             }
         }
         self.touched = log.touched;
+    }
+
+    fn revision(&self, slot: u32, generation: u32) -> Option<u32> {
+        self.get(slot, generation).map(|t| t.revision)
     }
 
     fn commit_scope(&mut self) {

@@ -12,6 +12,7 @@
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Error;
 
@@ -57,6 +58,9 @@ pub trait Participant {
 #[derive(Default)]
 pub(crate) struct Participants {
     list: Vec<Box<dyn Participant>>,
+    /// How many of `list` (from the front) are prepared and not yet committed or compensated:
+    /// what a failure, or a panic anywhere in the commit, must compensate.
+    prepared: usize,
 }
 
 impl Participants {
@@ -68,56 +72,73 @@ impl Participants {
         self.list.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// Drops participants enlisted after the first `len` (a nested scope that failed).
     pub fn truncate(&mut self, len: usize) {
         self.list.truncate(len);
+        self.prepared = self.prepared.min(len);
     }
 
     /// Prepares every participant; on the first failure compensates those already prepared
-    /// and returns the error.
+    /// and returns the error. If a `prepare` panics, the ones before it stay counted as
+    /// prepared, for [`compensate`](Self::compensate) to undo.
     pub fn prepare(&mut self) -> Result<(), Error> {
-        for index in 0..self.list.len() {
+        while self.prepared < self.list.len() {
+            let index = self.prepared;
             if let Err(source) = self.list[index].prepare() {
                 let error = Error::Participant {
                     participant: self.list[index].name(),
                     source,
                 };
-                return Err(self.compensate(index, error));
+                return Err(self.compensate(error));
             }
+            self.prepared += 1;
         }
         Ok(())
     }
 
-    /// Compensates the first `prepared` participants in reverse order after `cause`; returns
-    /// `cause`, or [`Error::Compensation`] when some could not be undone.
-    pub fn compensate(&mut self, prepared: usize, cause: Error) -> Error {
+    /// Compensates the prepared participants in reverse order after `cause`; returns `cause`,
+    /// or [`Error::Compensation`] when some could not be undone. Nothing to do when none is
+    /// prepared.
+    pub fn compensate(&mut self, cause: Error) -> Error {
+        let not_undone = self.undo_prepared();
+        if not_undone.is_empty() {
+            cause
+        } else {
+            Error::Compensation {
+                cause: Box::new(cause),
+                not_undone,
+            }
+        }
+    }
+
+    /// After a panic: compensates the prepared participants. The panic is what the caller
+    /// gets, so compensations that fail can only be traced.
+    pub fn compensate_after_panic(&mut self) {
+        let not_undone = self.undo_prepared();
+        crate::trace::not_undone_after_panic(&not_undone);
+    }
+
+    /// Compensates the prepared participants, last first; returns those that failed.
+    fn undo_prepared(&mut self) -> Vec<(String, String)> {
         let mut failed = Vec::new();
-        let prepared = prepared.min(self.list.len());
+        let prepared = std::mem::take(&mut self.prepared).min(self.list.len());
         for participant in self.list[..prepared].iter_mut().rev() {
             if let Err(error) = participant.compensate() {
                 failed.push((participant.name(), error.to_string()));
             }
         }
-        if failed.is_empty() {
-            cause
-        } else {
-            Error::Compensation {
-                cause: Box::new(cause),
-                not_undone: failed,
-            }
-        }
-    }
-
-    /// Compensates every participant (all were prepared).
-    pub fn compensate_all(&mut self, cause: Error) -> Error {
-        let prepared = self.list.len();
-        self.compensate(prepared, cause)
+        failed
     }
 
     /// Commits every participant after the database committed, then forgets them all. Every
     /// participant is committed even if one fails; the failures are reported together.
     pub fn commit(&mut self) -> Result<(), Error> {
         let mut failed = Vec::new();
+        self.prepared = 0;
         for mut participant in self.list.drain(..) {
             if let Err(error) = participant.commit() {
                 failed.push((participant.name(), error.to_string()));
@@ -132,10 +153,14 @@ impl Participants {
 }
 
 /// Replaces a file atomically as part of a unit of work: the new content is written to a
-/// staging file next to the target and fsynced in `prepare`; it is renamed over the target
-/// (and the directory fsynced) only in `commit`, after the database committed; `compensate`
-/// removes the staging file. Readers see the complete old or the complete new content, never
-/// a mix.
+/// staging file next to the target, fsynced, and its directory entry fsynced, in `prepare`; it
+/// is renamed over the target (and the directory fsynced) only in `commit`, after the database
+/// committed; `compensate` removes the staging file. Readers see the complete old or the
+/// complete new content, never a mix.
+///
+/// Each `AtomicFile` stages under a name of its own (`.<name>.<process>-<n>.uow-staged`), so
+/// two of them for one target, in one unit of work or in two processes, never write into each
+/// other's staging file: the one renamed last wins, as with any two writers of a file.
 ///
 /// A crash between the database COMMIT and the rename leaves the new content staged next to
 /// the old file; [`AtomicFile::recover`] finishes or discards it on the next start.
@@ -153,6 +178,7 @@ impl Participants {
 /// uow.enlist(uow::AtomicFile::new(&path, "{\"v\":2}"));
 /// uow.commit(&mut conn)?;
 /// assert_eq!(std::fs::read_to_string(&path)?, "{\"v\":2}");
+/// assert!(uow::AtomicFile::staged_files(&path)?.is_empty());
 /// # std::fs::remove_dir_all(&dir)?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -160,8 +186,14 @@ impl Participants {
 pub struct AtomicFile {
     target: PathBuf,
     contents: Vec<u8>,
-    staged: bool,
+    /// The staging file while prepared.
+    staged: Option<PathBuf>,
 }
+
+const STAGED_SUFFIX: &str = ".uow-staged";
+
+/// Makes staging names unique within the process; the process id makes them unique across.
+static NEXT_STAGING: AtomicU64 = AtomicU64::new(0);
 
 impl AtomicFile {
     /// Replace `target` with `contents` when the unit of work commits.
@@ -169,52 +201,99 @@ impl AtomicFile {
         AtomicFile {
             target: target.as_ref().to_path_buf(),
             contents: contents.into(),
-            staged: false,
+            staged: None,
         }
     }
 
-    /// Where the new content of `target` waits between `prepare` and `commit`: a hidden file
-    /// in the same directory, so the rename never crosses file systems.
-    pub fn staging_path(target: impl AsRef<Path>) -> PathBuf {
-        let target = target.as_ref();
+    /// The file name of `target`, the start of every staging name for it (`.<name>.`).
+    fn staging_prefix(target: &Path) -> String {
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        target.with_file_name(format!(".{name}.uow-staged"))
+        format!(".{name}.")
     }
 
-    /// After a crash: if content for `target` is still staged, `keep` decides from it whether
-    /// the commit it belonged to reached the database (`true`: the staged content is renamed
-    /// over the target) or not (`false`: it is removed). Returns whether a staged file was
-    /// found.
+    /// A new staging path for `target`: a hidden file in the same directory, so the rename
+    /// never crosses file systems.
+    fn new_staging_path(target: &Path) -> PathBuf {
+        let n = NEXT_STAGING.fetch_add(1, Ordering::Relaxed);
+        let prefix = Self::staging_prefix(target);
+        target.with_file_name(format!("{prefix}{}-{n}{STAGED_SUFFIX}", std::process::id()))
+    }
+
+    /// The staging files of `target` in its directory, oldest first: content prepared for it
+    /// and not renamed (yet, or ever: after a crash). Empty when there are none.
+    pub fn staged_files(target: impl AsRef<Path>) -> std::io::Result<Vec<PathBuf>> {
+        let target = target.as_ref();
+        let prefix = Self::staging_prefix(target);
+        let dir = parent_dir(target);
+        let mut found = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let Some(middle) = name
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(STAGED_SUFFIX))
+            else {
+                continue;
+            };
+            // `<process>-<n>`: a target named like another's staging file is not mistaken.
+            let is_staging = middle
+                .split_once('-')
+                .is_some_and(|(p, n)| is_number(p) && is_number(n));
+            if is_staging {
+                let modified = entry.metadata()?.modified()?;
+                found.push((modified, entry.path()));
+            }
+        }
+        found.sort();
+        Ok(found.into_iter().map(|(_, path)| path).collect())
+    }
+
+    /// After a crash, at start, before anything else writes `target`: for each staged file
+    /// of `target` (oldest first), `keep` decides from its content whether the commit it
+    /// belonged to reached the database (`true`: it is renamed over the target) or not
+    /// (`false`: it is removed). Returns how many staged files were found.
+    ///
+    /// Run it only while no other process is committing to `target`: a staged file of a
+    /// commit still under way looks exactly like one left by a crash.
     pub fn recover(
         target: impl AsRef<Path>,
-        keep: impl FnOnce(&[u8]) -> bool,
-    ) -> std::io::Result<bool> {
+        mut keep: impl FnMut(&[u8]) -> bool,
+    ) -> std::io::Result<usize> {
         let target = target.as_ref();
-        let staged = Self::staging_path(target);
-        let contents = match fs::read(&staged) {
-            Ok(contents) => contents,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
-        };
-        if keep(&contents) {
-            fs::rename(&staged, target)?;
-            sync_parent(target)?;
-        } else {
-            fs::remove_file(&staged)?;
+        let staged = Self::staged_files(target)?;
+        for path in &staged {
+            let contents = fs::read(path)?;
+            if keep(&contents) {
+                fs::rename(path, target)?;
+            } else {
+                fs::remove_file(path)?;
+            }
         }
-        Ok(true)
+        if !staged.is_empty() {
+            sync_dir(parent_dir(target))?;
+        }
+        Ok(staged.len())
     }
 }
 
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    let parent = match path.parent() {
+fn is_number(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
-    };
-    File::open(parent)?.sync_all()
+    }
+}
+
+/// Makes the directory's entries (a created or renamed file) durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 impl Participant for AtomicFile {
@@ -223,14 +302,18 @@ impl Participant for AtomicFile {
     }
 
     fn prepare(&mut self) -> Result<(), ParticipantError> {
-        let staged = Self::staging_path(&self.target);
-        let written = File::create(&staged).and_then(|mut file| {
-            file.write_all(&self.contents)?;
-            file.sync_all()
-        });
+        let staged = Self::new_staging_path(&self.target);
+        // The directory entry too: after the database commits, a power loss must not lose
+        // the staged file that `recover` would finish the commit with.
+        let written = File::create(&staged)
+            .and_then(|mut file| {
+                file.write_all(&self.contents)?;
+                file.sync_all()
+            })
+            .and_then(|()| sync_dir(parent_dir(&staged)));
         match written {
             Ok(()) => {
-                self.staged = true;
+                self.staged = Some(staged);
                 Ok(())
             }
             Err(error) => {
@@ -242,20 +325,27 @@ impl Participant for AtomicFile {
     }
 
     fn commit(&mut self) -> Result<(), ParticipantError> {
-        fs::rename(Self::staging_path(&self.target), &self.target)?;
-        self.staged = false;
-        sync_parent(&self.target)?;
+        let Some(staged) = &self.staged else {
+            return Err(format!(
+                "nothing is staged for {}: commit runs only after a successful prepare",
+                self.target.display()
+            )
+            .into());
+        };
+        fs::rename(staged, &self.target)?;
+        self.staged = None;
+        sync_dir(parent_dir(&self.target))?;
         Ok(())
     }
 
     fn compensate(&mut self) -> Result<(), ParticipantError> {
-        if self.staged {
-            match fs::remove_file(Self::staging_path(&self.target)) {
+        if let Some(staged) = &self.staged {
+            match fs::remove_file(staged) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
-            self.staged = false;
+            self.staged = None;
         }
         Ok(())
     }
@@ -273,6 +363,16 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    fn staged(target: &Path) -> Vec<String> {
+        match AtomicFile::staged_files(target) {
+            Ok(files) => files
+                .iter()
+                .map(|f| fs::read_to_string(f).unwrap_or_else(|e| panic!("{e}")))
+                .collect(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     #[test]
     fn a_staged_file_is_renamed_only_on_commit() -> Result<(), ParticipantError> {
         let dir = dir("commit");
@@ -281,13 +381,32 @@ mod tests {
         let mut file = AtomicFile::new(&target, "new");
         file.prepare()?;
         assert_eq!(fs::read_to_string(&target)?, "old");
-        assert_eq!(
-            fs::read_to_string(AtomicFile::staging_path(&target))?,
-            "new"
-        );
+        assert_eq!(staged(&target), ["new"]);
         file.commit()?;
         assert_eq!(fs::read_to_string(&target)?, "new");
-        assert!(!AtomicFile::staging_path(&target).exists());
+        assert!(staged(&target).is_empty());
+        fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn two_files_for_one_target_stage_apart_and_the_last_renamed_wins(
+    ) -> Result<(), ParticipantError> {
+        let dir = dir("two");
+        let target = dir.join("data.txt");
+        fs::write(&target, "old")?;
+        let mut first = AtomicFile::new(&target, "first");
+        let mut second = AtomicFile::new(&target, "second");
+        first.prepare()?;
+        second.prepare()?;
+        let mut both = staged(&target);
+        both.sort();
+        assert_eq!(both, ["first", "second"], "neither overwrote the other");
+        first.commit()?;
+        assert_eq!(fs::read_to_string(&target)?, "first");
+        second.commit()?;
+        assert_eq!(fs::read_to_string(&target)?, "second");
+        assert!(staged(&target).is_empty());
         fs::remove_dir_all(dir)?;
         Ok(())
     }
@@ -301,7 +420,7 @@ mod tests {
         file.prepare()?;
         file.compensate()?;
         assert_eq!(fs::read_to_string(&target)?, "old");
-        assert!(!AtomicFile::staging_path(&target).exists());
+        assert!(staged(&target).is_empty());
         fs::remove_dir_all(dir)?;
         Ok(())
     }
@@ -310,12 +429,13 @@ mod tests {
     fn a_prepare_that_cannot_stage_fails_and_leaves_the_target_alone(
     ) -> Result<(), ParticipantError> {
         let dir = dir("failed-prepare");
-        // The staging path is taken by a directory, so writing the staged file fails.
-        let target = dir.join("data.txt");
-        fs::create_dir_all(AtomicFile::staging_path(&target).join("blocker"))?;
+        let target = dir.join("missing").join("data.txt");
+        // The target's directory does not exist, so the staging file cannot be created.
         let mut file = AtomicFile::new(&target, "new");
         assert!(file.prepare().is_err());
         assert!(!target.exists());
+        assert!(file.compensate().is_ok(), "nothing staged: nothing to undo");
+        assert!(file.commit().is_err(), "nothing staged: nothing to rename");
         fs::remove_dir_all(dir)?;
         Ok(())
     }
@@ -325,14 +445,34 @@ mod tests {
         let dir = dir("recover");
         let target = dir.join("data.txt");
         fs::write(&target, "old")?;
-        assert!(!AtomicFile::recover(&target, |_| true)?);
-        fs::write(AtomicFile::staging_path(&target), "new")?;
-        assert!(AtomicFile::recover(&target, |staged| staged == b"new")?);
+        assert_eq!(AtomicFile::recover(&target, |_| true)?, 0);
+        // As a crash leaves them: prepared, never renamed.
+        let mut crashed = AtomicFile::new(&target, "new");
+        crashed.prepare()?;
+        assert_eq!(AtomicFile::recover(&target, |staged| staged == b"new")?, 1);
         assert_eq!(fs::read_to_string(&target)?, "new");
-        fs::write(AtomicFile::staging_path(&target), "newer")?;
-        assert!(AtomicFile::recover(&target, |_| false)?);
+        let mut stray = AtomicFile::new(&target, "newer");
+        stray.prepare()?;
+        assert_eq!(AtomicFile::recover(&target, |_| false)?, 1);
         assert_eq!(fs::read_to_string(&target)?, "new");
-        assert!(!AtomicFile::staging_path(&target).exists());
+        assert!(staged(&target).is_empty());
+        fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn only_staging_files_of_the_target_are_recovered() -> Result<(), ParticipantError> {
+        let dir = dir("names");
+        let target = dir.join("data.txt");
+        fs::write(&target, "old")?;
+        // Files that merely look alike: another target's staging file, and user files.
+        let mut other = AtomicFile::new(dir.join("data.txt.bak"), "other");
+        other.prepare()?;
+        fs::write(dir.join(".data.txt.notes.uow-staged"), "mine")?;
+        fs::write(dir.join(".data.txt.1-x.uow-staged"), "mine too")?;
+        assert_eq!(AtomicFile::recover(&target, |_| true)?, 0);
+        assert_eq!(fs::read_to_string(&target)?, "old");
+        assert_eq!(staged(&dir.join("data.txt.bak")), ["other"]);
         fs::remove_dir_all(dir)?;
         Ok(())
     }

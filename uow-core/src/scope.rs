@@ -50,7 +50,7 @@ where
     /// readable right after, and a later failure in the scope still rolls everything back,
     /// database and memory.
     pub fn flush(&mut self) -> Result<CommitReport> {
-        self.uow.flush(self.conn)
+        self.uow.flush_in_transaction(self.conn)
     }
 
     /// The held instance for `key`, or the row read and tracked (see [`UnitOfWork::load`]).
@@ -148,11 +148,25 @@ where
     }
 }
 
-/// Whether `conn`'s transaction manager can still be used.
+/// Whether `conn`'s transaction manager can still be used; if so, how many transaction
+/// levels are open on it (`None`: no transaction).
 pub(crate) fn check_not_broken<C: Connection>(conn: &mut C) -> Result<Option<u32>> {
     match C::TransactionManager::transaction_manager_status_mut(conn).transaction_depth() {
         Ok(depth) => Ok(depth.map(|d| d.get())),
         Err(_) => Err(Error::TransactionBroken),
+    }
+}
+
+/// Rolls back every transaction level opened on `conn` above `depth` (a savepoint or
+/// transaction somebody left open, for example by panicking inside Diesel's `transaction`,
+/// which does not roll back on unwind). Stops when a ROLLBACK fails: the manager is broken
+/// then, and the next use reports `TransactionBroken`.
+pub(crate) fn roll_back_to<C: Connection>(conn: &mut C, depth: Option<u32>) {
+    let target = depth.unwrap_or(0);
+    while let Ok(Some(current)) = check_not_broken(conn) {
+        if current <= target || C::TransactionManager::rollback_transaction(conn).is_err() {
+            break;
+        }
     }
 }
 
@@ -168,34 +182,43 @@ where
     F: FnOnce(&mut Scope<'_, C>) -> std::result::Result<R, E>,
     E: From<Error>,
 {
-    check_not_broken(conn)?;
+    let depth_before = check_not_broken(conn)?;
     // BEGIN, or SAVEPOINT when `conn` is already in a transaction.
     C::TransactionManager::begin_transaction(conn).map_err(Error::Transaction)?;
+    let own_depth = Some(depth_before.unwrap_or(0) + 1);
     uow.begin_scope();
-    let mut prepared = false;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut scope = Scope {
             uow: &mut *uow,
             conn: &mut *conn,
         };
         let value = f(&mut scope)?;
+        // A level the closure opened and did not close would take our COMMIT for its own.
+        if check_not_broken(scope.conn)? != own_depth {
+            return Err(Error::TransactionLeftOpen.into());
+        }
         if outermost {
             scope.uow.run_before_commit_hooks()?;
             scope.uow.flush_without_savepoint(scope.conn)?;
-            // Participants are prepared last, right before COMMIT; a failing prepare has
-            // compensated the ones before it.
-            scope.uow.prepare_participants()?;
-            prepared = true;
+            if scope.uow.has_participants() {
+                // Participants become final when our COMMIT returns, which must then be the
+                // real one, not a savepoint's release inside somebody else's transaction.
+                if depth_before.is_some() {
+                    return Err(Error::ParticipantsInOuterTransaction.into());
+                }
+                // Prepared last, right before COMMIT; a failing prepare has compensated the
+                // ones before it.
+                scope.uow.prepare_participants()?;
+            }
         }
         Ok(value)
     }));
     match outcome {
         Ok(Ok(value)) => match C::TransactionManager::commit_transaction(conn) {
             Ok(()) => {
-                uow.end_scope(true);
+                let report = uow.end_scope(true);
                 if outermost {
                     let finalized = uow.committed();
-                    let report = uow.scope_report().clone();
                     uow.run_after_commit_hooks(&report);
                     finalized?;
                 }
@@ -203,10 +226,7 @@ where
             }
             Err(error) => {
                 // Diesel has already tried to roll back after the failed COMMIT.
-                let mut error = Error::Transaction(error);
-                if prepared {
-                    error = uow.compensate_participants(error);
-                }
+                let error = uow.compensate_participants(Error::Transaction(error));
                 uow.end_scope(false);
                 if outermost {
                     uow.run_after_rollback_hooks(None);
@@ -217,7 +237,8 @@ where
         Ok(Err(error)) => {
             // The closure's error is what the caller needs; a failing ROLLBACK leaves the
             // transaction manager broken, which the next use reports as `TransactionBroken`.
-            let _ = C::TransactionManager::rollback_transaction(conn);
+            // (A participant's failed prepare has compensated the prepared ones already.)
+            roll_back_to(conn, depth_before);
             uow.end_scope(false);
             if outermost {
                 uow.run_after_rollback_hooks(None);
@@ -225,7 +246,8 @@ where
             Err(error)
         }
         Err(panic) => {
-            let _ = C::TransactionManager::rollback_transaction(conn);
+            roll_back_to(conn, depth_before);
+            uow.compensate_participants_after_panic();
             uow.end_scope(false);
             if outermost {
                 uow.run_after_rollback_hooks(None);

@@ -1,4 +1,12 @@
 //! `tracing` spans for commit, flush and rollback (feature `tracing`); no-ops without it.
+//!
+//! - `uow.write` (fields `operation` = commit or flush, `inserted`, `updated`, `deleted`,
+//!   `statements`): one per commit or flush that sends anything, entered while its statements
+//!   run, so events of the application's own during the write nest under it;
+//! - `uow.rollback` (fields `scope` = commit, flush or scope, the same counts, and `error`):
+//!   the rows that were sent and then rolled back, when a write fails or a scope rolls back;
+//! - `uow.scope` (fields `outcome` = commit, and the counts of every flush of the scope): an
+//!   outermost or nested scope that committed.
 
 use crate::error::Error;
 use crate::report::CommitReport;
@@ -8,6 +16,20 @@ pub(crate) type Span = tracing::Span;
 /// Without the feature, a span is nothing at all.
 #[cfg(not(feature = "tracing"))]
 pub(crate) struct Span;
+
+/// While alive, the write's span is the current span.
+#[cfg(feature = "tracing")]
+pub(crate) type Entered<'a> = tracing::span::Entered<'a>;
+/// Without the feature, entering is nothing at all.
+#[cfg(not(feature = "tracing"))]
+pub(crate) struct Entered<'a>(std::marker::PhantomData<&'a ()>);
+
+#[cfg(feature = "tracing")]
+fn totals(report: &CommitReport) -> (usize, usize, usize) {
+    report.tables().iter().fold((0, 0, 0), |(i, u, d), t| {
+        (i + t.inserted, u + t.updated, d + t.deleted)
+    })
+}
 
 /// A span for one commit or flush; counts are recorded when it ends.
 pub(crate) fn write_span(what: &'static str) -> Span {
@@ -29,15 +51,26 @@ pub(crate) fn write_span(what: &'static str) -> Span {
     }
 }
 
+/// Makes `span` the current span until the guard is dropped.
+pub(crate) fn enter(span: &Span) -> Entered<'_> {
+    #[cfg(feature = "tracing")]
+    {
+        span.enter()
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = span;
+        Entered(std::marker::PhantomData)
+    }
+}
+
 pub(crate) fn write_done(span: &Span, report: &CommitReport) {
     #[cfg(feature = "tracing")]
     {
-        let sum = |f: fn(&crate::report::TableReport) -> usize| -> usize {
-            report.tables().iter().map(f).sum()
-        };
-        span.record("inserted", sum(|t| t.inserted));
-        span.record("updated", sum(|t| t.updated));
-        span.record("deleted", sum(|t| t.deleted));
+        let (inserted, updated, deleted) = totals(report);
+        span.record("inserted", inserted);
+        span.record("updated", updated);
+        span.record("deleted", deleted);
         span.record("statements", report.statements());
         span.in_scope(|| tracing::info!(%report, "written"));
     }
@@ -47,28 +80,70 @@ pub(crate) fn write_done(span: &Span, report: &CommitReport) {
     }
 }
 
-pub(crate) fn write_failed(span: &Span, error: &Error) {
+/// A write failed: `sent` is what its statements had written before the failure, all of it
+/// rolled back now.
+pub(crate) fn write_failed(span: &Span, what: &'static str, sent: &CommitReport, error: &Error) {
     #[cfg(feature = "tracing")]
-    span.in_scope(|| tracing::warn!(%error, "rolled back"));
+    span.in_scope(|| rollback(what, sent, Some(error)));
     #[cfg(not(feature = "tracing"))]
     {
-        let _ = (span, error);
+        let _ = (span, what, sent, error);
     }
 }
 
-/// The end of a transaction scope: committed, or rolled back with memory restored.
-pub(crate) fn scope_end(committed: bool) {
+#[cfg(feature = "tracing")]
+fn rollback(what: &'static str, undone: &CommitReport, error: Option<&Error>) {
+    let (inserted, updated, deleted) = totals(undone);
+    let span = tracing::warn_span!(
+        "uow.rollback",
+        scope = what,
+        inserted,
+        updated,
+        deleted,
+        statements = undone.statements(),
+        error = tracing::field::Empty,
+    );
+    if let Some(error) = error {
+        span.record("error", tracing::field::display(error));
+    }
+    span.in_scope(|| tracing::warn!("rolled back; entities restored"));
+}
+
+/// The end of a transaction scope: committed, or rolled back with memory restored; `report`
+/// holds the rows its flushes wrote (kept or undone).
+pub(crate) fn scope_end(committed: bool, report: &CommitReport) {
     #[cfg(feature = "tracing")]
     {
         if committed {
-            tracing::info_span!("uow.scope", outcome = "commit").in_scope(|| {});
+            let (inserted, updated, deleted) = totals(report);
+            tracing::info_span!(
+                "uow.scope",
+                outcome = "commit",
+                inserted,
+                updated,
+                deleted,
+                statements = report.statements(),
+            )
+            .in_scope(|| tracing::info!("scope committed"));
         } else {
-            tracing::info_span!("uow.rollback")
-                .in_scope(|| tracing::info!("scope rolled back; entities restored"));
+            rollback("scope", report, None);
         }
     }
     #[cfg(not(feature = "tracing"))]
     {
-        let _ = committed;
+        let _ = (committed, report);
+    }
+}
+
+/// Participants whose compensation failed while a panic was unwinding: the panic goes to the
+/// caller, so this is the only place they can be reported.
+pub(crate) fn not_undone_after_panic(not_undone: &[(String, String)]) {
+    #[cfg(feature = "tracing")]
+    for (participant, error) in not_undone {
+        tracing::error!(%participant, %error, "could not be undone after a panic");
+    }
+    #[cfg(not(feature = "tracing"))]
+    {
+        let _ = not_undone;
     }
 }

@@ -58,6 +58,9 @@ pub(crate) struct Tracked<T: Entity> {
     /// Parents given by handle whose keys are not known yet (`set_parent`); resolved when the
     /// commit has inserted them.
     pub links: Vec<Link>,
+    /// Advanced each time `refresh` discards local changes: domain events recorded before
+    /// that described changes that are gone, so they are never handed out.
+    pub revision: u32,
 }
 
 /// A pending `set_parent`: relation `relation` of the entity points at the entity in
@@ -78,6 +81,7 @@ impl<T: Entity> Tracked<T> {
             write_all: false,
             key,
             links: Vec::new(),
+            revision: 0,
         }
     }
 

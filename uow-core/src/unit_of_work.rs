@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use diesel::connection::LoadConnection;
@@ -109,8 +110,9 @@ pub struct UnitOfWork<C> {
     scope_depth: usize,
     /// Per open scope: participants and pending events when it began.
     scope_marks: Vec<(usize, usize)>,
-    /// Rows written by the flushes of the open outermost scope.
-    scope_report: CommitReport,
+    /// Per open scope: the rows its flushes wrote (a nested scope's fold into its parent's
+    /// when it succeeds).
+    scope_reports: Vec<CommitReport>,
     participants: Participants,
     /// Events recorded for changes not committed yet, in order.
     pending_events: Vec<DomainEvent>,
@@ -149,6 +151,16 @@ impl<C> Default for Hooks<C> {
 pub struct DomainEvent {
     entity: &'static str,
     payload: Box<dyn Any + Send>,
+    source: EventSource,
+}
+
+/// The entity an event was recorded for, and its revision then (see `Tracked::revision`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct EventSource {
+    entity_type: TypeId,
+    slot: u32,
+    generation: u32,
+    revision: u32,
 }
 
 impl DomainEvent {
@@ -169,6 +181,7 @@ impl DomainEvent {
             Err(payload) => Err(DomainEvent {
                 entity: self.entity,
                 payload,
+                source: self.source,
             }),
         }
     }
@@ -217,7 +230,7 @@ where
             by_type: HashMap::default(),
             scope_depth: 0,
             scope_marks: Vec::new(),
-            scope_report: CommitReport::default(),
+            scope_reports: Vec::new(),
             participants: Participants::default(),
             pending_events: Vec::new(),
             committed_events: Vec::new(),
@@ -231,10 +244,8 @@ where
     }
 
     pub(crate) fn begin_scope(&mut self) {
-        if self.scope_depth == 0 {
-            self.scope_report = CommitReport::default();
-        }
         self.scope_depth += 1;
+        self.scope_reports.push(CommitReport::default());
         self.save_point();
     }
 
@@ -265,11 +276,18 @@ where
     }
 
     /// Closes the innermost scope: keeps its changes, or puts every entity back as it was
-    /// when the scope began.
-    pub(crate) fn end_scope(&mut self, keep: bool) {
+    /// when the scope began. Returns the rows its flushes wrote (kept, or rolled back).
+    pub(crate) fn end_scope(&mut self, keep: bool) -> CommitReport {
         self.scope_depth = self.scope_depth.saturating_sub(1);
         self.restore_point(keep);
-        crate::trace::scope_end(keep);
+        let report = self.scope_reports.pop().unwrap_or_default();
+        if keep {
+            if let Some(outer) = self.scope_reports.last_mut() {
+                outer.absorb(&report);
+            }
+        }
+        crate::trace::scope_end(keep, &report);
+        report
     }
 
     /// Number of entities held (new, clean, dirty and removed).
@@ -733,20 +751,35 @@ where
         if self.in_scope() {
             return Err(Error::CommitInScope);
         }
-        crate::scope::check_not_broken(conn)?;
+        let outer_transaction = crate::scope::check_not_broken(conn)?.is_some();
         // Changes made by before-commit hooks are part of this call: a failed commit undoes
         // them too. Without hooks nothing but the commit itself changes memory.
         let hooks = !self.hooks.before_commit.is_empty();
         if hooks {
             self.save_point();
         }
-        let outcome = self
-            .run_before_commit_hooks()
-            .and_then(|()| self.participants.prepare())
-            .and_then(|()| match self.write(conn, true, "commit") {
-                Ok(report) => Ok(report),
-                Err(error) => Err(self.participants.compensate_all(error)),
-            });
+        // A panic (in a hook, a participant, a user's `ToSql`) must not leave participants
+        // prepared or the hooks' save point open: it is caught, everything undone, and resumed.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.run_before_commit_hooks()?;
+            if outer_transaction && !self.participants.is_empty() {
+                return Err(Error::ParticipantsInOuterTransaction);
+            }
+            self.participants.prepare()?;
+            self.write(conn, true, "commit")
+                .map_err(|error| self.participants.compensate(error))
+        }));
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                self.participants.compensate_after_panic();
+                if hooks {
+                    self.restore_point(false);
+                }
+                self.run_after_rollback_hooks(None);
+                resume_unwind(panic)
+            }
+        };
         if hooks {
             self.restore_point(outcome.is_ok());
         }
@@ -765,7 +798,19 @@ where
 
     /// After the database committed: events become available, participants finish.
     pub(crate) fn committed(&mut self) -> Result<()> {
-        self.committed_events.append(&mut self.pending_events);
+        let events = std::mem::take(&mut self.pending_events);
+        let (stores, by_type) = (&self.stores, &self.by_type);
+        // An event whose entity was refreshed since describes a change that was discarded.
+        // (An entity no longer held, removed by this commit, keeps its events.)
+        let discarded = |e: &DomainEvent| {
+            let s = e.source;
+            by_type
+                .get(&s.entity_type)
+                .and_then(|&i| stores[i].revision(s.slot, s.generation))
+                .is_some_and(|revision| revision != s.revision)
+        };
+        self.committed_events
+            .extend(events.into_iter().filter(|e| !discarded(e)));
         self.participants.commit()
     }
 
@@ -774,28 +819,32 @@ where
     }
 
     pub(crate) fn compensate_participants(&mut self, cause: Error) -> Error {
-        self.participants.compensate_all(cause)
+        self.participants.compensate(cause)
     }
 
-    pub(crate) fn scope_report(&self) -> &CommitReport {
-        &self.scope_report
+    pub(crate) fn compensate_participants_after_panic(&mut self) {
+        self.participants.compensate_after_panic();
+    }
+
+    pub(crate) fn has_participants(&self) -> bool {
+        !self.participants.is_empty()
     }
 
     pub(crate) fn run_before_commit_hooks(&mut self) -> Result<()> {
         if self.hooks.before_commit.is_empty() {
             return Ok(());
         }
+        // Taken out while they run (a hook gets `&mut self`), and put back even if one panics.
         let mut hooks = std::mem::take(&mut self.hooks.before_commit);
-        let mut outcome = Ok(());
-        for hook in &mut hooks {
-            if let Err(error) = hook(self) {
-                outcome = Err(Error::Hook(error));
-                break;
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            for hook in &mut hooks {
+                hook(self).map_err(Error::Hook)?;
             }
-        }
+            Ok(())
+        }));
         hooks.append(&mut self.hooks.before_commit);
         self.hooks.before_commit = hooks;
-        outcome
+        outcome.unwrap_or_else(|panic| resume_unwind(panic))
     }
 
     pub(crate) fn run_after_commit_hooks(&mut self, report: &CommitReport) {
@@ -826,10 +875,16 @@ where
         handle: &Handle<T>,
         event: impl Any + Send,
     ) -> Result<()> {
-        self.tracked(handle)?;
+        let revision = self.tracked(handle)?.revision;
         self.pending_events.push(DomainEvent {
             entity: T::ENTITY_NAME,
             payload: Box::new(event),
+            source: EventSource {
+                entity_type: TypeId::of::<T>(),
+                slot: handle.slot,
+                generation: handle.generation,
+                revision,
+            },
         });
         Ok(())
     }
@@ -888,12 +943,22 @@ where
     /// Sends every pending change inside the transaction already open on `conn`, so the
     /// database assigns keys now while a later failure can still roll everything back.
     ///
-    /// Fails with [`Error::NoTransaction`] when `conn` has no open transaction. The flush
-    /// itself runs on a savepoint: if it fails, the database and the entities are as before
-    /// the flush. Inside [`transaction`](crate::transaction) a later rollback also restores
-    /// the entities this flush settled; inside a transaction you opened yourself, memory
-    /// cannot follow your rollback, so prefer the scoped form.
+    /// This is the flush for a transaction you opened yourself (`conn.transaction(...)`):
+    /// memory cannot follow a later rollback of it, so prefer the scoped form, whose
+    /// [`Scope::flush`](crate::Scope::flush) is undone with the scope, database and memory.
+    ///
+    /// Fails with [`Error::NoTransaction`] when `conn` has no open transaction, and with
+    /// [`Error::FlushInScope`] inside a scope (use the scope's own `flush`). The flush itself
+    /// runs on a savepoint: if it fails, the database and the entities are as before the flush.
     pub fn flush(&mut self, conn: &mut C) -> Result<CommitReport> {
+        if self.in_scope() {
+            return Err(Error::FlushInScope);
+        }
+        self.flush_in_transaction(conn)
+    }
+
+    /// `flush` on a connection the caller vouches for (the scope's own).
+    pub(crate) fn flush_in_transaction(&mut self, conn: &mut C) -> Result<CommitReport> {
         match crate::scope::check_not_broken(conn)? {
             Some(_) => self.write(conn, true, "flush"),
             None => Err(Error::NoTransaction),
@@ -923,10 +988,13 @@ where
             return Ok(CommitReport::default());
         }
         let span = crate::trace::write_span(what);
+        let depth_before = crate::scope::check_not_broken(conn)?;
         let stores = &mut self.stores;
         let by_type = &self.by_type;
-        let mut run = |conn: &mut C| -> Result<CommitReport> {
-            let mut report = CommitReport::default();
+        // What the statements wrote so far: the report on success, what was rolled back on
+        // failure.
+        let mut sent = CommitReport::default();
+        let mut run = |conn: &mut C| -> Result<()> {
             let mut requests = Vec::new();
             for step in &plan.steps {
                 // Parents inserted by earlier steps now have keys: hand them to the children.
@@ -949,29 +1017,45 @@ where
                         key,
                     });
                 }
-                stores[step.store].execute(conn, step, links, &mut report)?;
+                stores[step.store].execute(conn, step, links, &mut sent)?;
             }
-            Ok(report)
+            Ok(())
         };
-        let outcome = if transaction {
-            conn.transaction::<_, Error, _>(|conn| run(conn))
-        } else {
-            run(conn)
+        // Diesel's `transaction` does not roll back when its closure panics (a user's `ToSql`,
+        // say): the panic is caught here, the database rolled back to where this write
+        // started and what the statements produced dropped, then the panic goes on.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let _entered = crate::trace::enter(&span);
+            if transaction {
+                conn.transaction::<_, Error, _>(|conn| run(conn))
+            } else {
+                run(conn)
+            }
+        }));
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(panic) => {
+                crate::scope::roll_back_to(conn, depth_before);
+                for store in &mut self.stores {
+                    store.abandon_commit();
+                }
+                resume_unwind(panic)
+            }
         };
         match outcome {
-            Ok(report) => {
+            Ok(()) => {
                 self.finish();
-                crate::trace::write_done(&span, &report);
-                if self.in_scope() {
-                    self.scope_report.absorb(&report);
+                crate::trace::write_done(&span, &sent);
+                if let Some(level) = self.scope_reports.last_mut() {
+                    level.absorb(&sent);
                 }
-                Ok(report)
+                Ok(sent)
             }
             Err(error) => {
                 for store in &mut self.stores {
                     store.abandon_commit();
                 }
-                crate::trace::write_failed(&span, &error);
+                crate::trace::write_failed(&span, what, &sent, &error);
                 Err(error)
             }
         }
@@ -1001,7 +1085,9 @@ where
     }
 
     /// Discards the local changes of one entity and reads its row again; it is clean after.
-    /// A removal registered for it is taken back. Fields marked `skip` keep their values.
+    /// A removal registered for it is taken back, and the domain events recorded for it and not
+    /// committed yet are dropped (they described the discarded changes). Fields marked `skip`
+    /// keep their values. Participants are not tied to entities and stay enlisted.
     pub fn refresh<T: Load<C::Backend>>(&mut self, conn: &mut C, handle: &Handle<T>) -> Result<()> {
         let tracked = self.tracked(handle)?;
         if tracked.lifecycle == Lifecycle::New {
@@ -1038,6 +1124,7 @@ where
         tracked.write_all = false;
         tracked.links.clear();
         tracked.lifecycle = Lifecycle::Persisted;
+        tracked.revision = tracked.revision.wrapping_add(1);
         Ok(())
     }
 

@@ -213,6 +213,13 @@ fn expand(input: &Input) -> TokenStream {
         .collect();
     let diffed_names: Vec<&syn::Ident> = diffed.iter().map(|(n, _)| *n).collect();
     let diffed_indexes: Vec<usize> = diffed.iter().map(|(_, i)| *i).collect();
+    let version_differs = match persisted.iter().find(|f| f.version()) {
+        Some(field) => {
+            let name = field.ident;
+            quote!(#p::PartialEq::ne(&self.#name, &__other.#name))
+        }
+        None => quote!(false),
+    };
     let bump_version = match persisted.iter().find(|f| f.version()) {
         Some(field) => {
             let name = field.ident;
@@ -501,6 +508,10 @@ fn expand(input: &Input) -> TokenStream {
                 #[inline]
                 fn bump_version(&mut self) {
                     #bump_version
+                }
+
+                fn version_differs(&self, __other: &Self) -> bool {
+                    #version_differs
                 }
 
                 #[inline]
