@@ -50,7 +50,9 @@ backend_tests! {
         assert!(preview.contains("balance: 10 -> 11, version: 1 -> 2"), "{preview}");
         uow.commit(&mut db.conn)?;
         let update = log.writes().pop().ok_or("no UPDATE")?.to_lowercase();
-        assert!(update.contains("version"), "{update}");
+        let (set, filter) = update.split_once(" where ").ok_or("an UPDATE with a WHERE")?;
+        assert!(set.contains("version"), "the version is advanced: {update}");
+        assert!(filter.contains("version"), "and checked: {update}");
         assert_eq!(uow.get(&ann)?.version, 2);
         assert_eq!(ledger_rows(&mut db.conn)[0].version, 2);
 
@@ -63,6 +65,25 @@ backend_tests! {
         Ok(())
     }
 
+    fn a_version_changed_by_hand_is_refused(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(ledger("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        uow.get_mut(&ann)?.balance = 11;
+        // Say, a client's If-Match value: checking against it would make the version go
+        // backwards (SET version = 6 WHERE version = 1) if the unit of work trusted it.
+        uow.get_mut(&ann)?.version = 5;
+        let log = db.record();
+        let error = uow.commit(&mut db.conn).expect_err("the version is not the caller's to set");
+        assert!(matches!(&error, uow::Error::VersionChanged { entity: "LedgerAccount", persisted, current, .. } if persisted == "1" && current == "5"), "{error}");
+        assert!(log.all().is_empty(), "nothing sent: {:?}", log.all());
+        uow.get_mut(&ann)?.version = 1;
+        uow.commit(&mut db.conn)?;
+        let row = ledger_rows(&mut db.conn).remove(0);
+        assert_eq!((row.balance, row.version), (11, 2));
+        Ok(())
+    }
+
     fn the_second_of_two_writers_gets_a_conflict_and_writes_nothing(db) {
         let mut seed = UnitOfWork::<Conn>::new();
         let id = {
@@ -70,18 +91,32 @@ backend_tests! {
             seed.commit(&mut db.conn)?;
             seed.get(&h)?.id
         };
+        let doomed = {
+            let h = seed.register_new(account("deleted with the second", 1))?;
+            seed.commit(&mut db.conn)?;
+            seed.get(&h)?.id
+        };
         let mut other_conn = db.connect();
+        let log = StatementLog::default();
+        other_conn.set_instrumentation(log.clone());
         let mut first = UnitOfWork::<Conn>::new();
         let mut second = UnitOfWork::<Conn>::new();
         let a1 = first.load::<LedgerAccount>(&mut db.conn, id)?;
         let a2 = second.load::<LedgerAccount>(&mut other_conn, id)?;
         first.get_mut(&a1)?.balance -= 30;
         second.get_mut(&a2)?.balance -= 50;
+        // Sent before the conflicting UPDATE (DELETEs go first), so "rolled back" means
+        // something: a statement that had succeeded is undone.
+        let removed = second.load::<Account>(&mut other_conn, doomed)?;
+        second.register_removed(&removed)?;
         let extra = second.register_new(account("written with the second", 1))?;
         first.commit(&mut db.conn)?;
 
-        let before = (observe(&second, &a2), observe(&second, &extra));
+        let before = (observe(&second, &a2), observe(&second, &removed), observe(&second, &extra));
+        log.clear();
         let error = second.commit(&mut other_conn).expect_err("stale version");
+        let writes = log.writes();
+        assert!(writes.len() >= 2 && writes[0].to_uppercase().starts_with("DELETE"), "{writes:?}");
         match &error {
             uow::Error::Conflict { entity, key, .. } => {
                 assert_eq!(*entity, "LedgerAccount");
@@ -89,8 +124,9 @@ backend_tests! {
             }
             other => panic!("expected a conflict, got {other}"),
         }
-        assert_eq!((observe(&second, &a2), observe(&second, &extra)), before, "memory as before");
-        assert!(account_rows(&mut db.conn).is_empty(), "the whole commit rolled back");
+        assert_eq!((observe(&second, &a2), observe(&second, &removed), observe(&second, &extra)), before, "memory as before");
+        let accounts: Vec<_> = account_rows(&mut db.conn).into_iter().map(|a| a.id).collect();
+        assert_eq!(accounts, [doomed], "the whole commit rolled back: the DELETE too, no INSERT");
         assert_eq!(ledger_rows(&mut db.conn)[0].balance, 70);
 
         // Refresh, redo the change on current data, commit.
@@ -100,6 +136,8 @@ backend_tests! {
         second.commit(&mut other_conn)?;
         let row = ledger_rows(&mut db.conn).remove(0);
         assert_eq!((row.balance, row.version), (20, 3));
+        let owners: Vec<_> = account_rows(&mut db.conn).into_iter().map(|a| a.owner).collect();
+        assert_eq!(owners, ["written with the second"], "the retry sent the DELETE and the INSERT once");
         Ok(())
     }
 
@@ -133,22 +171,38 @@ mod contention {
         amount: i64,
     }
 
+    const ATTEMPTS: u32 = 50;
+
+    /// How one transfer ended: its result, how many runs it took, and how many of those runs
+    /// failed with a conflict or a transient error.
+    #[derive(Debug)]
+    struct Outcome {
+        result: Result<(), String>,
+        /// The error that reached the caller was a conflict or transient failure.
+        surfaced_retryable: bool,
+        runs: u32,
+        retryable_failures: u32,
+    }
+
     /// One transfer as a unit of work: read both accounts, move the money, commit; conflicts and
     /// transient failures are rerun from scratch (the closure reloads).
-    fn transfer<C>(conn: &mut C, t: Transfer, conflicts: &Mutex<u32>) -> Result<(), uow::Error>
+    fn transfer<C>(conn: &mut C, t: Transfer) -> Outcome
     where
         C: diesel::Connection + diesel::connection::LoadConnection + 'static,
         C::Backend: uow::Dialect,
         LedgerAccount: uow::Load<C::Backend>,
     {
+        let mut runs = 0;
+        let mut retryable_failures = 0;
         let policy = uow::RetryPolicy::default()
-            .attempts(50)
+            .attempts(ATTEMPTS)
             .backoff(
                 std::time::Duration::from_millis(1),
                 std::time::Duration::from_millis(50),
             )
             .retry_conflicts(true);
-        uow::retry(&policy, |_| {
+        let result = uow::retry(&policy, |attempt| {
+            runs = attempt;
             let outcome = uow::transaction(conn, |uow| {
                 let from = uow.load::<LedgerAccount>(t.from)?;
                 let to = uow.load::<LedgerAccount>(t.to)?;
@@ -158,13 +212,19 @@ mod contention {
             });
             if let Err(e) = &outcome {
                 if e.is_conflict() || e.is_transient() {
-                    if let Ok(mut n) = conflicts.lock() {
-                        *n += 1;
-                    }
+                    retryable_failures += 1;
                 }
             }
             outcome
-        })
+        });
+        Outcome {
+            surfaced_retryable: result
+                .as_ref()
+                .is_err_and(|e| e.is_conflict() || e.is_transient()),
+            result: result.map_err(|e| e.to_string()),
+            runs,
+            retryable_failures,
+        }
     }
 
     server_backend_tests! {
@@ -177,14 +237,13 @@ mod contention {
             seed.commit(&mut db.conn)?;
             let ids: Vec<i32> = handles.iter().map(|h| seed.get(h).map(|a| a.id)).collect::<Result<_, _>>()?;
 
-            let conflicts = Arc::new(Mutex::new(0u32));
             let outcomes = Arc::new(Mutex::new(Vec::new()));
             let start = Arc::new(Barrier::new(THREADS));
             let workers: Vec<_> = (0..THREADS)
                 .map(|thread| {
                     let mut conn = db.connect();
                     let ids = ids.clone();
-                    let (conflicts, outcomes, start) = (conflicts.clone(), outcomes.clone(), start.clone());
+                    let (outcomes, start) = (outcomes.clone(), start.clone());
                     std::thread::spawn(move || {
                         start.wait();
                         for n in 0..TRANSFERS {
@@ -195,9 +254,9 @@ mod contention {
                                 continue;
                             }
                             let t = Transfer { from, to, amount: (n % 9 + 1) as i64 };
-                            let result = transfer(&mut conn, t, &conflicts);
+                            let outcome = transfer(&mut conn, t);
                             if let Ok(mut o) = outcomes.lock() {
-                                o.push((t, result.map_err(|e| e.to_string())));
+                                o.push((t, outcome));
                             }
                         }
                     })
@@ -206,21 +265,29 @@ mod contention {
             for w in workers {
                 w.join().map_err(|_| "worker panicked")?;
             }
-            let outcomes = outcomes.lock().map_err(|_| "poisoned")?.clone();
-            let conflicts = *conflicts.lock().map_err(|_| "poisoned")?;
+            let outcomes = std::mem::take(&mut *outcomes.lock().map_err(|_| "poisoned")?);
 
             // Expected balances: the start plus every transfer reported as successful.
             let mut expected: std::collections::HashMap<i32, i64> = ids.iter().map(|id| (*id, 1_000_000)).collect();
             let mut succeeded = 0;
-            for (t, result) in &outcomes {
-                match result {
+            let mut retried = 0;
+            for (t, outcome) in &outcomes {
+                match &outcome.result {
                     Ok(()) => {
                         succeeded += 1;
                         *expected.entry(t.from).or_default() -= t.amount;
                         *expected.entry(t.to).or_default() += t.amount;
+                        // Every conflict of this transfer was retried, and the last run won.
+                        assert_eq!(outcome.retryable_failures, outcome.runs - 1, "{t:?}: {outcome:?}");
                     }
-                    Err(e) => eprintln!("surfaced to the caller: {e}"),
+                    Err(e) => {
+                        // Surfaced only once the retries ran out, and only a conflict or a
+                        // transient failure: any other error is a bug.
+                        assert!(outcome.surfaced_retryable, "{t:?} failed with a non-retryable error: {e}");
+                        assert_eq!((outcome.runs, outcome.retryable_failures), (ATTEMPTS, ATTEMPTS), "{t:?}: {outcome:?}");
+                    }
                 }
+                retried += outcome.retryable_failures;
             }
             let rows = ledger_rows(&mut db.conn);
             let total: i64 = rows.iter().map(|r| r.balance).sum();
@@ -231,10 +298,68 @@ mod contention {
             let versions: i32 = rows.iter().map(|r| r.version - 1).sum();
             assert_eq!(versions as usize, 2 * succeeded, "every successful transfer advanced two versions");
             assert!(succeeded > 0);
+            assert!(retried > 0, "8 threads on 10 accounts collided at least once: the check was exercised");
             eprintln!(
                 "{} transfers: {} succeeded, {} surfaced; {} conflicts or transient failures retried",
-                outcomes.len(), succeeded, outcomes.len() - succeeded, conflicts
+                outcomes.len(), succeeded, outcomes.len() - succeeded, retried
             );
+            Ok(())
+        }
+
+        fn a_real_deadlock_is_transient_and_retry_reruns_the_loser(db) {
+            let mut seed = UnitOfWork::<Conn>::new();
+            let a = seed.register_new(ledger("a", 100))?;
+            let b = seed.register_new(ledger("b", 100))?;
+            seed.commit(&mut db.conn)?;
+            let (a, b) = (seed.get(&a)?.id, seed.get(&b)?.id);
+
+            let both_hold_one = Arc::new(Barrier::new(2));
+            let failures = Arc::new(Mutex::new(Vec::new()));
+            let workers: Vec<_> = [(a, b), (b, a)]
+                .into_iter()
+                .map(|(first, second)| {
+                    let mut conn = db.connect();
+                    let (both_hold_one, failures) = (both_hold_one.clone(), failures.clone());
+                    std::thread::spawn(move || {
+                        // The loser's rerun may meet the winner's committed versions: reloading
+                        // is part of the closure, so conflicts may be rerun too.
+                        let policy = uow::RetryPolicy::default()
+                            .attempts(10)
+                            .backoff(std::time::Duration::from_millis(5), std::time::Duration::from_millis(50))
+                            .retry_conflicts(true);
+                        uow::retry(&policy, |attempt| {
+                            let outcome = uow::transaction(&mut conn, |scope| {
+                                let x = scope.load::<LedgerAccount>(first)?;
+                                scope.get_mut(&x)?.balance -= 1;
+                                scope.flush()?; // holds the lock on `first`
+                                if attempt == 1 {
+                                    both_hold_one.wait();
+                                }
+                                let y = scope.load::<LedgerAccount>(second)?;
+                                scope.get_mut(&y)?.balance += 1;
+                                scope.flush()?; // waits for the other: one is the deadlock's victim
+                                Ok::<_, uow::Error>(())
+                            });
+                            if let Err(e) = &outcome {
+                                if let Ok(mut f) = failures.lock() {
+                                    f.push((e.is_transient(), e.is_conflict(), e.to_string()));
+                                }
+                            }
+                            outcome
+                        })
+                        .map_err(|e| e.to_string())
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().map_err(|_| "worker panicked")??;
+            }
+            let failures = std::mem::take(&mut *failures.lock().map_err(|_| "poisoned")?);
+            assert!(failures.iter().any(|(transient, _, _)| *transient), "a deadlock was seen and recognised: {failures:?}");
+            assert!(failures.iter().all(|(t, c, _)| *t || *c), "only deadlocks and conflicts: {failures:?}");
+            let rows = ledger_rows(&mut db.conn);
+            let state: Vec<_> = rows.iter().map(|r| (r.balance, r.version)).collect();
+            assert_eq!(state, [(100, 3), (100, 3)], "both transfers landed exactly once");
             Ok(())
         }
 
@@ -250,22 +375,25 @@ mod contention {
                     let loaded = loaded.clone();
                     std::thread::spawn(move || {
                         uow::transaction(&mut conn, |uow| {
-                            let product = uow.load::<Product>("LAMP".to_string())?;
-                            // Both have read version 1 before either writes.
+                            let product = uow.load::<Product>("LAMP".to_string());
+                            // Both have read version 1 before either writes (and a failed read
+                            // still meets the other thread here, so nobody waits forever).
                             loaded.wait();
+                            let product = product?;
                             let allocation = uow.register_new(Allocation { id: 0, sku: "LAMP".into(), qty: 1 })?;
                             uow.set_parent(&allocation, &product)?;
                             uow.get_mut(&product)?.available -= 1;
                             Ok::<_, uow::Error>(())
                         })
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| (e.is_conflict(), e.to_string()))
                     })
                 })
                 .collect();
-            let results: Vec<Result<(), String>> = workers.into_iter().map(|w| w.join().map_err(|_| "panicked".to_string())?).collect();
+            let results: Vec<Result<(), (bool, String)>> = workers.into_iter().map(|w| w.join().map_err(|_| (false, "panicked".to_string()))?).collect();
             let ok = results.iter().filter(|r| r.is_ok()).count();
             assert_eq!(ok, 1, "exactly one allocation succeeds: {results:?}");
-            let failure = results.iter().find_map(|r| r.as_ref().err()).ok_or("one failed")?;
+            let (is_conflict, failure) = results.iter().find_map(|r| r.as_ref().err()).ok_or("one failed")?;
+            assert!(is_conflict, "the loser gets a Conflict: {failure}");
             assert!(failure.contains("Product") && failure.contains("LAMP"), "the conflict names entity and key: {failure}");
             let product: Product = products::table.select(Product::as_select()).first(&mut db.conn)?;
             assert_eq!((product.version, product.available), (2, 9));
@@ -273,5 +401,39 @@ mod contention {
             assert_eq!(allocations, 1);
             Ok(())
         }
+    }
+}
+
+// SQLite's transient failure: another connection holds the write lock.
+backend_module! { "sqlite", sqlite_busy, diesel::SqliteConnection;
+    fn a_busy_database_is_transient_and_retry_commits_once_it_is_free(db) {
+        db.exec("PRAGMA busy_timeout = 0");
+        let mut blocker = db.connect();
+        use diesel::connection::SimpleConnection;
+        blocker.batch_execute("BEGIN IMMEDIATE")?;
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(ledger("ann", 1))?;
+        let policy = uow::RetryPolicy::default().backoff(std::time::Duration::from_millis(1), std::time::Duration::from_millis(5));
+        let mut failures = Vec::new();
+        let mut runs = 0;
+        uow::retry(&policy, |attempt| {
+            runs = attempt;
+            if attempt == 2 {
+                // The other writer finishes; the rerun finds the database free.
+                blocker.batch_execute("COMMIT")?;
+            }
+            let outcome = uow.commit(&mut db.conn).map(|_| ());
+            if let Err(e) = &outcome {
+                failures.push((e.is_transient(), e.to_string()));
+            }
+            outcome.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| e.to_string())?;
+        assert_eq!(runs, 2);
+        assert_eq!(failures.len(), 1);
+        assert!(failures[0].0, "SQLITE_BUSY is transient: {}", failures[0].1);
+        assert_ne!(uow.get(&ann)?.id, 0);
+        assert_eq!(ledger_rows(&mut db.conn).len(), 1, "written once");
+        Ok(())
     }
 }

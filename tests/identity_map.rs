@@ -86,10 +86,19 @@ backend_tests! {
         let new = uow.register_new(account("new", 1))?;
         assert!(matches!(uow.refresh(&mut db.conn, &new), Err(uow::Error::NotFound { .. })));
         diesel::delete(accounts::table.find(ids[1])).execute(&mut other)?;
-        let bob = uow.load::<Account>(&mut db.conn, ids[0])?;
-        let _ = bob;
         let gone = uow.attach(Account { id: ids[1], ..account("bob", 10) });
         assert!(matches!(uow.refresh(&mut db.conn, &gone), Err(uow::Error::NotFound { .. })));
+
+        // A refresh inside a scope that rolls back is undone with it: the local change is back.
+        uow.get_mut(&ann)?.balance = 77;
+        let before = observe(&uow, &ann);
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.refresh(&ann)?;
+            assert_eq!(scope.get(&ann)?.balance, 10);
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        assert_eq!(observe(&uow, &ann), before);
         Ok(())
     }
 

@@ -86,8 +86,9 @@ impl RetryPolicy {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let jitter = capped / 2 * (nanos % 1000) / 1000;
-        capped / 2 + jitter
+        // Divided before multiplied, so no policy (even `Duration::MAX`) can overflow.
+        let jitter = (capped / 2000).saturating_mul(nanos % 1000);
+        (capped / 2).saturating_add(jitter)
     }
 }
 
@@ -351,5 +352,13 @@ mod tests {
         assert!(policy.delay(1) >= Duration::from_millis(5));
         assert!(policy.delay(5) >= Duration::from_millis(20));
         assert_eq!(RetryPolicy::default().attempts(0).max_attempts(), 1);
+    }
+
+    #[test]
+    fn the_longest_backoff_does_not_overflow() {
+        let policy = RetryPolicy::default().backoff(Duration::MAX, Duration::MAX);
+        for attempt in [0, 1, 2, 17, u32::MAX] {
+            assert!(policy.delay(attempt) >= Duration::MAX / 2);
+        }
     }
 }
