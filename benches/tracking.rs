@@ -132,6 +132,12 @@ fn w5(c: &mut Criterion) {
     let steady_allocs = count_per_change(PER_COMMIT, |i| {
         ok(uow.get_mut(black_box(&handles[i])), "get_mut").qty += 1;
     });
+    let view_allocs = {
+        let mut items = uow.entities_mut::<Item>();
+        count_per_change(PER_COMMIT, |i| {
+            ok(items.get_mut(black_box(&handles[i])), "get_mut").qty += 1;
+        })
+    };
     ok(uow.commit(&mut db.conn), "commit");
     let first_allocs = count_per_change(PER_COMMIT, |i| {
         ok(uow.get_mut(black_box(&handles[i])), "get_mut").qty += 1;
@@ -140,11 +146,12 @@ fn w5(c: &mut Criterion) {
     drop((db, uow));
     println!(
         "W5 allocations per change: plain {plain_allocs}, tracked (steady) {steady_allocs}, \
-         tracked (first after commit) {first_allocs}"
+         typed view {view_allocs}, tracked (first after commit) {first_allocs}"
     );
     write_allocations(&[
         ("plain_assignment", plain_allocs),
         ("uow_get_mut", steady_allocs),
+        ("uow_entities_mut", view_allocs),
         ("uow_get_mut_first_after_commit", first_allocs),
     ]);
 
@@ -164,6 +171,15 @@ fn w5(c: &mut Criterion) {
         let h = handles[HELD / 2];
         ok(uow.get_mut(&h), "get_mut").qty += 1;
         b.iter(|| ok(uow.get_mut(black_box(&h)), "get_mut").qty += 1)
+    });
+
+    // The type's entities found once (`entities_mut`), as a loop over many changes would.
+    group.bench_function("uow_entities_mut", |b| {
+        let (_db, mut uow, handles) = setup();
+        let h = handles[HELD / 2];
+        let mut items = uow.entities_mut::<Item>();
+        ok(items.get_mut(&h), "get_mut").qty += 1;
+        b.iter(|| ok(items.get_mut(black_box(&h)), "get_mut").qty += 1)
     });
 
     // Per change: a commit (untimed) every PER_COMMIT changes, so each timed change is the

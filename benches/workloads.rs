@@ -267,6 +267,7 @@ macro_rules! workloads {
                         })
                     });
                     $raw::w1(&mut g, n);
+                    $raw::w1_returning(&mut g, n);
                     g.finish();
                 }
             }
@@ -776,6 +777,7 @@ mod no_raw {
     use super::*;
 
     pub fn w1(_group: &mut BenchmarkGroup<'_, WallTime>, _n: usize) {}
+    pub fn w1_returning(_group: &mut BenchmarkGroup<'_, WallTime>, _n: usize) {}
 
     pub fn w2_commit(_group: &mut BenchmarkGroup<'_, WallTime>) {}
 }
@@ -807,6 +809,39 @@ mod raw_sqlite {
                     },
                     |ids, rows| {
                         raw.insert(&rows, ids);
+                        rows
+                    },
+                )
+            })
+        });
+    }
+
+    /// W1 the unit of work's way through the C API: multi-row `INSERT .. RETURNING id`, in
+    /// batches of the unit of work's size.
+    pub fn w1_returning(group: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
+        // The unit of work's batch size (its INSERTs carry at most 1,000 rows: see w1_check).
+        let batch = 1000;
+        {
+            let raw = raw::RawSqlite::open();
+            let mut ids = Vec::new();
+            raw.insert_returning(&new_items(n), batch, &mut ids);
+            assert_eq!(raw.count(), n as i64);
+            assert_eq!(ids, (1..=n as i64).collect::<Vec<_>>());
+        }
+        group.bench_function("raw_sqlite_returning", |b| {
+            let raw = raw::RawSqlite::open();
+            let mut ids = Vec::with_capacity(n);
+            b.iter_custom(|iters| {
+                timed(
+                    iters,
+                    &mut ids,
+                    |ids| {
+                        raw.exec(c"DELETE FROM items");
+                        ids.clear();
+                        new_items(n)
+                    },
+                    |ids, rows| {
+                        raw.insert_returning(&rows, batch, ids);
                         rows
                     },
                 )

@@ -143,6 +143,44 @@ backend_tests! {
         Ok(())
     }
 
+    fn changes_through_the_typed_view_are_tracked_like_get_mut(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..4).map(|i| uow.register_new(account(&format!("a{i}"), 10))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        let log = db.record();
+        {
+            let mut accounts = uow.entities_mut::<Account>();
+            accounts.get_mut(&handles[0])?.balance += 1;
+            accounts.get_mut(&handles[1])?.note = Some("seen".into());
+            accounts.get_mut(&handles[2])?.balance += 0; // borrowed, not changed: stays clean
+            accounts.get_mut(&handles[1])?.note = Some("seen twice".into());
+            assert_eq!(accounts.get(&handles[0])?.balance, 11);
+            let foreign = UnitOfWork::<Conn>::new().register_new(account("x", 1))?;
+            assert!(matches!(accounts.get_mut(&foreign), Err(uow::Error::UnknownEntity { .. })));
+        }
+        assert_eq!(uow.changed_columns(&handles[0])?, ["balance"]);
+        assert_eq!(uow.changed_columns(&handles[1])?, ["note"]);
+        assert_eq!(uow.state(&handles[2])?, EntityState::Clean);
+        assert_eq!(uow.original(&handles[1])?.note, None, "the persisted values were kept");
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.updated("accounts"), 2);
+        assert_eq!(log.writes().len(), 2);
+        let rows = account_rows(&mut db.conn);
+        assert_eq!((rows[0].balance, rows[1].note.as_deref()), (11, Some("seen twice")));
+
+        // Inside a scope that rolls back, the view's changes are undone with the rest.
+        let before = observe(&uow, &handles[3]);
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.entities_mut::<Account>().get_mut(&handles[3])?.balance = 99;
+            scope.flush()?;
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        assert_eq!(observe(&uow, &handles[3]), before);
+        assert_eq!(account_rows(&mut db.conn)[3].balance, 10);
+        Ok(())
+    }
+
     fn removed_entities_are_deleted_and_leave_the_unit_of_work(db) {
         let mut uow = UnitOfWork::<Conn>::new();
         let ann = uow.register_new(account("ann", 10))?;

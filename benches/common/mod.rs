@@ -361,6 +361,78 @@ pub mod raw {
             self.exec(c"COMMIT");
         }
 
+        /// What the unit of work sends, through the C API: multi-row `INSERT .. RETURNING id`
+        /// in batches of at most `batch` rows in one transaction, each batch size prepared
+        /// once, the returned keys read into `ids`.
+        pub fn insert_returning(&self, rows: &[Item], batch: usize, ids: &mut Vec<i64>) {
+            self.exec(c"BEGIN");
+            let mut prepared: Option<(usize, *mut ffi::sqlite3_stmt)> = None;
+            for chunk in rows.chunks(batch.max(1)) {
+                let stmt = match prepared {
+                    Some((len, stmt)) if len == chunk.len() => stmt,
+                    _ => {
+                        if let Some((_, old)) = prepared.take() {
+                            // SAFETY: a statement prepared below and not used after this.
+                            unsafe { ffi::sqlite3_finalize(old) };
+                        }
+                        let values = vec!["(?, ?)"; chunk.len()].join(", ");
+                        let sql = std::ffi::CString::new(format!(
+                            "INSERT INTO items (name, qty) VALUES {values} RETURNING id"
+                        ))
+                        .unwrap_or_default();
+                        let mut stmt = ptr::null_mut();
+                        // SAFETY: valid handle, NUL-terminated SQL, out pointer.
+                        let rc = unsafe {
+                            ffi::sqlite3_prepare_v2(
+                                self.0,
+                                sql.as_ptr(),
+                                -1,
+                                &mut stmt,
+                                ptr::null_mut(),
+                            )
+                        };
+                        check(self.0, rc, "prepare");
+                        prepared = Some((chunk.len(), stmt));
+                        stmt
+                    }
+                };
+                // SAFETY: as in `insert`: the bound text outlives the steps of this batch.
+                unsafe {
+                    for (i, row) in chunk.iter().enumerate() {
+                        let name = row.name.as_bytes();
+                        let at = 2 * i as c_int;
+                        let rc = ffi::sqlite3_bind_text(
+                            stmt,
+                            at + 1,
+                            name.as_ptr().cast(),
+                            name.len() as c_int,
+                            ffi::SQLITE_STATIC(),
+                        );
+                        check(self.0, rc, "bind");
+                        check(
+                            self.0,
+                            ffi::sqlite3_bind_int64(stmt, at + 2, row.qty),
+                            "bind",
+                        );
+                    }
+                    loop {
+                        let rc = ffi::sqlite3_step(stmt);
+                        check(self.0, rc, "step");
+                        if rc != ffi::SQLITE_ROW {
+                            break;
+                        }
+                        ids.push(ffi::sqlite3_column_int64(stmt, 0));
+                    }
+                    check(self.0, ffi::sqlite3_reset(stmt), "reset");
+                }
+            }
+            if let Some((_, stmt)) = prepared {
+                // SAFETY: finalized once, not used after.
+                unsafe { ffi::sqlite3_finalize(stmt) };
+            }
+            self.exec(c"COMMIT");
+        }
+
         /// `UPDATE items SET qty = ?1 WHERE id = ?2` for each row, one prepared statement in
         /// one transaction; returns the number of rows changed.
         pub fn update_qty(&self, rows: &[Item]) -> usize {

@@ -174,6 +174,50 @@ impl<T: Entity, C> Store<T, C> {
         self.slots.get_mut(slot as usize)?.tracked.as_mut()
     }
 
+    /// The entity for plain Rust mutation: on the touched list, its persisted values kept,
+    /// saved by the innermost open scope. `None` when `slot` does not hold generation
+    /// `generation`.
+    ///
+    /// This is the hot path of `uow.get_mut(&h)?.field = ...`: an entity already mutated since
+    /// the last commit, outside scopes, costs a few comparisons; the rest is out of line.
+    #[inline]
+    pub fn mutate(&mut self, slot: u32, generation: u32) -> Option<&mut T> {
+        let ready = {
+            let s = self.slots.get(slot as usize)?;
+            let tracked = s.tracked.as_ref()?;
+            if s.generation != generation {
+                return None;
+            }
+            s.listed
+                && self.scopes.is_empty()
+                && (tracked.baseline.is_some() || tracked.lifecycle == Lifecycle::New)
+        };
+        // Two returns rather than one after an `if`: the fast path then reuses the checks
+        // above instead of repeating them after a call that may have changed the slot.
+        if ready {
+            return self
+                .slots
+                .get_mut(slot as usize)?
+                .tracked
+                .as_mut()
+                .map(|t| &mut t.value);
+        }
+        self.prepare_mutation(slot);
+        self.slots
+            .get_mut(slot as usize)?
+            .tracked
+            .as_mut()
+            .map(|t| &mut t.value)
+    }
+
+    #[inline(never)]
+    fn prepare_mutation(&mut self, slot: u32) {
+        self.touch(slot);
+        if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
+            tracked.before_mutation();
+        }
+    }
+
     /// Puts `slot` on the touched list (once).
     pub fn touch(&mut self, slot: u32) {
         self.save(slot);

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use diesel::connection::LoadConnection;
 use diesel::Connection;
 
-use crate::entity::{FieldSet, Load, Persist};
+use crate::entity::{Entity, FieldSet, Load, Persist};
 use crate::error::{Error, Operation, Result};
 use crate::execute::{Changes, Dialect};
 use crate::fast_hash::FastHash;
@@ -32,6 +32,8 @@ static NEXT_UNIT_ID: AtomicU64 = AtomicU64::new(1);
 /// goes stale when its entity is removed and committed.
 pub struct Handle<T> {
     unit: u64,
+    /// Where the unit of work keeps the entities of type `T`: found without a type lookup.
+    store: u32,
     slot: u32,
     generation: u32,
     _entity: PhantomData<fn() -> T>,
@@ -64,6 +66,42 @@ impl<T> fmt::Debug for Handle<T> {
             self.slot,
             self.generation
         )
+    }
+}
+
+/// The entities of one type held by a [`UnitOfWork`], borrowed for many reads and changes in
+/// a row; see [`UnitOfWork::entities_mut`].
+pub struct EntitiesMut<'u, T: Entity, C> {
+    unit: u64,
+    store: &'u mut Store<T, C>,
+}
+
+impl<T: Entity, C> EntitiesMut<'_, T, C> {
+    /// The entity behind `handle` (as [`UnitOfWork::get`]).
+    pub fn get(&self, handle: &Handle<T>) -> Result<&T> {
+        let held = (handle.unit == self.unit)
+            .then(|| self.store.get(handle.slot, handle.generation))
+            .flatten();
+        match held {
+            Some(tracked) => Ok(&tracked.value),
+            None => Err(Error::UnknownEntity {
+                entity: T::ENTITY_NAME,
+            }),
+        }
+    }
+
+    /// The entity behind `handle`, for plain Rust mutation, tracked as by
+    /// [`UnitOfWork::get_mut`].
+    #[inline]
+    pub fn get_mut(&mut self, handle: &Handle<T>) -> Result<&mut T> {
+        if handle.unit == self.unit {
+            if let Some(value) = self.store.mutate(handle.slot, handle.generation) {
+                return Ok(value);
+            }
+        }
+        Err(Error::UnknownEntity {
+            entity: T::ENTITY_NAME,
+        })
     }
 }
 
@@ -322,40 +360,62 @@ where
         }
     }
 
-    fn handle<T>(&self, (slot, generation): (u32, u32)) -> Handle<T> {
+    /// A handle to `slot` of the store of `T`, which exists: the entity was just filed there.
+    fn handle<T: 'static>(&self, (slot, generation): (u32, u32)) -> Handle<T> {
+        let store = match self.by_type.get(&TypeId::of::<T>()) {
+            Some(&index) => index as u32,
+            None => u32::MAX, // never issued: such a handle would find nothing, not panic
+        };
         Handle {
             unit: self.id,
+            store,
             slot,
             generation,
             _entity: PhantomData,
         }
     }
 
-    fn tracked<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<&Tracked<T>> {
-        let unknown = Error::UnknownEntity {
-            entity: T::ENTITY_NAME,
-        };
+    /// The store a handle of this unit of work points into.
+    fn store_of<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Option<&Store<T, C>> {
         if handle.unit != self.id {
-            return Err(unknown);
+            return None;
         }
-        self.store::<T>()
+        self.stores
+            .get(handle.store as usize)?
+            .as_any()
+            .downcast_ref()
+    }
+
+    fn store_of_mut<T: Persist<C::Backend>>(
+        &mut self,
+        handle: &Handle<T>,
+    ) -> Option<&mut Store<T, C>> {
+        if handle.unit != self.id {
+            return None;
+        }
+        self.stores
+            .get_mut(handle.store as usize)?
+            .as_any_mut()
+            .downcast_mut()
+    }
+
+    fn tracked<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<&Tracked<T>> {
+        self.store_of(handle)
             .and_then(|s| s.get(handle.slot, handle.generation))
-            .ok_or(unknown)
+            .ok_or(Error::UnknownEntity {
+                entity: T::ENTITY_NAME,
+            })
     }
 
     fn tracked_mut<T: Persist<C::Backend>>(
         &mut self,
         handle: &Handle<T>,
     ) -> Result<&mut Tracked<T>> {
-        let unknown = Error::UnknownEntity {
-            entity: T::ENTITY_NAME,
-        };
-        if handle.unit != self.id {
-            return Err(unknown);
-        }
-        self.store_mut::<T>()
-            .get_mut(handle.slot, handle.generation)
-            .ok_or(unknown)
+        self.store_of_mut(handle)
+            .and_then(|s| s.get_mut(handle.slot, handle.generation))
+            .ok_or(Error::UnknownEntity {
+                entity: T::ENTITY_NAME,
+            })
     }
 
     fn register<T: Persist<C::Backend>>(
@@ -605,22 +665,49 @@ where
     ///
     /// The first mutable borrow after a commit keeps a copy of the persisted values; the next
     /// commit compares against it and writes only the fields that differ.
+    ///
+    /// For many changes to entities of one type in a row, [`entities_mut`](Self::entities_mut)
+    /// finds the type's entities once instead of on every call.
     pub fn get_mut<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<&mut T> {
         // One store lookup, and no error value built on the way (this is the hot path of
         // plain mutation; see BENCHMARKS.md, W5).
-        if handle.unit == self.id {
-            let store = self.store_mut::<T>();
-            if store.get(handle.slot, handle.generation).is_some() {
-                store.touch(handle.slot);
-                if let Some(tracked) = store.get_mut(handle.slot, handle.generation) {
-                    tracked.before_mutation();
-                    return Ok(&mut tracked.value);
-                }
+        if let Some(store) = self.store_of_mut(handle) {
+            if let Some(value) = store.mutate(handle.slot, handle.generation) {
+                return Ok(value);
             }
         }
         Err(Error::UnknownEntity {
             entity: T::ENTITY_NAME,
         })
+    }
+
+    /// The entities of type `T`, found once, for many reads and changes in a row: the
+    /// loop-friendly form of [`get`](Self::get) and [`get_mut`](Self::get_mut), tracked
+    /// exactly the same way.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let handles: Vec<_> = (1..=3)
+    ///     .map(|id| uow.attach(Note { id, body: "draft".into() }))
+    ///     .collect();
+    /// let mut notes = uow.entities_mut::<Note>();
+    /// for h in &handles {
+    ///     notes.get_mut(h)?.body.push_str(", reviewed");
+    /// }
+    /// assert_eq!(notes.get(&handles[0])?.body, "draft, reviewed");
+    /// assert_eq!(uow.changed_columns(&handles[2])?, ["body"]);
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn entities_mut<T: Persist<C::Backend>>(&mut self) -> EntitiesMut<'_, T, C> {
+        EntitiesMut {
+            unit: self.id,
+            store: self.store_mut::<T>(),
+        }
     }
 
     /// The handle of the held entity with primary key `key`, if any.
