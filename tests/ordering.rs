@@ -343,6 +343,10 @@ backend_tests! {
         let allocation = uow.register_new(Allocation { id: 0, sku: "b".into(), qty: 1 })?;
         let product = uow.register_new(Product { sku: "a".into(), available: 5, version: 0 })?;
         uow.get_mut(&product)?.sku = "b".into();
+        // The preview, which cannot refile keys, orders the rows as the commit will.
+        let preview = uow.plan()?.to_string();
+        let (products_at, allocations_at) = (preview.find("INSERT products"), preview.find("INSERT allocations"));
+        assert!(products_at.is_some() && products_at < allocations_at, "{preview}");
         let log = db.record();
         uow.commit(&mut db.conn)?;
         let writes: Vec<String> = log.writes().iter().map(|s| s.to_lowercase()).collect();
