@@ -83,3 +83,27 @@ backend_tests! {
         Ok(())
     }
 }
+
+// MySQL/MariaDB only: a session may set `auto_increment_increment` (replication setups do), and
+// the ids of a multi-row INSERT then step by it.
+backend_module! { "mysql", mysql_increment, diesel::MysqlConnection;
+    fn ids_of_a_multi_row_insert_follow_the_auto_increment_step(db) {
+        db.exec("SET SESSION auto_increment_increment = 3");
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..50).map(|i| uow.register_new(account(&format!("o{i}"), i))).collect::<Result<_, _>>()?;
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        if autoinc_lock_mode(&mut db.conn) != 2 {
+            assert_eq!(log.writes().len(), 1, "one multi-row INSERT");
+        }
+        let rows = account_rows(&mut db.conn);
+        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+        assert!(ids.windows(2).all(|w| w[1] - w[0] == 3), "the server stepped by 3: {ids:?}");
+        for (i, handle) in handles.iter().enumerate() {
+            let held = uow.get(handle)?;
+            let row = rows.iter().find(|r| r.id == held.id).ok_or("no row for key")?;
+            assert_eq!((row.owner.as_str(), row.balance), (format!("o{i}").as_str(), i as i64));
+        }
+        Ok(())
+    }
+}
