@@ -39,6 +39,18 @@ pub struct Handle<T> {
     _entity: PhantomData<fn() -> T>,
 }
 
+impl<T> Handle<T> {
+    fn new(unit: u64, store: u32, (slot, generation): (u32, u32)) -> Self {
+        Handle {
+            unit,
+            store,
+            slot,
+            generation,
+            _entity: PhantomData,
+        }
+    }
+}
+
 impl<T> Clone for Handle<T> {
     fn clone(&self) -> Self {
         *self
@@ -344,6 +356,11 @@ where
     }
 
     fn store_mut<T: Persist<C::Backend>>(&mut self) -> &mut Store<T, C> {
+        self.store_entry::<T>().1
+    }
+
+    /// The store of `T` (created on first use) and its index, for handles into it.
+    fn store_entry<T: Persist<C::Backend>>(&mut self) -> (u32, &mut Store<T, C>) {
         let index = match self.by_type.get(&TypeId::of::<T>()) {
             Some(index) => *index,
             None => {
@@ -355,24 +372,18 @@ where
             }
         };
         match self.stores[index].as_any_mut().downcast_mut() {
-            Some(store) => store,
+            Some(store) => (index as u32, store),
             None => unreachable!("store {index} is filed under another type"),
         }
     }
 
     /// A handle to `slot` of the store of `T`, which exists: the entity was just filed there.
-    fn handle<T: 'static>(&self, (slot, generation): (u32, u32)) -> Handle<T> {
+    fn handle<T: 'static>(&self, slot: (u32, u32)) -> Handle<T> {
         let store = match self.by_type.get(&TypeId::of::<T>()) {
             Some(&index) => index as u32,
             None => u32::MAX, // never issued: such a handle would find nothing, not panic
         };
-        Handle {
-            unit: self.id,
-            store,
-            slot,
-            generation,
-            _entity: PhantomData,
-        }
+        Handle::new(self.id, store, slot)
     }
 
     /// The store a handle of this unit of work points into.
@@ -423,8 +434,10 @@ where
         entity: T,
         lifecycle: Lifecycle,
         key: Option<T::Key>,
+        touch: bool,
     ) -> Result<Handle<T>> {
-        let store = self.store_mut::<T>();
+        let unit = self.id;
+        let (index, store) = self.store_entry::<T>();
         if let Some(key) = &key {
             if store.find(key).is_some() {
                 return Err(Error::DuplicateKey {
@@ -434,7 +447,10 @@ where
             }
         }
         let id = store.insert(Tracked::new(entity, lifecycle, key));
-        Ok(self.handle(id))
+        if touch {
+            store.touch(id.0);
+        }
+        Ok(Handle::new(unit, index, id))
     }
 
     /// Registers a new entity, INSERTed by the next commit (the classic `registerNew`).
@@ -445,9 +461,7 @@ where
     pub fn register_new<T: Persist<C::Backend>>(&mut self, entity: T) -> Result<Handle<T>> {
         let key_is_generated = T::FIELDS.iter().any(|f| f.key && f.generated);
         let key = (!key_is_generated).then(|| entity.key());
-        let handle = self.register(entity, Lifecycle::New, key)?;
-        self.store_mut::<T>().touch(handle.slot);
-        Ok(handle)
+        self.register(entity, Lifecycle::New, key, true)
     }
 
     /// Tracks an entity just read from the database, as clean (the classic `registerClean`).
@@ -457,7 +471,7 @@ where
     /// [`attach`](Self::attach) to reuse the held instance instead.
     pub fn register_clean<T: Persist<C::Backend>>(&mut self, entity: T) -> Result<Handle<T>> {
         let key = entity.key();
-        self.register(entity, Lifecycle::Persisted, Some(key))
+        self.register(entity, Lifecycle::Persisted, Some(key), false)
     }
 
     /// Tracks an entity read from the database, or returns the instance already held for its
@@ -480,12 +494,13 @@ where
     /// ```
     pub fn attach<T: Persist<C::Backend>>(&mut self, entity: T) -> Handle<T> {
         let key = entity.key();
-        let store = self.store_mut::<T>();
+        let unit = self.id;
+        let (index, store) = self.store_entry::<T>();
         let id = match store.find(&key) {
             Some(id) => id,
             None => store.insert(Tracked::new(entity, Lifecycle::Persisted, Some(key))),
         };
-        self.handle(id)
+        Handle::new(unit, index, id)
     }
 
     /// [`attach`](Self::attach) for every row of a query result, in order.
