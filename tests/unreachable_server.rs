@@ -43,8 +43,14 @@ fn open_postgres() {
 fn an_unreachable_postgres_fails_naming_its_variable() {
     let var = common::POSTGRES_URL_VAR;
     let (passed, text) = run_child("open_postgres", var, "postgres://postgres@127.0.0.1:1/test");
-    assert!(!passed, "a PostgreSQL that cannot be reached must fail the test:\n{text}");
-    assert!(text.contains(var) && text.contains("cannot be reached"), "{text}");
+    assert!(
+        !passed,
+        "a PostgreSQL that cannot be reached must fail the test:\n{text}"
+    );
+    assert!(
+        text.contains(var) && text.contains("cannot be reached"),
+        "{text}"
+    );
 }
 
 #[cfg(feature = "mysql")]
@@ -59,6 +65,12 @@ fn open_mysql() {
 fn an_unreachable_mysql_fails_naming_its_variable() {
     let var = common::MYSQL_URL_VAR;
     let (passed, text) = run_child("open_mysql", var, "mysql://root@127.0.0.1:1/test");
-    assert!(!passed, "a MySQL that cannot be reached must fail the test:\n{text}");
-    assert!(text.contains(var) && text.contains("cannot be reached"), "{text}");
+    assert!(
+        !passed,
+        "a MySQL that cannot be reached must fail the test:\n{text}"
+    );
+    assert!(
+        text.contains(var) && text.contains("cannot be reached"),
+        "{text}"
+    );
 }
