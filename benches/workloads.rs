@@ -788,31 +788,8 @@ mod raw_sqlite {
 
     /// W1: the INSERT loop.
     pub fn w1(group: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
-        {
-            let raw = raw::RawSqlite::open();
-            let mut ids = Vec::new();
-            raw.insert(&new_items(n), &mut ids);
-            assert_eq!(raw.count(), n as i64);
-            assert_eq!(ids.len(), n);
-        }
-        group.bench_function("raw_sqlite", |b| {
-            let raw = raw::RawSqlite::open();
-            let mut ids = Vec::with_capacity(n);
-            b.iter_custom(|iters| {
-                timed(
-                    iters,
-                    &mut ids,
-                    |ids| {
-                        raw.exec(c"DELETE FROM items");
-                        ids.clear();
-                        new_items(n)
-                    },
-                    |ids, rows| {
-                        raw.insert(&rows, ids);
-                        rows
-                    },
-                )
-            })
+        insert_variant(group, n, "raw_sqlite", |raw, rows, ids| {
+            raw.insert(rows, ids)
         });
     }
 
@@ -821,14 +798,27 @@ mod raw_sqlite {
     pub fn w1_returning(group: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
         // The unit of work's batch size (its INSERTs carry at most 1,000 rows: see w1_check).
         let batch = 1000;
+        insert_variant(group, n, "raw_sqlite_returning", move |raw, rows, ids| {
+            raw.insert_returning(rows, batch, ids)
+        });
+    }
+
+    /// One raw W1 variant: checked once (every row inserted, every key read back, in order),
+    /// then timed on an emptied table each time.
+    fn insert_variant(
+        group: &mut BenchmarkGroup<'_, WallTime>,
+        n: usize,
+        name: &str,
+        insert: impl Fn(&raw::RawSqlite, &[Item], &mut Vec<i64>),
+    ) {
         {
             let raw = raw::RawSqlite::open();
             let mut ids = Vec::new();
-            raw.insert_returning(&new_items(n), batch, &mut ids);
+            insert(&raw, &new_items(n), &mut ids);
             assert_eq!(raw.count(), n as i64);
             assert_eq!(ids, (1..=n as i64).collect::<Vec<_>>());
         }
-        group.bench_function("raw_sqlite_returning", |b| {
+        group.bench_function(name, |b| {
             let raw = raw::RawSqlite::open();
             let mut ids = Vec::with_capacity(n);
             b.iter_custom(|iters| {
@@ -841,7 +831,7 @@ mod raw_sqlite {
                         new_items(n)
                     },
                     |ids, rows| {
-                        raw.insert_returning(&rows, batch, ids);
+                        insert(&raw, &rows, ids);
                         rows
                     },
                 )

@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use diesel::connection::LoadConnection;
 use diesel::RunQueryDsl;
 
-use crate::entity::{Entity, Persist, Relation, RelationVisitor};
+use crate::entity::{Entity, FieldInfo, Persist, Relation, RelationVisitor};
 use crate::error::{Error, Operation, Result};
 use crate::execute::{self, DeleteRows, Dialect, InsertRows, UpdateRow};
 use crate::fast_hash::FastHash;
@@ -321,6 +321,33 @@ fn linked_parent<T: Entity>(
         .iter()
         .find_map(|l| relations.get(l.relation).filter(|r| r.field == field))
         .map(|r| r.parent_name)
+}
+
+/// What the INSERT of a new entity writes, field by field, printed: each value's `Debug` form,
+/// or `key of new Parent` for a foreign key that a parent inserted earlier in the same commit
+/// fills in (it holds a placeholder until then).
+fn inserted_values<T, DB>(tracked: &Tracked<T>) -> Vec<(&'static FieldInfo, String)>
+where
+    DB: diesel::backend::Backend,
+    T: Persist<DB>,
+{
+    let relations = if tracked.links.is_empty() {
+        Vec::new()
+    } else {
+        relations_of::<T>()
+    };
+    T::FIELDS
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.generated)
+        .map(|(i, f)| {
+            let value = match linked_parent(tracked, &relations, i) {
+                Some(parent) => format!("key of new {parent}"),
+                None => format!("{:?}", FieldValue::<T, DB>(&tracked.value, i, PhantomData)),
+            };
+            (f, value)
+        })
+        .collect()
 }
 
 /// Cuts a value printed into an error message to a readable length (a field may hold a
@@ -674,25 +701,9 @@ where
             .filter_map(|&slot| self.tracked(slot))
             .map(|tracked| match step.operation {
                 Operation::Insert | Operation::Select => {
-                    // A foreign key filled from a parent inserted earlier in the commit holds a
-                    // placeholder until then: name the parent instead.
-                    let relations = if tracked.links.is_empty() {
-                        Vec::new()
-                    } else {
-                        relations_of::<T>()
-                    };
-                    let values: Vec<String> = T::FIELDS
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, f)| !f.generated)
-                        .map(|(i, f)| match linked_parent(tracked, &relations, i) {
-                            Some(parent) => format!("{} = key of new {parent}", f.column),
-                            None => format!(
-                                "{} = {:?}",
-                                f.column,
-                                FieldValue::<T, C::Backend>(&tracked.value, i, PhantomData)
-                            ),
-                        })
+                    let values: Vec<String> = inserted_values::<T, C::Backend>(tracked)
+                        .into_iter()
+                        .map(|(field, value)| format!("{} = {value}", field.column))
                         .collect();
                     format!("new: {}", values.join(", "))
                 }
@@ -753,25 +764,9 @@ where
             // A new entity may have no key yet: the values set in Rust are what its author
             // recognises it by.
             Some(t) if t.lifecycle == Lifecycle::New => {
-                let relations = if t.links.is_empty() {
-                    Vec::new()
-                } else {
-                    relations_of::<T>()
-                };
-                let fields: Vec<String> = T::FIELDS
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| !f.generated)
-                    .map(|(i, f)| {
-                        let value = match linked_parent(t, &relations, i) {
-                            Some(parent) => format!("key of new {parent}"),
-                            None => clip(format!(
-                                "{:?}",
-                                FieldValue::<T, C::Backend>(&t.value, i, PhantomData)
-                            )),
-                        };
-                        format!("{}: {value}", f.name)
-                    })
+                let fields: Vec<String> = inserted_values::<T, C::Backend>(t)
+                    .into_iter()
+                    .map(|(field, value)| format!("{}: {}", field.name, clip(value)))
                     .collect();
                 if fields.is_empty() {
                     format!("new {} (slot {slot})", T::ENTITY_NAME)
