@@ -8,6 +8,39 @@ use common::*;
 use diesel::prelude::*;
 use uow::prelude::*;
 
+diesel::table! {
+    blobs (id) {
+        id -> Integer,
+        body -> Text,
+    }
+}
+
+/// A row carrying a large text, for statements measured in bytes rather than binds.
+#[derive(Tracked, Queryable, Clone, Debug, PartialEq)]
+#[tracked(table = blobs)]
+struct Blob {
+    #[tracked(generated)]
+    id: i32,
+    body: String,
+}
+
+fn create_blobs<C: TestBackend>(db: &mut TestDb<C>) {
+    db.exec(match C::KIND {
+        Kind::Sqlite => "CREATE TABLE blobs (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+        Kind::Postgres => "CREATE TABLE blobs (id SERIAL PRIMARY KEY, body TEXT NOT NULL)",
+        Kind::Mysql => {
+            "CREATE TABLE blobs (id INTEGER AUTO_INCREMENT PRIMARY KEY, body LONGTEXT NOT NULL)"
+        }
+    });
+}
+
+/// 1 MiB of text that tells rows apart.
+fn mebibyte(i: usize) -> String {
+    let mut body = format!("{i:04}:");
+    body.push_str(&"x".repeat((1 << 20) - body.len()));
+    body
+}
+
 /// Bind parameters one statement may carry, as `uow` assumes per backend.
 fn bind_limit(kind: Kind) -> usize {
     match kind {
@@ -19,10 +52,19 @@ fn bind_limit(kind: Kind) -> usize {
 /// Rows a composite-key DELETE carries at most, as `uow` caps them (SQLite's expression depth).
 const COMPOSITE_KEY_ROWS_PER_DELETE: usize = 500;
 
+/// The INSERT statements logged, whole (PostgreSQL's INSERT of rows with generated keys is a
+/// CTE whose VALUES list comes before its `INSERT INTO`).
+fn inserts(log: &StatementLog) -> Vec<String> {
+    log.all()
+        .into_iter()
+        .filter(|s| s.contains("INSERT INTO"))
+        .collect()
+}
+
 /// Rows in the VALUES list of a logged INSERT (the SQL text, before Diesel's bind list).
 fn value_rows(insert: &str) -> usize {
     let sql = insert.split(" -- binds").next().unwrap_or(insert);
-    match sql.split_once(" VALUES ") {
+    match sql.split_once("VALUES ") {
         Some((_, values)) => values.matches("), (").count() + 1,
         None => 0,
     }
@@ -30,20 +72,41 @@ fn value_rows(insert: &str) -> usize {
 
 backend_tests! {
     fn ten_thousand_new_rows_take_the_fewest_inserts_the_bind_limit_allows(db) {
+        // Keys chosen in Rust: nothing to read back, so every backend batches.
+        let mut uow = UnitOfWork::<Conn>::new();
+        for i in 0..10_000 {
+            uow.register_new(Membership { user_id: i / 100, group_id: i % 100, role: "m".into() })?;
+        }
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let inserts: Vec<String> = log.writes().into_iter().filter(|s| s.starts_with("INSERT")).collect();
+        // Three bound columns per row, and at most 1,000 rows per INSERT so that full batches
+        // share one prepared statement.
+        let rows_per_insert = (bind_limit(<Conn as TestBackend>::KIND) / 3).min(1000);
+        let most = 10_000usize.div_ceil(rows_per_insert);
+        assert!(inserts.len() <= most, "{} INSERTs, at most {most} expected", inserts.len());
+        let rows: Vec<usize> = inserts.iter().map(|s| value_rows(s)).collect();
+        assert!(rows.iter().all(|n| *n > 1), "every INSERT carries many rows: {rows:?}");
+        assert_eq!(rows.iter().sum::<usize>(), 10_000, "{rows:?}");
+        let count: i64 = memberships::table.count().get_result(&mut db.conn)?;
+        assert_eq!(count, 10_000);
+        Ok(())
+    }
+
+    fn ten_thousand_rows_with_generated_keys_batch_where_keys_can_be_matched_exactly(db) {
         let mut uow = UnitOfWork::<Conn>::new();
         for i in 0..10_000 {
             uow.register_new(account(&format!("o{i}"), i))?;
         }
         let log = db.record();
         uow.commit(&mut db.conn)?;
-        let inserts: Vec<String> = log.writes().into_iter().filter(|s| s.starts_with("INSERT")).collect();
-        // Three bound columns per row (owner, balance, note; the key is generated), and at
-        // most 1,000 rows per INSERT so that full batches share one prepared statement.
-        let rows_per_insert = (bind_limit(<Conn as TestBackend>::KIND) / 3).min(1000);
-        let most = 10_000usize.div_ceil(rows_per_insert);
-        assert!(inserts.len() <= most, "{} INSERTs, at most {most} expected", inserts.len());
+        let inserts = inserts(&log);
         let rows: Vec<usize> = inserts.iter().map(|s| value_rows(s)).collect();
-        assert!(rows.iter().all(|n| *n > 1), "every INSERT carries many rows: {rows:?}");
+        // SQLite matches rows through their rowids, PostgreSQL numbers them and takes the keys
+        // from the sequence (one more bind per row), MySQL counts on from LAST_INSERT_ID: all
+        // three in batches of 1,000 rows.
+        assert_eq!(inserts.len(), 10, "{rows:?}");
+        assert!(rows.iter().all(|n| *n == 1000), "{rows:?}");
         assert_eq!(rows.iter().sum::<usize>(), 10_000, "{rows:?}");
         assert_eq!(account_rows(&mut db.conn).len(), 10_000);
         Ok(())
@@ -164,6 +227,53 @@ backend_tests! {
         assert_eq!(log.writes().len(), deletes.len(), "nothing but DELETEs");
         let rows: Vec<Membership> = memberships::table.load(&mut db.conn)?;
         assert_eq!(rows, [Membership { user_id: 9999, group_id: 1, role: "stays".into() }]);
+        Ok(())
+    }
+
+    fn rows_larger_in_bytes_than_one_packet_are_cut_into_several_statements(db) {
+        // 24 MiB in one commit: more than MySQL's and MariaDB's default `max_allowed_packet`
+        // (16 MiB on MariaDB), far below any bind limit.
+        create_blobs(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..24).map(|i| uow.register_new(Blob { id: 0, body: mebibyte(i) })).collect::<Result<_, _>>()?;
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let inserts = log.writes().iter().filter(|s| s.starts_with("INSERT")).count();
+        if <Conn as TestBackend>::KIND == Kind::Mysql {
+            assert!(inserts >= 2, "24 MiB cannot go in one MySQL packet: {inserts} INSERT(s)");
+        }
+        let rows: Vec<Blob> = blobs::table.order(blobs::id).load(&mut db.conn)?;
+        assert_eq!(rows.len(), 24);
+        for (i, handle) in handles.iter().enumerate() {
+            let held = uow.get(handle)?;
+            let row = rows.iter().find(|r| r.id == held.id).ok_or("no row for the key")?;
+            assert!(row.body.starts_with(&format!("{i:04}:")), "row {} holds another entity's body", held.id);
+            assert_eq!(row.body.len(), 1 << 20);
+        }
+        // The connection is fine for the next commit.
+        uow.get_mut(&handles[0])?.body = "small".into();
+        uow.commit(&mut db.conn)?;
+        Ok(())
+    }
+}
+
+// MySQL/MariaDB only: a single row larger than `max_allowed_packet` cannot be sent at all; it is
+// refused before it is sent, so the server does not drop the connection.
+backend_module! { "mysql", mysql_packet, diesel::MysqlConnection;
+    fn a_row_larger_than_one_packet_is_refused_before_it_is_sent(db) {
+        create_blobs(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ok = uow.register_new(Blob { id: 0, body: "fits".into() })?;
+        let huge = uow.register_new(Blob { id: 0, body: "y".repeat(17 << 20) })?;
+        let before = (observe(&uow, &ok), uow.get(&huge)?.body.len());
+        let error = uow.commit(&mut db.conn).expect_err("larger than max_allowed_packet");
+        assert!(error.to_string().contains("max_allowed_packet"), "{error}");
+        assert_eq!((observe(&uow, &ok), uow.get(&huge)?.body.len()), before);
+        // The connection survived: the same unit of work commits once the row is smaller.
+        uow.get_mut(&huge)?.body = "smaller".into();
+        uow.commit(&mut db.conn)?;
+        let count: i64 = blobs::table.count().get_result(&mut db.conn)?;
+        assert_eq!(count, 2);
         Ok(())
     }
 }

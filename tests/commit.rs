@@ -7,6 +7,25 @@ use common::*;
 use diesel::prelude::*;
 use uow::prelude::*;
 
+diesel::table! {
+    readings (id) {
+        id -> Integer,
+        value -> Double,
+        spare -> Nullable<Double>,
+        small -> Float,
+    }
+}
+
+/// Floating-point fields: NaN is not equal to itself, which must not make them dirty forever.
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = readings)]
+struct Reading {
+    id: i32,
+    value: f64,
+    spare: Option<f64>,
+    small: f32,
+}
+
 backend_tests! {
     fn commit_inserts_new_entities_and_writes_back_generated_keys(db) {
         let mut uow = UnitOfWork::<Conn>::new();
@@ -342,6 +361,38 @@ backend_tests! {
         assert_eq!(uow.original(&ann)?.balance, 10);
         uow.commit(&mut db.conn)?;
         assert_eq!(uow.original(&ann)?.balance, 3);
+        Ok(())
+    }
+
+    fn a_float_field_holding_nan_is_clean_until_it_really_changes(db) {
+        let double = if <Conn as TestBackend>::KIND == Kind::Postgres { "DOUBLE PRECISION" } else { "DOUBLE" };
+        let float = if <Conn as TestBackend>::KIND == Kind::Postgres { "REAL" } else { "FLOAT" };
+        db.exec(&format!("CREATE TABLE readings (id INTEGER PRIMARY KEY, value {double} NOT NULL, spare {double}, small {float} NOT NULL)"));
+        let mut uow = UnitOfWork::<Conn>::new();
+        let reading = uow.register_new(Reading { id: 1, value: 0.0, spare: Some(1.5), small: 0.0 })?;
+        uow.commit(&mut db.conn)?;
+        // NaN in memory (as a row read from PostgreSQL may hold): a mutable borrow that changes
+        // nothing must leave the entity clean, and a commit must send nothing.
+        let nan = uow.register_clean(Reading { id: 2, value: f64::NAN, spare: Some(f64::NAN), small: f32::NAN })?;
+        uow.get_mut(&nan)?;
+        let _ = uow.get_mut(&nan)?.value;
+        assert_eq!(uow.state(&nan)?, EntityState::Clean);
+        assert_eq!(uow.changed_columns(&nan)?, Vec::<&str>::new());
+        assert!(!uow.has_changes());
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        assert!(log.all().is_empty(), "{:?}", log.all());
+        // Changes are compared by bits: 0.0 -> -0.0 is a change, and so is NaN -> a number.
+        uow.get_mut(&reading)?.value = -0.0;
+        assert_eq!(uow.changed_columns(&reading)?, ["value"]);
+        uow.get_mut(&nan)?.spare = None;
+        assert_eq!(uow.changed_columns(&nan)?, ["spare"]);
+        uow.get_mut(&nan)?.spare = Some(f64::NAN);
+        assert_eq!(uow.state(&nan)?, EntityState::Clean, "NaN again: the same bits");
+        uow.get_mut(&reading)?.small = 2.5;
+        assert_eq!(uow.changed_columns(&reading)?, ["value", "small"]);
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.state(&reading)?, EntityState::Clean);
         Ok(())
     }
 }

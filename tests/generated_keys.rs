@@ -82,6 +82,25 @@ backend_tests! {
         }
         Ok(())
     }
+
+    fn generated_keys_that_do_not_grow_with_the_rows_are_matched_to_their_own_rows(db) {
+        for (setup, ddl) in unordered_key_tables(<Conn as TestBackend>::KIND) {
+            db.exec("DROP TABLE IF EXISTS keyed");
+            for statement in ddl {
+                db.exec(statement);
+            }
+            let mut uow = UnitOfWork::<Conn>::new();
+            let handles: Vec<(Handle<Keyed>, String)> = (0..6)
+                .map(|i| {
+                    let label = format!("row-{i}");
+                    uow.register_new(Keyed { id: 0, label: label.clone() }).map(|h| (h, label))
+                })
+                .collect::<Result<_, _>>()?;
+            uow.commit(&mut db.conn)?;
+            check_keys_belong_to_their_rows(&mut uow, &mut db.conn, &handles, setup)?;
+        }
+        Ok(())
+    }
 }
 
 // MySQL/MariaDB only: a session may set `auto_increment_increment` (replication setups do), and
@@ -106,4 +125,160 @@ backend_module! { "mysql", mysql_increment, diesel::MysqlConnection;
         }
         Ok(())
     }
+}
+
+// Keys the database hands out in an order that is not the order of the rows: every entity
+// must still get the key of its own row (matched by something other than key order).
+diesel::table! {
+    keyed (id) {
+        id -> BigInt,
+        label -> Text,
+    }
+}
+
+#[derive(Tracked, Clone, Debug, PartialEq, diesel::Queryable, diesel::Selectable)]
+#[tracked(table = keyed)]
+#[diesel(table_name = keyed)]
+struct Keyed {
+    #[tracked(generated)]
+    id: i64,
+    label: String,
+}
+
+/// How each backend can hand out keys that do not grow with the order of the rows: the
+/// setup's name and its DDL (a `keyed (id, label)` table).
+fn unordered_key_tables(kind: Kind) -> Vec<(&'static str, Vec<&'static str>)> {
+    match kind {
+        Kind::Sqlite => vec![
+            (
+                "rowid past i64::MAX (SQLite then picks random rowids)",
+                vec![
+                    "CREATE TABLE keyed (id INTEGER PRIMARY KEY, label TEXT NOT NULL)",
+                    "INSERT INTO keyed (id, label) VALUES (9223372036854775807, 'max')",
+                ],
+            ),
+            (
+                "a key that is not the rowid (WITHOUT ROWID, a random default)",
+                vec![
+                    "CREATE TABLE keyed (id INTEGER PRIMARY KEY DEFAULT (abs(random()) % 1000000000000), \
+                     label TEXT NOT NULL) WITHOUT ROWID",
+                ],
+            ),
+            (
+                "a key that is not the rowid (a rowid table, a descending default)",
+                vec![
+                    "CREATE TABLE keyed (id BIGINT NOT NULL UNIQUE DEFAULT (1000000 - random() % 1000), \
+                     label TEXT NOT NULL)",
+                ],
+            ),
+        ],
+        Kind::Postgres => vec![
+            (
+                "a descending sequence owned by the key",
+                vec![
+                    "CREATE TABLE keyed (id BIGINT PRIMARY KEY, label TEXT NOT NULL)",
+                    "CREATE SEQUENCE keyed_down INCREMENT BY -1 MINVALUE 1 MAXVALUE 1000000 START 1000000 OWNED BY keyed.id",
+                    "ALTER TABLE keyed ALTER id SET DEFAULT nextval('keyed_down')",
+                ],
+            ),
+            (
+                "a cycled sequence (8, 9, 10, 1, 2, 3)",
+                vec![
+                    "CREATE TABLE keyed (id BIGINT PRIMARY KEY, label TEXT NOT NULL)",
+                    "CREATE SEQUENCE keyed_cycle MINVALUE 1 MAXVALUE 10 START 8 CYCLE OWNED BY keyed.id",
+                    "ALTER TABLE keyed ALTER id SET DEFAULT nextval('keyed_cycle')",
+                ],
+            ),
+            (
+                "a descending identity column, GENERATED ALWAYS",
+                vec![
+                    "CREATE TABLE keyed (id BIGINT GENERATED ALWAYS AS IDENTITY \
+                     (INCREMENT BY -1 MINVALUE 1 MAXVALUE 1000 START 1000) PRIMARY KEY, label TEXT NOT NULL)",
+                ],
+            ),
+            (
+                "a descending sequence the key does not own",
+                vec![
+                    "CREATE SEQUENCE keyed_loose INCREMENT BY -1 MINVALUE 1 MAXVALUE 500 START 500",
+                    "CREATE TABLE keyed (id BIGINT PRIMARY KEY DEFAULT nextval('keyed_loose'), label TEXT NOT NULL)",
+                ],
+            ),
+            (
+                "a key from a random default, no sequence at all",
+                vec![
+                    "CREATE TABLE keyed (id BIGINT PRIMARY KEY DEFAULT floor(random() * 1000000000000)::bigint, \
+                     label TEXT NOT NULL)",
+                ],
+            ),
+        ],
+        Kind::Mysql => vec![
+            (
+                "AUTO_INCREMENT stepping by 5 from offset 3",
+                vec![
+                    "SET SESSION auto_increment_increment = 5",
+                    "SET SESSION auto_increment_offset = 3",
+                    "CREATE TABLE keyed (id BIGINT AUTO_INCREMENT PRIMARY KEY, label VARCHAR(100) NOT NULL) AUTO_INCREMENT = 100",
+                ],
+            ),
+            (
+                "AUTO_INCREMENT with an offset larger than the step (the server ignores the offset)",
+                vec![
+                    "SET SESSION auto_increment_increment = 2",
+                    "SET SESSION auto_increment_offset = 7",
+                    "CREATE TABLE keyed (id BIGINT AUTO_INCREMENT PRIMARY KEY, label VARCHAR(100) NOT NULL)",
+                ],
+            ),
+        ],
+    }
+}
+
+/// Every held `Keyed` has the key of the row holding its own label, in memory, in the
+/// identity map, and for the UPDATE the next commit sends.
+fn check_keys_belong_to_their_rows<C>(
+    uow: &mut UnitOfWork<C>,
+    conn: &mut C,
+    handles: &[(Handle<Keyed>, String)],
+    setup: &str,
+) -> TestResult
+where
+    C: diesel::Connection + diesel::connection::LoadConnection + 'static,
+    C::Backend: uow::Dialect,
+    Keyed: uow::Persist<C::Backend> + uow::Load<C::Backend>,
+{
+    let mut seen = std::collections::HashSet::new();
+    for (handle, label) in handles {
+        let held = uow.get(handle)?.clone();
+        assert_eq!(&held.label, label, "{setup}");
+        assert!(seen.insert(held.id), "{setup}: key {} given twice", held.id);
+        assert_eq!(
+            uow.find::<Keyed>(&held.id),
+            Some(*handle),
+            "{setup}: identity map"
+        );
+        // The row with this entity's key holds this entity's label.
+        let mut probe = UnitOfWork::<C>::new();
+        let row = probe.load::<Keyed>(conn, held.id)?;
+        assert_eq!(
+            probe.get(&row)?.label,
+            *label,
+            "{setup}: key {} is another row's",
+            held.id
+        );
+    }
+    // An UPDATE through the unit of work reaches the entity's own row.
+    for (handle, label) in handles {
+        uow.get_mut(handle)?.label = format!("{label}!");
+    }
+    uow.commit(conn)?;
+    for (handle, label) in handles {
+        let id = uow.get(handle)?.id;
+        let mut probe = UnitOfWork::<C>::new();
+        let row = probe.load::<Keyed>(conn, id)?;
+        assert_eq!(
+            probe.get(&row)?.label,
+            format!("{label}!"),
+            "{setup}: the UPDATE of {label} hit another row"
+        );
+    }
+    Ok(())
 }

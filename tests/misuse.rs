@@ -143,11 +143,13 @@ backend_tests! {
             uow.commit(&mut victim)?;
             uow.get_mut(&ann)?.balance = 4;
         } else {
+            // The failed ROLLBACK left Diesel's transaction manager broken; the server closed
+            // the connection, and the error says so rather than "transaction broken".
             let error = uow.commit(&mut victim).expect_err("broken");
-            assert!(matches!(error, uow::Error::TransactionBroken), "{error}");
-            assert!(error.to_string().contains("open a new one"), "{error}");
+            assert!(matches!(error, uow::Error::ConnectionLost { during_commit: false, .. }), "{error}");
+            assert!(error.to_string().contains("open a new connection"), "{error}");
             let scoped: Result<(), uow::Error> = uow.transaction(&mut victim, |_| Ok(()));
-            assert!(matches!(scoped, Err(uow::Error::TransactionBroken)), "{scoped:?}");
+            assert!(matches!(scoped, Err(uow::Error::ConnectionLost { .. })), "{scoped:?}");
             assert_eq!(uow.state(&ann)?, EntityState::Dirty, "the change is still pending");
         }
         // A fresh connection works.
@@ -268,4 +270,67 @@ mod backend_specific {
             }
         }
     }
+}
+
+// A server connection that dies in the middle of a scope or before a commit (PostgreSQL and
+// MySQL/MariaDB: an embedded SQLite database has no connection to lose). The error says the
+// connection was lost, on the call that met it and on every later use of that connection.
+macro_rules! connection_lost_tests {
+    ($($feature:literal, $module:ident, $conn:ty;)*) => {$(
+        backend_module! { $feature, $module, $conn;
+            fn a_connection_lost_in_the_middle_of_a_scope_is_reported_as_lost(db) {
+                let mut uow = UnitOfWork::<Conn>::new();
+                let ann = uow.register_new(account("ann", 1))?;
+                uow.commit(&mut db.conn)?;
+                let mut victim = db.connect();
+                let result: Result<(), uow::Error> = uow.transaction(&mut victim, |scope| {
+                    scope.get_mut(&ann)?.balance = 2;
+                    scope.flush()?;
+                    backend_specific::kill(&mut db, scope.connection());
+                    scope.register_new(account("bob", 1))?;
+                    Ok(()) // the scope's last flush meets the dead connection
+                });
+                let error = result.expect_err("the connection is gone");
+                assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
+                assert!(error.to_string().contains("connection to the database was lost"), "{error}");
+                assert!(error.database_error().is_some(), "the driver's error is kept: {error:?}");
+                assert!(error.is_transient(), "nothing was committed: rerunning on a new connection is safe");
+                assert_eq!(uow.get(&ann)?.balance, 1, "memory as before the scope");
+                assert_eq!(uow.state(&ann)?, EntityState::Clean);
+                assert_eq!(uow.len(), 1, "bob, registered in the scope, is gone with it");
+
+                // The next unit of work on the dead connection is told the same.
+                let mut next = UnitOfWork::<Conn>::new();
+                let cy = next.register_new(account("cy", 1))?;
+                let error = next.commit(&mut victim).expect_err("still gone");
+                assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
+                assert_eq!(next.state(&cy)?, EntityState::New);
+                let scoped: Result<(), uow::Error> = next.transaction(&mut victim, |_| Ok(()));
+                assert!(matches!(scoped, Err(uow::Error::ConnectionLost { .. })), "{scoped:?}");
+                // A new connection commits the same work.
+                next.commit(&mut db.conn)?;
+                let rows = account_rows(&mut db.conn);
+                assert_eq!(rows.iter().map(|a| (a.owner.as_str(), a.balance)).collect::<Vec<_>>(), [("ann", 1), ("cy", 1)]);
+                Ok(())
+            }
+
+            fn a_commit_on_a_connection_the_server_closed_is_reported_as_lost(db) {
+                let mut uow = UnitOfWork::<Conn>::new();
+                let ann = uow.register_new(account("ann", 1))?;
+                let mut victim = db.connect();
+                backend_specific::kill(&mut db, &mut victim);
+                let error = uow.commit(&mut victim).expect_err("the connection is gone");
+                assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
+                assert_eq!(uow.state(&ann)?, EntityState::New);
+                uow.commit(&mut db.conn)?;
+                assert_eq!(account_rows(&mut db.conn).len(), 1);
+                Ok(())
+            }
+        }
+    )*};
+}
+
+connection_lost_tests! {
+    "postgres", postgres_lost, diesel::PgConnection;
+    "mysql", mysql_lost, diesel::MysqlConnection;
 }

@@ -448,4 +448,117 @@ backend_tests! {
         assert_eq!(row.author_id, uow.get(&author)?.id);
         Ok(())
     }
+
+    fn a_link_to_a_new_parent_follows_the_parents_key_as_it_is_at_commit(db) {
+        // Somebody else's product "y2" is in the database; this unit of work does not hold it.
+        let mut other = UnitOfWork::<Conn>::new();
+        other.register_new(Product { sku: "y2".into(), available: 1, version: 1 })?;
+        other.commit(&mut db.conn)?;
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let mine = uow.register_new(Product { sku: "y2".into(), available: 5, version: 1 })?;
+        let kitten = uow.register_new(Allocation { id: 0, sku: String::new(), qty: 1 })?;
+        uow.set_parent(&kitten, &mine)?;
+        // The key chosen in Rust changes after the link was made: the link follows it.
+        uow.get_mut(&mine)?.sku = "y3".into();
+        let preview = uow.plan()?.to_string();
+        assert!(preview.contains("sku = key of new Product"), "{preview}");
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.get(&kitten)?.sku, "y3", "the child points at its parent's key at commit");
+        let rows: Vec<Allocation> = allocations::table.load(&mut db.conn)?;
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].sku, "y3", "committed under its own parent, not somebody else's y2");
+        assert_eq!(&rows[0], uow.get(&kitten)?);
+
+        // A persisted child moved to a new parent whose key then changes twice.
+        let other_new = uow.register_new(Product { sku: "z1".into(), available: 1, version: 1 })?;
+        uow.set_parent(&kitten, &other_new)?;
+        uow.get_mut(&other_new)?.sku = "z2".into();
+        uow.get_mut(&other_new)?.sku = "z3".into();
+        uow.commit(&mut db.conn)?;
+        let rows: Vec<Allocation> = allocations::table.load(&mut db.conn)?;
+        assert_eq!(rows[0].sku, "z3");
+        assert_eq!(uow.get(&kitten)?.sku, "z3");
+        let skus: Vec<String> = products::table.select(products::sku).order(products::sku).load(&mut db.conn)?;
+        assert_eq!(skus, ["y2", "y3", "z3"]);
+        Ok(())
+    }
+
+    fn a_failed_commit_keeps_a_link_to_a_new_parent_following_its_key(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(Product { sku: "a".into(), available: 5, version: 1 })?;
+        let allocation = uow.register_new(Allocation { id: 0, sku: String::new(), qty: 1 })?;
+        uow.set_parent(&allocation, &product)?;
+        let bad = uow.register_new(account("broke", -1))?;
+        let before = (observe(&uow, &product), observe(&uow, &allocation));
+        assert!(uow.commit(&mut db.conn).is_err());
+        assert_eq!((observe(&uow, &product), observe(&uow, &allocation)), before);
+        uow.get_mut(&product)?.sku = "b".into();
+        uow.get_mut(&bad)?.balance = 0;
+        uow.commit(&mut db.conn)?;
+        let rows: Vec<Allocation> = allocations::table.load(&mut db.conn)?;
+        assert_eq!(rows[0].sku, "b");
+        assert_eq!(uow.get(&allocation)?.sku, "b");
+        Ok(())
+    }
+
+    fn an_update_taking_a_unique_value_freed_by_a_delete_waits_for_that_delete(db) {
+        // Team "x" is removed once its player has moved to team "y", which is renamed "x":
+        // the only valid order is UPDATE player, DELETE team x, UPDATE team y.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let x = uow.register_new(Team { id: 0, name: "x".into() })?;
+        let y = uow.register_new(Team { id: 0, name: "y".into() })?;
+        let player = uow.register_new(Player { id: 0, team_id: 0, name: "p".into() })?;
+        uow.set_parent(&player, &x)?;
+        uow.commit(&mut db.conn)?;
+
+        uow.set_parent(&player, &y)?;
+        uow.register_removed(&x)?;
+        uow.get_mut(&y)?.name = "x".into();
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes: Vec<String> = log.writes().iter().map(|s| s.to_lowercase()).collect();
+        assert_eq!(writes.len(), 3, "{writes:?}");
+        assert!(writes[0].starts_with("update") && writes[0].contains("players"), "{writes:?}");
+        assert!(writes[1].starts_with("delete") && writes[1].contains("teams"), "{writes:?}");
+        assert!(writes[2].starts_with("update") && writes[2].contains("teams"), "{writes:?}");
+        let teams: Vec<Team> = teams::table.load(&mut db.conn)?;
+        assert_eq!(teams, [uow.get(&y)?.clone()]);
+        assert_eq!(teams[0].name, "x");
+        let players: Vec<Player> = players::table.load(&mut db.conn)?;
+        assert_eq!(players[0].team_id, teams[0].id);
+        Ok(())
+    }
+
+    fn a_persisted_child_linked_to_a_new_parent_is_dirty_and_names_its_foreign_key(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let old = uow.register_new(Author { id: 0, name: "old".into() })?;
+        let book = uow.register_new(Book { id: 0, author_id: 0, title: "t".into() })?;
+        uow.set_parent(&book, &old)?;
+        let product = uow.register_new(Product { sku: "p".into(), available: 1, version: 1 })?;
+        let allocation = uow.register_new(Allocation { id: 0, sku: String::new(), qty: 1 })?;
+        uow.set_parent(&allocation, &product)?;
+        uow.commit(&mut db.conn)?;
+
+        // A new parent whose key the database will generate.
+        let new = uow.register_new(Author { id: 0, name: "new".into() })?;
+        uow.set_parent(&book, &new)?;
+        assert_eq!(uow.state(&book)?, EntityState::Dirty);
+        assert_eq!(uow.changed_columns(&book)?, ["author_id"]);
+        assert!(uow.changed_fields(&book)?.contains(1));
+        assert!(uow.has_changes());
+        // A new parent whose key is chosen in Rust.
+        let other = uow.register_new(Product { sku: "q".into(), available: 1, version: 1 })?;
+        uow.set_parent(&allocation, &other)?;
+        assert_eq!(uow.state(&allocation)?, EntityState::Dirty);
+        assert_eq!(uow.changed_columns(&allocation)?, ["sku"]);
+        let preview = uow.plan()?.to_string();
+        assert!(preview.contains("author_id: 1 -> key of new Author") || preview.contains("author_id:"), "{preview}");
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.state(&book)?, EntityState::Clean);
+        assert_eq!(uow.changed_columns(&book)?, Vec::<&str>::new());
+        assert_eq!(uow.get(&book)?.author_id, uow.get(&new)?.id);
+        assert_eq!(uow.get(&allocation)?.sku, "q");
+        Ok(())
+    }
 }
