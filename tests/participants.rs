@@ -79,7 +79,10 @@ fn protocol(log: &StatementLog) -> Vec<String> {
                 Some("COMMIT".into())
             } else if upper.starts_with("ROLLBACK") {
                 Some("ROLLBACK".into())
-            } else if upper.starts_with("INSERT") || upper.starts_with("UPDATE") {
+            } else if upper.starts_with("INSERT")
+                || upper.starts_with("UPDATE")
+                || upper.starts_with("WITH \"__UOW_ROWS\"")
+            {
                 Some("write".into())
             } else {
                 None

@@ -259,7 +259,11 @@ impl StatementLog {
             .into_iter()
             .filter(|s| {
                 let s = s.trim_start().to_ascii_uppercase();
-                s.starts_with("INSERT") || s.starts_with("UPDATE") || s.starts_with("DELETE")
+                // uow's PostgreSQL INSERT of rows with generated keys is a CTE that numbers them.
+                s.starts_with("INSERT")
+                    || s.starts_with("UPDATE")
+                    || s.starts_with("DELETE")
+                    || (s.starts_with("WITH") && s.contains("INSERT INTO"))
             })
             .collect()
     }

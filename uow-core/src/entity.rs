@@ -193,14 +193,65 @@ pub trait Entity: Clone + 'static {
     /// (used by `refresh`).
     fn assign_persisted(&mut self, fresh: Self);
 
-    /// For an entity whose key is one generated integer: the key inside `values`, used to
-    /// order rows returned by a multi-row INSERT. `None` when the key is not generated.
-    fn generated_key_order(values: &Self::Generated) -> Option<i128>;
-
     /// For an entity whose only generated field is an integer key: the generated values for
     /// the auto-increment id `id` (MySQL's `LAST_INSERT_ID`). `None` otherwise.
     fn generated_from_insert_id(id: u64) -> Option<Self::Generated>;
 }
+
+/// Two values of one field, compared for change detection by generated code (see
+/// [`SameBits`] and [`SameByEq`]). Not public API.
+#[doc(hidden)]
+pub struct FieldPair<'a, T: ?Sized>(pub &'a T, pub &'a T);
+
+/// Change detection for floating-point fields: two values are the same when their bits are.
+///
+/// `PartialEq` says `NaN != NaN`, which would leave a field holding NaN dirty forever; bits
+/// make NaN equal to the same NaN, and make `0.0 -> -0.0` a change (the database stores the
+/// sign). Generated code calls `(&FieldPair(a, b)).same()`: for `f32`, `f64` and `Option` of
+/// them this trait's method is found first (no auto-reference needed), for every other type
+/// [`SameByEq`]'s.
+#[doc(hidden)]
+pub trait SameBits {
+    /// Whether the two values are the same.
+    fn same(&self) -> bool;
+}
+
+/// Change detection for every other field type: `PartialEq`.
+#[doc(hidden)]
+pub trait SameByEq {
+    /// Whether the two values are the same.
+    fn same(&self) -> bool;
+}
+
+impl<T: PartialEq + ?Sized> SameByEq for &FieldPair<'_, T> {
+    #[inline]
+    fn same(&self) -> bool {
+        self.0 == self.1
+    }
+}
+
+macro_rules! same_bits {
+    ($($ty:ty),*) => {$(
+        impl SameBits for FieldPair<'_, $ty> {
+            #[inline]
+            fn same(&self) -> bool {
+                self.0.to_bits() == self.1.to_bits()
+            }
+        }
+
+        impl SameBits for FieldPair<'_, Option<$ty>> {
+            #[inline]
+            fn same(&self) -> bool {
+                match (self.0, self.1) {
+                    (Some(a), Some(b)) => a.to_bits() == b.to_bits(),
+                    (None, None) => true,
+                    _ => false,
+                }
+            }
+        }
+    )*};
+}
+same_bits!(f32, f64);
 
 /// Binding an [`Entity`]'s values into statements for the Diesel backend `DB`.
 ///
@@ -329,16 +380,14 @@ version_field!(i16, i32, i64, u16, u32, u64);
 
 /// Integer types a database can generate as keys (SERIAL, AUTOINCREMENT, AUTO_INCREMENT).
 ///
-/// A `#[tracked(generated)]` key must be one of these, because rows inserted together are
-/// matched to their entities by the order of the keys the database assigned.
+/// A `#[tracked(generated)]` key must be one of these: PostgreSQL takes the keys from the key
+/// column's sequence, and MySQL reads them with `LAST_INSERT_ID()`, both integers.
 #[diagnostic::on_unimplemented(
     message = "`#[tracked(generated)]` key `{Self}` is not an integer type",
-    label = "a generated key must be an integer the database assigns in order",
+    label = "a generated key must be an integer the database assigns from a sequence or AUTO_INCREMENT",
     note = "use i16, i32, i64, u16, u32 or u64 (SERIAL, AUTOINCREMENT, AUTO_INCREMENT columns); assign other keys, such as UUIDs, in Rust and drop `generated`"
 )]
 pub trait AutoIncrementKey: Copy {
-    /// The value, widened for ordering.
-    fn order(&self) -> i128;
     /// The value from an auto-increment counter, if it fits.
     fn from_insert_id(id: u64) -> Option<Self>;
 }
@@ -347,10 +396,6 @@ macro_rules! auto_increment_key {
     ($($ty:ty),*) => {$(
         impl AutoIncrementKey for $ty {
             #[inline]
-            fn order(&self) -> i128 {
-                *self as i128
-            }
-            #[inline]
             fn from_insert_id(id: u64) -> Option<Self> {
                 <$ty>::try_from(id).ok()
             }
@@ -358,3 +403,31 @@ macro_rules! auto_increment_key {
     )*};
 }
 auto_increment_key!(i16, i32, i64, u16, u32, u64);
+
+// The explicit `&` is what picks the trait (as in generated code), not a needless borrow.
+#[cfg(test)]
+#[allow(clippy::needless_borrow)]
+mod tests {
+    use super::{FieldPair, SameBits, SameByEq};
+
+    #[test]
+    fn floats_are_the_same_when_their_bits_are() {
+        assert!((&FieldPair(&f64::NAN, &f64::NAN)).same());
+        assert!(
+            !(&FieldPair(&0.0f64, &-0.0f64)).same(),
+            "the sign is stored: a change"
+        );
+        assert!((&FieldPair(&1.5f32, &1.5f32)).same());
+        assert!((&FieldPair(&Some(f64::NAN), &Some(f64::NAN))).same());
+        assert!(!(&FieldPair(&Some(f32::NAN), &None)).same());
+        assert!((&FieldPair(&None::<f64>, &None)).same());
+    }
+
+    #[test]
+    fn other_types_are_compared_with_partial_eq() {
+        assert!((&FieldPair(&"a".to_string(), &"a".to_string())).same());
+        assert!(!(&FieldPair(&1i32, &2i32)).same());
+        // A type holding floats inside is compared by its own `PartialEq`.
+        assert!(!(&FieldPair(&vec![f64::NAN], &vec![f64::NAN])).same());
+    }
+}

@@ -220,6 +220,33 @@ pub enum Error {
     )]
     ParticipantsInOuterTransaction,
 
+    /// The connection to the database server was lost (the server closed it or was
+    /// restarted, a network failure, a statement too large for MySQL's `max_allowed_packet`).
+    /// A server discards the open transaction of a connection it loses, so nothing of the call
+    /// was written, unless the connection was lost while committing (`during_commit`): the
+    /// COMMIT may then have been applied or not. Either way every entity is as before the
+    /// call, and the connection cannot be used again.
+    #[error(
+        "the connection to the database was lost{}: {}; every entity is as before the call: {}",
+        if *during_commit { " while committing" } else { "" },
+        source.to_string().trim_end(),
+        if *during_commit {
+            "the COMMIT may or may not have been applied, so open a new connection and check \
+             whether the changes are there (for example with `refresh`) before committing again"
+        } else {
+            "the server discarded the transaction, so nothing was written; open a new \
+             connection and run the unit of work again"
+        }
+    )]
+    ConnectionLost {
+        /// Whether the connection was lost while the transaction was being committed (its
+        /// outcome is then unknown).
+        during_commit: bool,
+        /// Diesel's error.
+        #[source]
+        source: diesel::result::Error,
+    },
+
     /// The connection's transaction manager is broken (an earlier COMMIT or ROLLBACK failed),
     /// so nothing can be written safely on it.
     #[error(
@@ -342,11 +369,122 @@ impl Error {
     /// ```
     pub fn database_error(&self) -> Option<&diesel::result::Error> {
         match self {
-            Error::Statement { source, .. } | Error::Transaction(source) => Some(source),
+            Error::Statement { source, .. }
+            | Error::Transaction(source)
+            | Error::ConnectionLost { source, .. } => Some(source),
             _ => None,
         }
+    }
+
+    /// This error, as [`Error::ConnectionLost`] if the database error beneath it says the
+    /// connection is gone; `during_commit` when it happened while committing.
+    pub(crate) fn or_connection_lost(self, during_commit: bool) -> Self {
+        match self {
+            Error::Statement { source, .. } | Error::Transaction(source)
+                if is_connection_lost(&source) =>
+            {
+                Error::ConnectionLost {
+                    during_commit,
+                    source,
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether a Diesel error says the connection to the server is gone. Diesel maps some of these
+/// to kinds; the rest are recognised by the client libraries' and servers' messages.
+pub(crate) fn is_connection_lost(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        DieselError::DatabaseError(_, info) => {
+            let message = info.message().to_ascii_lowercase();
+            [
+                // libmysqlclient and MariaDB's client (CR_SERVER_GONE_ERROR, CR_SERVER_LOST)
+                "server has gone away",
+                "lost connection to",
+                // libpq and PostgreSQL
+                "server closed the connection unexpectedly",
+                "terminating connection due to administrator command",
+                "no connection to the server",
+                "connection to server was lost",
+                "could not receive data from server",
+                "could not send data to server",
+            ]
+            .iter()
+            .any(|needle| message.contains(needle))
+        }
+        _ => false,
     }
 }
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+    fn database(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_string()))
+    }
+
+    #[test]
+    fn a_lost_connection_is_recognised_by_kind_and_by_message() {
+        assert!(is_connection_lost(&database(
+            DatabaseErrorKind::ClosedConnection,
+            "x"
+        )));
+        assert!(is_connection_lost(&database(
+            DatabaseErrorKind::Unknown,
+            "MySQL server has gone away"
+        )));
+        assert!(is_connection_lost(&database(
+            DatabaseErrorKind::Unknown,
+            "Lost connection to server during query"
+        )));
+        assert!(is_connection_lost(&database(
+            DatabaseErrorKind::Unknown,
+            "FATAL: terminating connection due to administrator command"
+        )));
+        assert!(!is_connection_lost(&database(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key"
+        )));
+        assert!(!is_connection_lost(&DieselError::NotFound));
+    }
+
+    #[test]
+    fn only_database_errors_that_lost_the_connection_become_connection_lost() {
+        let lost = Error::Statement {
+            operation: Operation::Insert,
+            table: "t",
+            source: database(DatabaseErrorKind::Unknown, "Server has gone away"),
+        };
+        let lost = lost.or_connection_lost(false);
+        assert!(matches!(
+            lost,
+            Error::ConnectionLost {
+                during_commit: false,
+                ..
+            }
+        ));
+        assert!(lost.to_string().contains("nothing was written"), "{lost}");
+        let at_commit = Error::Transaction(database(DatabaseErrorKind::ClosedConnection, "gone"))
+            .or_connection_lost(true);
+        assert!(
+            at_commit
+                .to_string()
+                .contains("may or may not have been applied"),
+            "{at_commit}"
+        );
+        let other = Error::Transaction(database(DatabaseErrorKind::UniqueViolation, "dup"));
+        assert!(matches!(
+            other.or_connection_lost(false),
+            Error::Transaction(_)
+        ));
+    }
+}

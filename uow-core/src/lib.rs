@@ -53,8 +53,8 @@ pub use unit_of_work::{DomainEvent, EntitiesMut, Handle, UnitOfWork};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::entity::{
-        AutoIncrementKey, Entity, FieldInfo, FieldSet, ForeignKey, Load, Persist, Relation,
-        RelationVisitor, SkippedDefault, VersionField,
+        AutoIncrementKey, Entity, FieldInfo, FieldPair, FieldSet, ForeignKey, Load, Persist,
+        Relation, RelationVisitor, SameBits, SameByEq, SkippedDefault, VersionField,
     };
     pub use diesel;
     pub use diesel::backend::Backend;

@@ -111,10 +111,10 @@ pub struct Cycle {
 /// statement per row, all of one SQL text (one prepared statement). Rows keep the order they
 /// were given in within a step.
 ///
-/// A unique value freed by a DELETE can be taken by an INSERT of the same commit: an INSERT
-/// into a table that still has DELETEs to plan waits while anything else can go. When only
-/// such INSERTs are free, just the ones some of those DELETEs depend on (through other rows)
-/// go, so the rest still follow the DELETEs.
+/// A unique value freed by a DELETE can be taken by an INSERT or an UPDATE of the same commit:
+/// an INSERT or UPDATE of a table that still has DELETEs to plan waits while anything else can
+/// go. When only such changes are free, just the ones some of those DELETEs depend on (through
+/// other rows) go, so the rest still follow the DELETEs.
 ///
 /// ```
 /// use uow_core::plan::{plan, Change, ChangeKind, Edge, TableInfo};
@@ -198,9 +198,11 @@ pub fn plan(changes: &[Change], edges: &[Edge], tables: &[TableInfo]) -> Result<
     let mut steps = Vec::new();
     let mut done = 0;
     while !free.is_empty() {
+        // A row written into a table may take a unique value that a DELETE of the same table
+        // frees, so INSERTs and UPDATEs wait for the table's DELETEs while anything else can go.
         let waits = |s: &Shape| {
             wait_for_deletes
-                && s.rank == INSERT
+                && (s.rank == INSERT || s.rank == UPDATE)
                 && deletes_left.get(s.store).is_some_and(|n| *n > 0)
         };
         let (group_shape, mut group) = match free.keys().copied().find(|s| !waits(s)) {
@@ -209,8 +211,8 @@ pub fn plan(changes: &[Change], edges: &[Edge], tables: &[TableInfo]) -> Result<
                 None => break,
             },
             None => {
-                // Only waiting INSERTs are free: let go of those the DELETEs they wait for
-                // depend on, through the rows still to plan.
+                // Only waiting INSERTs and UPDATEs are free: let go of those the DELETEs they
+                // wait for depend on, through the rows still to plan.
                 let waiting_stores: Vec<usize> = free.keys().map(|s| s.store).collect();
                 let mut wanted = vec![false; count];
                 let mut stack: Vec<usize> = (0..count)
@@ -655,6 +657,49 @@ mod tests {
             [
                 (Operation::Delete, 0, vec![2, 3]),
                 (Operation::Insert, 0, vec![0, 1]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_update_waits_for_a_delete_of_its_table_that_other_rows_hold_up() {
+        // Team X (unique name "x") is deleted once its player moved to team Y, which is
+        // renamed "x": the rename must wait for the delete, which waits for the move.
+        let tables = [info("teams", 10), info("players", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Delete),               // 0: X
+            change(0, 1, ChangeKind::Update(fields(&[1]))), // 1: Y renamed
+            change(1, 0, ChangeKind::Update(fields(&[1]))), // 2: the player moves to Y
+        ];
+        let edges = [edge(2, 0)];
+        let plan = plan(&changes, &edges, &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Update, 1, vec![0]),
+                (Operation::Delete, 0, vec![0]),
+                (Operation::Update, 0, vec![1]),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_update_the_delete_depends_on_goes_before_it_in_a_self_referencing_table() {
+        // One table: C moves away from P, P is deleted, R is renamed (waits for the delete).
+        let tables = [info("node", 10)];
+        let changes = [
+            change(0, 0, ChangeKind::Delete),               // 0: P
+            change(0, 1, ChangeKind::Update(fields(&[1]))), // 1: C moves away
+            change(0, 2, ChangeKind::Update(fields(&[2]))), // 2: R renamed
+        ];
+        let edges = [edge(1, 0)];
+        let plan = plan(&changes, &edges, &tables).unwrap();
+        assert_eq!(
+            order(&plan),
+            [
+                (Operation::Update, 0, vec![1]),
+                (Operation::Delete, 0, vec![0]),
+                (Operation::Update, 0, vec![2]),
             ]
         );
     }

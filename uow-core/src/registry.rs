@@ -14,7 +14,7 @@ use diesel::RunQueryDsl;
 
 use crate::entity::{Entity, FieldInfo, Persist, Relation, RelationVisitor};
 use crate::error::{Error, Operation, Result};
-use crate::execute::{self, DeleteRows, Dialect, InsertRows, UpdateRow};
+use crate::execute::{self, DeleteRows, Dialect, Session, UpdateRow};
 use crate::fast_hash::FastHash;
 use crate::plan::{Change, ChangeKind, Edge, PreviewStep, Step, TableInfo};
 use crate::report::CommitReport;
@@ -499,10 +499,13 @@ impl<T: Entity, C: 'static> RelationVisitor<T> for EdgeFinder<'_, '_, T, C> {
                         });
                         return;
                     }
-                    // A link is kept only while the parent's key is still to be generated:
-                    // a row waiting for its own key can never be written (the planner drops
-                    // self-edges, which are harmless for keys known in advance).
-                    if parent_store == self.deps.store && link.parent_slot == slot {
+                    // A row waiting for its own generated key can never be written (the
+                    // planner drops self-edges, which are harmless for keys known in advance).
+                    let key_generated = <R::Parent as Entity>::FIELDS
+                        .iter()
+                        .any(|f| f.key && f.generated);
+                    if key_generated && parent_store == self.deps.store && link.parent_slot == slot
+                    {
                         self.error = Some(Error::Cycle {
                             entities: vec![self.deps.stores[self.deps.store].describe(slot)],
                         });
@@ -571,6 +574,7 @@ pub(crate) trait ErasedStore<C>: Any {
     fn execute(
         &mut self,
         conn: &mut C,
+        session: &mut Session,
         step: &Step,
         links: Vec<ResolvedLink>,
         report: &mut CommitReport,
@@ -664,16 +668,8 @@ where
                     } else {
                         let mut fields = tracked.changed_fields();
                         if let Some(version) = T::version_field() {
-                            if !fields.is_empty() || !tracked.links.is_empty() {
+                            if !fields.is_empty() {
                                 fields.insert(version);
-                            }
-                        }
-                        if !tracked.links.is_empty() {
-                            let relations = relations_of::<T>();
-                            for link in &tracked.links {
-                                if let Some(meta) = relations.get(link.relation) {
-                                    fields.insert(meta.field);
-                                }
                             }
                         }
                         ChangeKind::Update(fields)
@@ -753,6 +749,7 @@ where
             entity: T::ENTITY_NAME,
             statements: match step.operation {
                 Operation::Update => step.slots.len(),
+                Operation::Insert => execute::insert_statements::<T, C::Backend>(step.slots.len()),
                 _ => 1,
             },
             rows,
@@ -892,6 +889,7 @@ where
     fn execute(
         &mut self,
         conn: &mut C,
+        session: &mut Session,
         step: &Step,
         links: Vec<ResolvedLink>,
         report: &mut CommitReport,
@@ -916,43 +914,44 @@ where
             Operation::Insert => {
                 let rows = self.entities(&step.slots);
                 let has_generated = T::FIELDS.iter().any(|f| f.generated);
-                if has_generated {
-                    let generated =
-                        C::Backend::insert_returning(conn, &rows).map_err(statement_error)?;
-                    if generated.len() != rows.len() {
+                let statements = if has_generated {
+                    let inserted = C::Backend::insert_returning(conn, session, &rows)
+                        .map_err(statement_error)?;
+                    if inserted.generated.len() != rows.len() {
                         return Err(Error::GeneratedKeys {
                             entity: T::ENTITY_NAME,
                             table: T::TABLE_NAME,
                             expected: rows.len(),
-                            returned: generated.len(),
+                            returned: inserted.generated.len(),
                         });
                     }
                     drop(rows);
                     self.pending_generated
-                        .extend(step.slots.iter().copied().zip(generated));
+                        .extend(step.slots.iter().copied().zip(inserted.generated));
+                    inserted.statements
                 } else {
-                    let inserted = InsertRows::new(&rows, false)
-                        .execute(conn)
-                        .map_err(statement_error)?;
-                    if inserted != rows.len() {
+                    let sent =
+                        C::Backend::insert_rows(conn, session, &rows).map_err(statement_error)?;
+                    if sent.rows != rows.len() {
                         return Err(Error::GeneratedKeys {
                             entity: T::ENTITY_NAME,
                             table: T::TABLE_NAME,
                             expected: rows.len(),
-                            returned: inserted,
+                            returned: sent.rows,
                         });
                     }
                     let keys: Vec<_> = rows.iter().map(|e| e.key()).collect();
                     drop(rows);
                     self.pending_keys
                         .extend(step.slots.iter().copied().zip(keys));
-                }
+                    sent.statements
+                };
                 report.record(
                     T::ENTITY_NAME,
                     T::TABLE_NAME,
                     Operation::Insert,
                     step.slots.len(),
-                    1,
+                    statements,
                 );
             }
             Operation::Update => {

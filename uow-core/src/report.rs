@@ -26,13 +26,13 @@ pub struct TableReport {
 /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
 /// # #[derive(Tracked, Clone, Debug, PartialEq)]
 /// # #[tracked(table = notes)]
-/// # struct Note { #[tracked(generated)] id: i32, body: String }
+/// # struct Note { id: i32, body: String }
 /// # use diesel::{Connection, RunQueryDsl};
 /// let mut conn = diesel::SqliteConnection::establish(":memory:")?;
 /// diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
 /// let mut uow = UnitOfWork::new();
-/// uow.register_new(Note { id: 0, body: "a".into() })?;
-/// uow.register_new(Note { id: 0, body: "b".into() })?;
+/// uow.register_new(Note { id: 1, body: "a".into() })?;
+/// uow.register_new(Note { id: 2, body: "b".into() })?;
 /// let report = uow.commit(&mut conn)?;
 /// assert_eq!(report.inserted("notes"), 2);
 /// assert_eq!(report.statements(), 1);

@@ -95,7 +95,9 @@ impl RetryPolicy {
 impl Error {
     /// Whether the database gave up on the transaction for a reason that a rerun can cure:
     /// a serialization failure (PostgreSQL 40001), a deadlock (PostgreSQL 40P01, MySQL 1213),
-    /// a lock wait timeout (MySQL 1205), or a busy SQLite database.
+    /// a lock wait timeout (MySQL 1205), or a busy SQLite database; or a connection lost
+    /// before the COMMIT ([`Error::ConnectionLost`] with `during_commit: false`: nothing was
+    /// written, and a rerun that opens a new connection, from a pool say, can succeed).
     ///
     /// ```
     /// use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -106,7 +108,12 @@ impl Error {
     /// assert!(lost_race.is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
-        self.database_error().is_some_and(is_transient)
+        match self {
+            // Nothing was written; a rerun on another connection is safe. A connection lost
+            // while committing may have committed: rerunning could apply the changes twice.
+            Error::ConnectionLost { during_commit, .. } => !during_commit,
+            _ => self.database_error().is_some_and(is_transient),
+        }
     }
 
     /// Whether this is an [`Error::Conflict`]: the row changed since it was read.

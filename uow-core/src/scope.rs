@@ -150,10 +150,21 @@ where
 
 /// Whether `conn`'s transaction manager can still be used; if so, how many transaction
 /// levels are open on it (`None`: no transaction).
+///
+/// A broken manager (a COMMIT or ROLLBACK failed) is most often a connection the server has
+/// closed: one cheap statement tells the two apart, so the error says which it is.
 pub(crate) fn check_not_broken<C: Connection>(conn: &mut C) -> Result<Option<u32>> {
     match C::TransactionManager::transaction_manager_status_mut(conn).transaction_depth() {
         Ok(depth) => Ok(depth.map(|d| d.get())),
-        Err(_) => Err(Error::TransactionBroken),
+        Err(_) => match conn.batch_execute("SELECT 1") {
+            Err(source) if crate::error::is_connection_lost(&source) => {
+                Err(Error::ConnectionLost {
+                    during_commit: false,
+                    source,
+                })
+            }
+            _ => Err(Error::TransactionBroken),
+        },
     }
 }
 
@@ -184,7 +195,8 @@ where
 {
     let depth_before = check_not_broken(conn)?;
     // BEGIN, or SAVEPOINT when `conn` is already in a transaction.
-    C::TransactionManager::begin_transaction(conn).map_err(Error::Transaction)?;
+    C::TransactionManager::begin_transaction(conn)
+        .map_err(|e| Error::Transaction(e).or_connection_lost(false))?;
     let own_depth = Some(depth_before.unwrap_or(0) + 1);
     uow.begin_scope();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
@@ -225,8 +237,11 @@ where
                 Ok(value)
             }
             Err(error) => {
-                // Diesel has already tried to roll back after the failed COMMIT.
-                let error = uow.compensate_participants(Error::Transaction(error));
+                // Diesel has already tried to roll back after the failed COMMIT. A connection
+                // lost at the real COMMIT (not a savepoint's release) leaves its outcome unknown.
+                let at_commit = depth_before.is_none();
+                let error = Error::Transaction(error).or_connection_lost(at_commit);
+                let error = uow.compensate_participants(error);
                 uow.end_scope(false);
                 if outermost {
                     uow.run_after_rollback_hooks(None);

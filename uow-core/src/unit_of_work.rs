@@ -13,7 +13,7 @@ use diesel::Connection;
 
 use crate::entity::{Entity, FieldSet, Load, Persist};
 use crate::error::{Error, Operation, Result};
-use crate::execute::{Changes, Dialect};
+use crate::execute::{Changes, Dialect, Session};
 use crate::fast_hash::FastHash;
 use crate::plan::{self, PlanPreview};
 use crate::registry::{
@@ -602,26 +602,26 @@ where
         T: Persist<C::Backend>,
         P: Persist<C::Backend>,
     {
-        let candidates: Vec<(usize, &'static str)> = relations_of::<T>()
+        let candidates: Vec<(usize, usize, &'static str)> = relations_of::<T>()
             .iter()
             .enumerate()
             .filter(|(_, r)| r.parent == TypeId::of::<P>())
-            .map(|(i, r)| (i, T::FIELDS[r.field].name))
-            .filter(|(_, name)| field.is_none_or(|f| f == *name))
+            .map(|(i, r)| (i, r.field, T::FIELDS[r.field].name))
+            .filter(|(_, _, name)| field.is_none_or(|f| f == *name))
             .collect();
-        let relation = match candidates.as_slice() {
+        let (relation, foreign_key) = match candidates.as_slice() {
             [] => {
                 return Err(Error::NoRelation {
                     child: T::ENTITY_NAME,
                     parent: P::ENTITY_NAME,
                 })
             }
-            [(relation, _)] => *relation,
+            [(relation, foreign_key, _)] => (*relation, *foreign_key),
             several => {
                 return Err(Error::AmbiguousRelation {
                     child: T::ENTITY_NAME,
                     parent: P::ENTITY_NAME,
-                    fields: several.iter().map(|(_, name)| *name).collect(),
+                    fields: several.iter().map(|(_, _, name)| *name).collect(),
                 })
             }
         };
@@ -633,11 +633,13 @@ where
                 key: key_text(&parent_tracked.value.key()),
             });
         }
-        let key_pending = parent_tracked.lifecycle == Lifecycle::New
-            && P::FIELDS.iter().any(|f| f.key && f.generated);
+        // A new parent's key is read when the commit writes the child: a generated one does
+        // not exist yet, and one chosen in Rust may still change before the commit.
+        let parent_is_new = parent_tracked.lifecycle == Lifecycle::New;
+        let key_generated = P::FIELDS.iter().any(|f| f.key && f.generated);
         let same_entity = TypeId::of::<T>() == TypeId::of::<P>()
             && (child.slot, child.generation) == (parent.slot, parent.generation);
-        if key_pending && same_entity {
+        if parent_is_new && key_generated && same_entity {
             // Its foreign key would need its own generated key before its INSERT.
             let entity = match self.by_type.get(&TypeId::of::<T>()) {
                 Some(&store) => self.stores[store].describe(child.slot),
@@ -647,9 +649,11 @@ where
                 entities: vec![entity],
             });
         }
-        let known_key = (!key_pending).then(|| parent_tracked.value.key());
+        // Shown at once when it is known (the commit writes the key the parent has then).
+        let key_now = (!key_generated || !parent_is_new).then(|| parent_tracked.value.key());
         let link = Link {
             relation,
+            field: foreign_key,
             parent_slot: parent.slot,
             parent_generation: parent.generation,
         };
@@ -662,11 +666,11 @@ where
         };
         tracked.before_mutation();
         tracked.links.retain(|l| l.relation != relation);
-        match known_key {
-            Some(key) => {
-                set_parent_key(&mut tracked.value, relation, Box::new(key));
-            }
-            None => tracked.links.push(link),
+        if let Some(key) = key_now {
+            set_parent_key(&mut tracked.value, relation, Box::new(key));
+        }
+        if parent_is_new {
+            tracked.links.push(link);
         }
         Ok(())
     }
@@ -1096,7 +1100,10 @@ where
         // What the statements wrote so far: the report on success, what was rolled back on
         // failure.
         let mut sent = CommitReport::default();
+        // Set once every statement went through: a failure after it is the COMMIT's.
+        let mut statements_done = false;
         let mut run = |conn: &mut C| -> Result<()> {
+            let mut session = Session::default();
             let mut requests = Vec::new();
             for step in &plan.steps {
                 // Parents inserted by earlier steps now have keys: hand them to the children.
@@ -1119,8 +1126,9 @@ where
                         key,
                     });
                 }
-                stores[step.store].execute(conn, step, links, &mut sent)?;
+                stores[step.store].execute(conn, &mut session, step, links, &mut sent)?;
             }
+            statements_done = true;
             Ok(())
         };
         // Diesel's `transaction` does not roll back when its closure panics (a user's `ToSql`,
@@ -1157,6 +1165,9 @@ where
                 for store in &mut self.stores {
                     store.abandon_commit();
                 }
+                // Lost at the real COMMIT (not a savepoint's release): the outcome is unknown.
+                let at_commit = statements_done && transaction && depth_before.is_none();
+                let error = error.or_connection_lost(at_commit);
                 crate::trace::write_failed(&span, what, &sent, &error);
                 Err(error)
             }
@@ -1182,7 +1193,8 @@ where
                 operation: Operation::Select,
                 table: T::TABLE_NAME,
                 source,
-            }),
+            }
+            .or_connection_lost(false)),
         }
     }
 
@@ -1217,7 +1229,8 @@ where
                     operation: Operation::Select,
                     table: T::TABLE_NAME,
                     source,
-                })
+                }
+                .or_connection_lost(false))
             }
         };
         let tracked = self.tracked_mut(handle)?;

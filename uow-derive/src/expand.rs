@@ -307,13 +307,6 @@ fn expand(input: &Input) -> TokenStream {
             generated[position].field.ty.span(),
         )
     });
-    let key_order = match &generated_key {
-        Some((position, ty, span)) => {
-            let member = syn::Index::from(*position);
-            quote_spanned!(*span=> #p::Option::Some(<#ty as #p::AutoIncrementKey>::order(&__values.#member)))
-        }
-        None => quote!(#p::Option::None),
-    };
     let from_insert_id = match &generated_key {
         Some((_, ty, span)) if generated.len() == 1 => {
             quote_spanned!(*span=> <#ty as #p::AutoIncrementKey>::from_insert_id(__id).map(|__key| (__key,)))
@@ -496,9 +489,13 @@ fn expand(input: &Input) -> TokenStream {
 
                 #[inline]
                 fn changed_fields(&self, __baseline: &Self) -> #p::FieldSet {
+                    // Floats by bits (NaN is then the same as NaN), everything else by
+                    // `PartialEq`: the trait is chosen by method lookup on the field's type.
+                    #[allow(unused_imports)]
+                    use #p::{SameBits as _, SameByEq as _};
                     let mut __set = #p::FieldSet::EMPTY;
                     #(
-                        if #p::PartialEq::ne(&self.#diffed_names, &__baseline.#diffed_names) {
+                        if !(&#p::FieldPair(&self.#diffed_names, &__baseline.#diffed_names)).same() {
                             __set.insert(#diffed_indexes);
                         }
                     )*
@@ -529,12 +526,6 @@ fn expand(input: &Input) -> TokenStream {
                 #[inline]
                 fn assign_persisted(&mut self, __fresh: Self) {
                     #(self.#names = __fresh.#names;)*
-                }
-
-                #[inline]
-                fn generated_key_order(__values: &Self::Generated) -> #p::Option<i128> {
-                    let _ = __values;
-                    #key_order
                 }
 
                 #[inline]
