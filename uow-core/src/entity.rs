@@ -134,7 +134,7 @@ impl Debug for FieldSet {
 /// after.body.push('b');
 /// assert_eq!(after.changed_fields(&before).iter().collect::<Vec<_>>(), vec![1]);
 /// ```
-pub trait Entity: Clone + 'static {
+pub trait Entity: Clone + Send + 'static {
     /// The Diesel table (`table!`) the entity is stored in.
     type Table: diesel::Table + Default;
     /// The primary key: the key field's type, or a tuple for a composite key.
@@ -149,8 +149,17 @@ pub trait Entity: Clone + 'static {
     /// Persisted fields in declaration order; indexes into this slice are field indexes.
     const FIELDS: &'static [FieldInfo];
 
+    /// Whether the key is assigned by the database (a `#[tracked(generated)]` key field).
+    const KEY_GENERATED: bool = key_generated(Self::FIELDS);
+
+    /// Whether any field is assigned by the database on insert.
+    const HAS_GENERATED: bool = any_generated(Self::FIELDS);
+
     /// The entity's primary key.
     fn key(&self) -> Self::Key;
+
+    /// Writes the `Debug` form of persisted field `field` (for plan previews and messages).
+    fn fmt_field(&self, field: usize, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result;
 
     /// The persisted fields whose value differs between `self` and `baseline`.
     fn changed_fields(&self, baseline: &Self) -> FieldSet;
@@ -253,14 +262,33 @@ macro_rules! same_bits {
 }
 same_bits!(f32, f64);
 
+const fn key_generated(fields: &[FieldInfo]) -> bool {
+    let mut i = 0;
+    while i < fields.len() {
+        if fields[i].key && fields[i].generated {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn any_generated(fields: &[FieldInfo]) -> bool {
+    let mut i = 0;
+    while i < fields.len() {
+        if fields[i].generated {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Binding an [`Entity`]'s values into statements for the Diesel backend `DB`.
 ///
 /// The derive implements it for every backend whose types fit the fields (through Diesel's
 /// `ToSql`/`FromSql` bounds), so generated code never depends on cargo features.
 pub trait Persist<DB: Backend>: Entity {
-    /// Writes the `Debug` form of persisted field `field` (for plan previews).
-    fn fmt_field(&self, field: usize, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result;
-
     /// Writes the (quoted, possibly schema-qualified) table name.
     fn walk_table(out: AstPass<'_, '_, DB>) -> QueryResult<()>;
 

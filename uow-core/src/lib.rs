@@ -67,6 +67,8 @@ pub mod __private {
     pub use std::clone::Clone;
     pub use std::cmp::PartialEq;
     pub use std::default::Default;
+    pub use std::fmt::Debug;
+    pub use std::marker::Send;
     pub use std::option::Option;
     pub use std::result::Result;
 }

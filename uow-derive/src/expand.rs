@@ -237,8 +237,12 @@ fn expand(input: &Input) -> TokenStream {
     // Entities are `Clone` (the baseline is a copy); for generic structs `derive(Clone)` only
     // gives that under bounds of its own, so require it rather than restate them.
     entity_predicates.push(quote!(#self_ty: #p::Clone));
+    // A unit of work moves between threads with its entities (`UnitOfWork: Send`).
+    entity_predicates.push(quote!(#self_ty: #p::Send));
     for ((field, ty), sql_type) in persisted.iter().zip(&tys).zip(&sql_types) {
         entity_predicates.push(field_bound(field, ty, quote!(#p::PartialEq), quote!()));
+        // Previews and messages print field values (Diesel's `ToSql` requires it as well).
+        entity_predicates.push(field_bound(field, ty, quote!(#p::Debug), quote!()));
         entity_predicates.push(field_bound(
             field,
             ty,
@@ -482,6 +486,17 @@ fn expand(input: &Input) -> TokenStream {
                     },)*
                 ];
 
+                fn fmt_field(
+                    &self,
+                    __field: usize,
+                    __f: &mut ::std::fmt::Formatter<'_>,
+                ) -> ::std::fmt::Result {
+                    match __field {
+                        #(#indexes => ::std::fmt::Debug::fmt(&self.#names, __f),)*
+                        _ => ::std::result::Result::Ok(()),
+                    }
+                }
+
                 #[inline]
                 fn key(&self) -> Self::Key {
                     #key_expr
@@ -538,17 +553,6 @@ fn expand(input: &Input) -> TokenStream {
             impl<#persist_params> #p::Persist<#db> for #self_ty
             where #(#persist_predicates,)*
             {
-                fn fmt_field(
-                    &self,
-                    __field: usize,
-                    __f: &mut ::std::fmt::Formatter<'_>,
-                ) -> ::std::fmt::Result {
-                    match __field {
-                        #(#indexes => ::std::fmt::Debug::fmt(&self.#names, __f),)*
-                        _ => ::std::result::Result::Ok(()),
-                    }
-                }
-
                 #[inline]
                 fn walk_table(__out: #p::AstPass<'_, '_, #db>) -> #p::QueryResult<()> {
                     #p::QueryFragment::<#db>::walk_ast(&#table_module::table, __out)
