@@ -1,7 +1,14 @@
 //! Rules that span several attributes or fields. Each violation is reported on the token that
 //! breaks it, with a `help:` line; all of them are collected.
+//!
+//! One function per rule, in serde's `check.rs` style. The per-field rules run inside one loop
+//! per group (skip and generated, foreign keys, versions) rather than one loop each, so that the
+//! errors come out field by field, in the order the user reads them.
 
-use crate::ast::Input;
+use proc_macro2::Ident;
+
+use crate::ast::{Field, Input};
+use crate::attr::BelongsTo;
 use crate::ctxt::Ctxt;
 
 /// The most persisted fields an entity may have (`uow_core::MAX_FIELDS`).
@@ -9,6 +16,37 @@ const MAX_FIELDS: usize = 128;
 
 /// Checks `input` and decides which fields form the key.
 pub fn check(cx: &mut Ctxt, input: &mut Input) {
+    check_table_present(cx, input);
+    choose_key_fields(input);
+    check_key_present(cx, input);
+
+    let composite = input.keys().count() > 1;
+    for field in &input.fields {
+        check_skip_excludes_key(cx, field);
+        check_skip_excludes_generated(cx, field);
+        check_skip_excludes_column(cx, field);
+        check_generated_not_in_composite_key(cx, field, composite);
+    }
+
+    for relation in &input.attrs.belongs_to {
+        check_foreign_key_is_persisted(cx, input, relation);
+    }
+
+    let first_version = input.fields.iter().find(|f| f.version());
+    for field in &input.fields {
+        let Some(version) = &field.attrs.version else {
+            continue;
+        };
+        check_one_version(cx, field, version, first_version);
+        check_version_not_key_skip_or_generated(cx, field, version);
+    }
+
+    check_field_count(cx, input);
+}
+
+/// A table is required, unless a malformed or misspelt `table` was already reported (a second
+/// error for the same mistake would only add noise).
+fn check_table_present(cx: &mut Ctxt, input: &Input) {
     if input.attrs.table.is_none() && !input.attrs.table_reported {
         cx.error(
             input.ident,
@@ -16,7 +54,10 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
             "add `#[tracked(table = your_table)]` naming the Diesel `table!` the struct is stored in",
         );
     }
+}
 
+/// Marks the key fields: those marked `primary_key` if any is, else the field named `id`.
+fn choose_key_fields(input: &mut Input) {
     let explicit_keys = input.fields.iter().any(|f| f.attrs.primary_key.is_some());
     for field in &mut input.fields {
         field.key = if explicit_keys {
@@ -25,6 +66,10 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
             field.ident == "id"
         };
     }
+}
+
+/// An entity is found and written by its key, so it must have one.
+fn check_key_present(cx: &mut Ctxt, input: &Input) {
     if !input.fields.iter().any(|f| f.key) {
         cx.error(
             input.ident,
@@ -32,128 +77,151 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
             "mark the key field (or every field of a composite key) with `#[tracked(primary_key)]`",
         );
     }
+}
 
-    let composite = input.keys().count() > 1;
-    for field in &input.fields {
-        if let Some(skip) = &field.attrs.skip {
-            if field.key {
-                cx.error(
-                    skip,
-                    format!(
-                        "key field `{}` cannot be skipped: the key identifies the row",
-                        field.ident
-                    ),
-                    "remove `skip`, or choose another key field with `#[tracked(primary_key)]`",
-                );
-            }
-            if let Some(generated) = &field.attrs.generated {
-                cx.error(
-                    generated,
-                    format!("field `{}` is both `skip` and `generated`: a skipped field is not stored, so the database cannot generate it", field.ident),
-                    "remove one of `skip` and `generated`",
-                );
-            }
-            if let Some(column) = &field.attrs.column {
-                cx.error(
-                    &column.key,
-                    format!(
-                        "field `{}` is both `skip` and `column`: a skipped field has no column",
-                        field.ident
-                    ),
-                    "remove one of `skip` and `column`",
-                );
-            }
-        }
-        if let Some(generated) = &field.attrs.generated {
-            if field.key && composite {
-                cx.error(
-                    generated,
-                    format!(
-                        "`{}` is part of a composite key and cannot be `generated`",
-                        field.ident
-                    ),
-                    "generate the key in Rust, or make the generated field the only key field",
-                );
-            }
-        }
-    }
-
-    for relation in &input.attrs.belongs_to {
-        let field = input
-            .fields
-            .iter()
-            .find(|f| *f.ident == relation.foreign_key);
-        match field {
-            None => cx.error(
-                &relation.foreign_key,
-                format!(
-                    "foreign key `{}` is not a field of `{}`",
-                    relation.foreign_key, input.ident
-                ),
-                format!(
-                    "name the field that holds the parent's key; the fields are: {}",
-                    input
-                        .fields
-                        .iter()
-                        .map(|f| format!("`{}`", f.ident))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+/// A key field cannot be `skip`: the key identifies the row.
+fn check_skip_excludes_key(cx: &mut Ctxt, field: &Field) {
+    let Some(skip) = &field.attrs.skip else {
+        return;
+    };
+    if field.key {
+        cx.error(
+            skip,
+            format!(
+                "key field `{}` cannot be skipped: the key identifies the row",
+                field.ident
             ),
-            Some(field) if !field.persisted() => cx.error(
-                &relation.foreign_key,
-                format!(
-                    "foreign key `{}` is marked `skip`, so it is not stored",
-                    relation.foreign_key
-                ),
-                "remove `skip` from the foreign key field",
+            "remove `skip`, or choose another key field with `#[tracked(primary_key)]`",
+        );
+    }
+}
+
+/// A `skip` field cannot be `generated`: it is not stored, so the database cannot fill it.
+fn check_skip_excludes_generated(cx: &mut Ctxt, field: &Field) {
+    if let (Some(_), Some(generated)) = (&field.attrs.skip, &field.attrs.generated) {
+        cx.error(
+            generated,
+            format!("field `{}` is both `skip` and `generated`: a skipped field is not stored, so the database cannot generate it", field.ident),
+            "remove one of `skip` and `generated`",
+        );
+    }
+}
+
+/// A `skip` field cannot name a `column`: it has none.
+fn check_skip_excludes_column(cx: &mut Ctxt, field: &Field) {
+    if let (Some(_), Some(column)) = (&field.attrs.skip, &field.attrs.column) {
+        cx.error(
+            &column.key,
+            format!(
+                "field `{}` is both `skip` and `column`: a skipped field has no column",
+                field.ident
             ),
-            Some(_) => {}
-        }
+            "remove one of `skip` and `column`",
+        );
     }
+}
 
-    let mut first_version: Option<&proc_macro2::Ident> = None;
-    for field in &input.fields {
-        let Some(version) = &field.attrs.version else {
-            continue;
-        };
-        if let Some(first) = first_version {
-            cx.error(
-                version,
-                format!(
-                    "a second version field, `{}`: `{first}` is the version already",
-                    field.ident
-                ),
-                "keep one `#[tracked(version)]` per struct",
-            );
-        }
-        first_version.get_or_insert(field.ident);
-        if field.key {
-            cx.error(
-                version,
-                format!("key field `{}` cannot be the version: a key never changes, a version changes on every update", field.ident),
-                "put `version` on a separate integer field",
-            );
-        }
-        if field.attrs.skip.is_some() {
-            cx.error(
-                version,
-                format!(
-                    "version field `{}` is marked `skip`, so it would never be checked",
-                    field.ident
-                ),
-                "remove `skip` or `version`",
-            );
-        }
-        if field.attrs.generated.is_some() {
-            cx.error(
-                version,
-                format!("version field `{}` cannot be `generated`: the unit of work sets it on insert and advances it on update", field.ident),
-                "remove `generated`; give new entities their initial version (e.g. 1)",
-            );
-        }
+/// A generated key cannot be part of a composite key: it is an integer the database assigns,
+/// read back as the insert id and sorted to match a multi-row INSERT's rows to their entities,
+/// which works only when it is the whole key.
+fn check_generated_not_in_composite_key(cx: &mut Ctxt, field: &Field, composite: bool) {
+    let Some(generated) = &field.attrs.generated else {
+        return;
+    };
+    if field.key && composite {
+        cx.error(
+            generated,
+            format!(
+                "`{}` is part of a composite key and cannot be `generated`",
+                field.ident
+            ),
+            "generate the key in Rust, or make the generated field the only key field",
+        );
     }
+}
 
+/// A `belongs_to` foreign key must be a field, and a persisted one: the unit of work writes the
+/// parent's key into it.
+fn check_foreign_key_is_persisted(cx: &mut Ctxt, input: &Input, relation: &BelongsTo) {
+    let field = input
+        .fields
+        .iter()
+        .find(|f| *f.ident == relation.foreign_key);
+    match field {
+        None => cx.error(
+            &relation.foreign_key,
+            format!(
+                "foreign key `{}` is not a field of `{}`",
+                relation.foreign_key, input.ident
+            ),
+            format!(
+                "name the field that holds the parent's key; the fields are: {}",
+                input
+                    .fields
+                    .iter()
+                    .map(|f| format!("`{}`", f.ident))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Some(field) if !field.persisted() => cx.error(
+            &relation.foreign_key,
+            format!(
+                "foreign key `{}` is marked `skip`, so it is not stored",
+                relation.foreign_key
+            ),
+            "remove `skip` from the foreign key field",
+        ),
+        Some(_) => {}
+    }
+}
+
+/// At most one `version` field: `version` on any field after `first` is reported.
+fn check_one_version(cx: &mut Ctxt, field: &Field, version: &Ident, first: Option<&Field>) {
+    let Some(first) = first.filter(|first| !std::ptr::eq(*first, field)) else {
+        return;
+    };
+    cx.error(
+        version,
+        format!(
+            "a second version field, `{}`: `{}` is the version already",
+            field.ident, first.ident
+        ),
+        "keep one `#[tracked(version)]` per struct",
+    );
+}
+
+/// The version changes on every update and is set by the unit of work, so it can be neither a
+/// key (which never changes), nor `skip` (it would never be checked), nor `generated`.
+fn check_version_not_key_skip_or_generated(cx: &mut Ctxt, field: &Field, version: &Ident) {
+    if field.key {
+        cx.error(
+            version,
+            format!("key field `{}` cannot be the version: a key never changes, a version changes on every update", field.ident),
+            "put `version` on a separate integer field",
+        );
+    }
+    if field.attrs.skip.is_some() {
+        cx.error(
+            version,
+            format!(
+                "version field `{}` is marked `skip`, so it would never be checked",
+                field.ident
+            ),
+            "remove `skip` or `version`",
+        );
+    }
+    if field.attrs.generated.is_some() {
+        cx.error(
+            version,
+            format!("version field `{}` cannot be `generated`: the unit of work sets it on insert and advances it on update", field.ident),
+            "remove `generated`; give new entities their initial version (e.g. 1)",
+        );
+    }
+}
+
+/// At most `MAX_FIELDS` persisted fields: changed fields are tracked in a fixed-size bit set.
+fn check_field_count(cx: &mut Ctxt, input: &Input) {
     let persisted = input.persisted().count();
     if persisted > MAX_FIELDS {
         cx.error(

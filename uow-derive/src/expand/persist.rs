@@ -1,0 +1,201 @@
+//! `impl Persist<__DB>` (writing the entity) and `impl Load<__DB>` (reading it), generic over
+//! the backend: which backends exist is decided by Diesel's and `uow-core`'s features, and a
+//! backend fits when the field types do (`ToSql`, `FromSql`, `HasSqlType` bounds).
+
+use proc_macro2::{Ident, Span, TokenStream};
+use quote::{format_ident, quote};
+use syn::Type;
+
+use super::key::walk_key_arms;
+use super::spans::field_bound;
+use super::Context;
+use crate::ast::Field;
+
+/// The backend parameter of `Persist` and `Load`.
+fn backend() -> Ident {
+    format_ident!("__DB", span = Span::call_site())
+}
+
+/// The where-predicates of `impl Persist`: the entity's, then a backend that can write the
+/// table and every field and read back the generated ones.
+pub(super) fn persist_predicates(
+    cx: &Context,
+    entity_predicates: &[TokenStream],
+) -> Vec<TokenStream> {
+    let p = &cx.p;
+    let table_module = &cx.table_module;
+    let mut predicates = entity_predicates.to_vec();
+    predicates.push(quote!(__DB: #p::Backend));
+    predicates.push(quote!(#table_module::table: #p::QueryFragment<__DB>));
+    for (field, ty, sql_type) in cx.fields.typed() {
+        predicates.push(field_bound(
+            field,
+            ty,
+            quote!(#p::ToSql<),
+            quote!(#sql_type, __DB>),
+        ));
+        predicates.push(quote!(__DB: #p::HasSqlType<#sql_type>));
+    }
+    let generated = cx.fields.typed().filter(|(field, ..)| field.generated());
+    predicates.extend(generated.map(|(field, ty, sql_type)| from_sql(cx, field, ty, sql_type)));
+    predicates
+}
+
+/// The where-predicates of `impl Load`: `Persist`'s, then a backend that can read every persisted
+/// field, and a default for every skipped one.
+pub(super) fn load_predicates(
+    cx: &Context,
+    persist_predicates: &[TokenStream],
+) -> Vec<TokenStream> {
+    let p = &cx.p;
+    let mut predicates = persist_predicates.to_vec();
+    predicates.extend(
+        cx.fields
+            .typed()
+            .map(|(field, ty, sql_type)| from_sql(cx, field, ty, sql_type)),
+    );
+    for (field, ty) in &cx.fields.skipped {
+        // Through `__DB`, so that a skipped field without `Default` only makes `load` and
+        // `refresh` unavailable instead of failing the whole derive.
+        predicates.push(field_bound(
+            field,
+            ty,
+            quote!(#p::SkippedDefault<),
+            quote!(__DB>),
+        ));
+    }
+    predicates
+}
+
+/// `ty: FromSql<sql_type, __DB>`, spanned on the field's type.
+fn from_sql(cx: &Context, field: &Field, ty: &Type, sql_type: &TokenStream) -> TokenStream {
+    let p = &cx.p;
+    field_bound(field, ty, quote!(#p::FromSql<), quote!(#sql_type, __DB>))
+}
+
+/// `impl<__DB> Persist<__DB> for Self`: the table, each field and each key part as bind
+/// parameters, and the generated values read back from a row.
+pub(super) fn persist_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStream {
+    let p = &cx.p;
+    let db = backend();
+    let table_module = &cx.table_module;
+    let fields = &cx.fields;
+    let indexes = 0..fields.persisted.len();
+    let (names, tys, sql_types) = (&fields.names, &fields.tys, &fields.sql_types);
+    let field_out_of_range = out_of_range(cx, quote!("field index out of range"));
+    let walk_key_arms = walk_key_arms(cx);
+    let key_out_of_range = out_of_range(cx, quote!("key part out of range"));
+    let read_generated = fields.generated.iter().map(|&i| read_column(cx, i));
+    let items = quote! {
+        #[inline]
+        fn walk_table(__out: #p::AstPass<'_, '_, #db>) -> #p::QueryResult<()> {
+            #p::QueryFragment::<#db>::walk_ast(&#table_module::table, __out)
+        }
+
+        #[inline]
+        fn walk_field<'__b>(
+            &'__b self,
+            __field: usize,
+            mut __out: #p::AstPass<'_, '__b, #db>,
+        ) -> #p::QueryResult<()> {
+            match __field {
+                #(#indexes => __out.push_bind_param::<#sql_types, #tys>(&self.#names),)*
+                #field_out_of_range
+            }
+        }
+
+        #[inline]
+        fn walk_key<'__b>(
+            __key: &'__b Self::Key,
+            __part: usize,
+            mut __out: #p::AstPass<'_, '__b, #db>,
+        ) -> #p::QueryResult<()> {
+            match __part {
+                #(#walk_key_arms)*
+                #key_out_of_range
+            }
+        }
+
+        #[inline]
+        fn read_generated<'__a>(
+            __row: &impl #p::NamedRow<'__a, #db>,
+        ) -> #p::DeserializeResult<Self::Generated> {
+            let _ = __row;
+            #p::Result::Ok((
+                #(#read_generated,)*
+            ))
+        }
+    };
+    backend_impl(cx, format_ident!("Persist"), predicates, items)
+}
+
+/// `impl<__DB> Load<__DB> for Self`: every persisted field read from a row by column name, every
+/// skipped field defaulted.
+pub(super) fn load_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStream {
+    let p = &cx.p;
+    let db = backend();
+    let fields = &cx.fields;
+    let names = &fields.names;
+    let read_persisted = (0..fields.persisted.len()).map(|i| read_column(cx, i));
+    let skipped_names = fields.skipped.iter().map(|(field, _)| field.ident);
+    let skipped_tys = fields.skipped.iter().map(|(_, ty)| ty);
+    let items = quote! {
+        fn from_row<'__a>(
+            __row: &impl #p::NamedRow<'__a, #db>,
+        ) -> #p::DeserializeResult<Self> {
+            #p::Result::Ok(Self {
+                #(#names: #read_persisted,)*
+                #(#skipped_names: <#skipped_tys as #p::SkippedDefault<#db>>::skipped_default(),)*
+            })
+        }
+    };
+    backend_impl(cx, format_ident!("Load"), predicates, items)
+}
+
+/// `impl<..., __DB> trait_name<__DB> for Self where predicates { items }`.
+fn backend_impl(
+    cx: &Context,
+    trait_name: Ident,
+    predicates: &[TokenStream],
+    items: TokenStream,
+) -> TokenStream {
+    let p = &cx.p;
+    let db = backend();
+    let params = cx.generics.params_and(&db);
+    let self_ty = &cx.generics.self_ty;
+    quote! {
+        #[automatically_derived]
+        impl<#params> #p::#trait_name<#db> for #self_ty
+        where #(#predicates,)*
+        {
+            #items
+        }
+    }
+}
+
+/// The value of persisted field `i` read from `__row` by its column's name, or `?` on the error.
+fn read_column(cx: &Context, i: usize) -> TokenStream {
+    let p = &cx.p;
+    let (sql_type, ty, column) = (
+        &cx.fields.sql_types[i],
+        &cx.fields.tys[i],
+        &cx.fields.columns[i],
+    );
+    quote! {
+        #p::NamedRow::get::<#sql_type, #ty>(
+            __row,
+            <#column as #p::Column>::NAME,
+        )?
+    }
+}
+
+/// The last arm of `walk_field`'s and `walk_key`'s `match`: an index past the end is returned
+/// as a query builder error, not a panic. `message` is a string literal.
+fn out_of_range(cx: &Context, message: TokenStream) -> TokenStream {
+    let p = &cx.p;
+    quote! {
+        _ => #p::Result::Err(#p::diesel::result::Error::QueryBuilderError(
+            #message.into(),
+        )),
+    }
+}
