@@ -7,11 +7,15 @@
 //!
 //! Run with `cargo run --example file_sync` (embedded SQLite, nothing to install).
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The value behind a mutex shared with the participants (a poisoned lock still holds it).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 use diesel::{Connection, QueryDsl, Queryable, RunQueryDsl, SqliteConnection};
 use uow::prelude::*;
@@ -41,13 +45,13 @@ const CHUNK: usize = 16;
 /// and can be told to drop the connection once, in the middle of a given file.
 struct Link {
     published: BTreeMap<String, Vec<u8>>,
-    drop_at: RefCell<Option<(String, usize)>>,
-    log: RefCell<Vec<String>>,
+    drop_at: Mutex<Option<(String, usize)>>,
+    log: Mutex<Vec<String>>,
 }
 
 impl Link {
     fn note(&self, line: String) {
-        self.log.borrow_mut().push(line);
+        locked(&self.log).push(line);
     }
 
     fn receive(&self, path: &str) -> Result<Vec<u8>, String> {
@@ -55,9 +59,9 @@ impl Link {
         let total = content.len().div_ceil(CHUNK);
         let mut received = Vec::new();
         for (index, chunk) in content.chunks(CHUNK).enumerate() {
-            let flicker = self.drop_at.borrow().as_ref() == Some(&(path.to_string(), index));
+            let flicker = locked(&self.drop_at).as_ref() == Some(&(path.to_string(), index));
             if flicker {
-                *self.drop_at.borrow_mut() = None; // once: the next attempt goes through
+                *locked(&self.drop_at) = None; // once: the next attempt goes through
                 self.note(format!(
                     "{path}: link dropped after {index} of {total} chunks"
                 ));
@@ -74,14 +78,14 @@ impl Link {
     }
 
     fn take_log(&self) -> Vec<String> {
-        std::mem::take(&mut self.log.borrow_mut())
+        std::mem::take(&mut *locked(&self.log))
     }
 }
 
 /// Downloads a file in `prepare` and hands the bytes to an `AtomicFile`, which stages them and
 /// does the rename, the fsyncs and the cleanup.
 struct Download {
-    link: Rc<Link>,
+    link: Arc<Link>,
     path: String,
     target: PathBuf,
     /// From the server's listing: what the complete download must hash to.
@@ -178,10 +182,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         ),
         ("logo.png".to_string(), (0u8..56).rev().collect::<Vec<u8>>()),
     ]);
-    let link = Rc::new(Link {
+    let link = Arc::new(Link {
         published: v2.clone(),
-        drop_at: RefCell::new(Some(("logo.png".into(), 2))),
-        log: RefCell::new(Vec::new()),
+        drop_at: Mutex::new(Some(("logo.png".into(), 2))),
+        log: Mutex::new(Vec::new()),
     });
     // The bytes of every local file, to compare before and after the failed commit.
     let disk = || -> std::io::Result<Vec<Vec<u8>>> {
@@ -197,7 +201,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         m.size = i64::try_from(bytes.len())?;
         m.checksum = new_checksum.clone();
         uow.enlist(Download {
-            link: Rc::clone(&link),
+            link: Arc::clone(&link),
             path: path.clone(),
             target: local(path),
             checksum: new_checksum,

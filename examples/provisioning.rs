@@ -7,10 +7,14 @@
 //!
 //! Run with `cargo run --example provisioning` (embedded SQLite, nothing to install).
 
-use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The value behind a mutex shared with a participant (a poisoned lock still holds it).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 use diesel::{Connection, QueryDsl, Queryable, RunQueryDsl, SqliteConnection};
 use uow::prelude::*;
@@ -36,7 +40,7 @@ struct ServerRecord {
 /// A stand-in for a cloud provider's API: instances, a quota, and an audit log of the calls
 /// made, so the output shows what really happened at the provider.
 struct Cloud {
-    state: RefCell<CloudState>,
+    state: Mutex<CloudState>,
 }
 
 struct CloudState {
@@ -65,9 +69,9 @@ enum Status {
 }
 
 impl Cloud {
-    fn new(quota: usize) -> Rc<Self> {
-        Rc::new(Cloud {
-            state: RefCell::new(CloudState {
+    fn new(quota: usize) -> Arc<Self> {
+        Arc::new(Cloud {
+            state: Mutex::new(CloudState {
                 next_id: 101,
                 quota,
                 instances: Vec::new(),
@@ -77,7 +81,7 @@ impl Cloud {
     }
 
     fn create(&self, hostname: &str, size: Size) -> Result<u32, String> {
-        let mut s = self.state.borrow_mut();
+        let mut s = locked(&self.state);
         let running = s.instances.iter().filter(|i| i.status != Status::Destroyed);
         if running.count() >= s.quota {
             let refusal = format!("create {hostname}: refused, quota of {} reached", s.quota);
@@ -98,7 +102,7 @@ impl Cloud {
     }
 
     fn set_status(&self, id: u32, status: Status, call: &str) -> Result<(), String> {
-        let mut s = self.state.borrow_mut();
+        let mut s = locked(&self.state);
         let instance = s.instances.iter_mut().find(|i| i.id == id);
         instance.ok_or(format!("no instance i-{id}"))?.status = status;
         s.calls.push(format!("{call} i-{id}"));
@@ -107,13 +111,13 @@ impl Cloud {
 
     /// The instances that exist and cost money (pending or active).
     fn running(&self) -> Vec<Instance> {
-        let s = self.state.borrow();
+        let s = locked(&self.state);
         let running = s.instances.iter().filter(|i| i.status != Status::Destroyed);
         running.cloned().collect()
     }
 
     fn status(&self, id: u32) -> Option<Status> {
-        let s = self.state.borrow();
+        let s = locked(&self.state);
         s.instances.iter().find(|i| i.id == id).map(|i| i.status)
     }
 
@@ -130,7 +134,7 @@ impl Cloud {
 
     /// The API calls made since the last look, oldest first.
     fn take_calls(&self) -> Vec<String> {
-        std::mem::take(&mut self.state.borrow_mut().calls)
+        std::mem::take(&mut locked(&self.state).calls)
     }
 }
 
@@ -151,13 +155,13 @@ impl Size {
 
 /// A server to create as part of a unit of work.
 struct Provision {
-    cloud: Rc<Cloud>,
+    cloud: Arc<Cloud>,
     hostname: String,
     size: Size,
     /// The instance `prepare` created and `compensate` has not destroyed yet.
     prepared: Option<u32>,
     /// The instance id, for the caller (the participant itself moves into the unit of work).
-    created: Rc<Cell<Option<u32>>>,
+    created: Arc<Mutex<Option<u32>>>,
 }
 
 impl Participant for Provision {
@@ -168,7 +172,7 @@ impl Participant for Provision {
     fn prepare(&mut self) -> Result<(), ParticipantError> {
         let id = self.cloud.create(&self.hostname, self.size)?;
         self.prepared = Some(id);
-        self.created.set(Some(id));
+        *locked(&self.created) = Some(id);
         Ok(())
     }
 
@@ -190,23 +194,23 @@ impl Participant for Provision {
 /// Registers the inventory row and enlists the server that goes with it; the caller commits.
 fn provision(
     uow: &mut UnitOfWork<SqliteConnection>,
-    cloud: &Rc<Cloud>,
+    cloud: &Arc<Cloud>,
     hostname: &str,
     size: Size,
-) -> Result<Rc<Cell<Option<u32>>>, uow::Error> {
+) -> Result<Arc<Mutex<Option<u32>>>, uow::Error> {
     uow.register_new(ServerRecord {
         id: 0, // generated: left out of the INSERT, written back by the commit
         hostname: hostname.into(),
         size: format!("{size:?}").to_lowercase(),
         cents_per_hour: size.cents_per_hour(),
     })?;
-    let created = Rc::new(Cell::new(None));
+    let created = Arc::new(Mutex::new(None));
     uow.enlist(Provision {
-        cloud: Rc::clone(cloud),
+        cloud: Arc::clone(cloud),
         hostname: hostname.into(),
         size,
         prepared: None,
-        created: Rc::clone(&created),
+        created: Arc::clone(&created),
     });
     Ok(created)
 }
@@ -237,7 +241,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let web1 = provision(&mut uow, &cloud, "web-1", Size::Small)?;
     println!("report: {}", uow.commit(&mut conn)?);
     println!("cloud:  {}", cloud.take_calls().join(", "));
-    let web1 = web1.get().ok_or("web-1 got no instance")?;
+    let web1 = locked(&web1).ok_or("web-1 got no instance")?;
     println!("billed: i-{web1} at {}c/h", cloud.billed_for(web1));
     ensure(
         cloud.status(web1) == Some(Status::Active),
@@ -255,7 +259,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     // The server was created before the INSERT failed, and destroyed after it.
     let calls = cloud.take_calls();
     println!("cloud:  {}", calls.join(", "));
-    let twin = twin.get().ok_or("the cloud never created the twin")?;
+    let twin = locked(&twin).ok_or("the cloud never created the twin")?;
     ensure(
         calls.last() == Some(&format!("destroy i-{twin}")),
         "the twin was destroyed by the compensation",
@@ -279,12 +283,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     // web-2 was prepared before web-3 failed, so it was compensated; nothing reached SQLite.
     println!("cloud:  {}", cloud.take_calls().join(", "));
-    let web2 = web2.get().ok_or("web-2 was never created")?;
+    let web2 = locked(&web2).ok_or("web-2 was never created")?;
     ensure(
         cloud.status(web2) == Some(Status::Destroyed),
         "web-2 was undone",
     )?;
-    ensure(web3.get().is_none(), "web-3 was never created")?;
+    ensure(locked(&web3).is_none(), "web-3 was never created")?;
     agree(&cloud, &mut conn, &["web-1"])?;
 
     println!("\n== the cloud and the inventory agree");

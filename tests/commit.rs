@@ -1,5 +1,5 @@
 //! Commit: INSERT new entities (keys written back), UPDATE only changed columns, DELETE removed
-//! ones, all in one transaction; nothing pending sends nothing. DESIGN.md promises 1, 3 and 4.
+//! ones, all in one transaction; nothing pending sends nothing. README promises 1, 3 and 4.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Optimistic concurrency (DESIGN.md promise 7): `#[tracked(version)]` fields make UPDATE and
+//! Optimistic concurrency (README promise 7): `#[tracked(version)]` fields make UPDATE and
 //! DELETE check and advance the version; a mismatch is a `Conflict` that rolls back the whole
 //! commit; `uow::retry` reruns transient failures; under real contention no update is lost.
 

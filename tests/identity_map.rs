@@ -1,4 +1,4 @@
-//! Identity map: one row, one instance (DESIGN.md promise 5); `load`, `attach` and `refresh`.
+//! Identity map: one row, one instance (README promise 5); `load`, `attach` and `refresh`.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Misuse is an error with a message that says what to do, never a panic or a partial write
-//! (DESIGN.md promise 8), and the identity map holds one instance per key (promise 5).
+//! (README promise 8), and the identity map holds one instance per key (promise 5).
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Commit order is the library's job (DESIGN.md promise 6): parents before children on insert,
+//! Commit order is the library's job (README promise 6): parents before children on insert,
 //! children before parents on delete, a moved child between its new parent's insert and its old
 //! parent's delete, deletes before inserts that reuse a unique value, cycles refused. Real
 //! foreign keys are declared in the schema on every backend (SQLite with foreign_keys = ON).
@@ -559,6 +559,27 @@ backend_tests! {
         assert_eq!(uow.changed_columns(&book)?, Vec::<&str>::new());
         assert_eq!(uow.get(&book)?.author_id, uow.get(&new)?.id);
         assert_eq!(uow.get(&allocation)?.sku, "q");
+        Ok(())
+    }
+
+    fn removing_a_new_parent_a_child_is_linked_to_fails_the_commit_naming_both(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let author = uow.register_new(Author { id: 0, name: "gone".into() })?;
+        let book = uow.register_new(Book { id: 0, author_id: 0, title: "orphan".into() })?;
+        uow.set_parent(&book, &author)?;
+        uow.register_removed(&author)?; // new: simply dropped
+        let before = observe(&uow, &book);
+        let error = uow.commit(&mut db.conn).expect_err("the child's parent is gone");
+        assert!(matches!(error, uow::Error::ParentRemoved { child: "Book", parent: "Author" }), "{error}");
+        assert!(error.to_string().contains("set_parent"), "{error}");
+        assert_eq!(observe(&uow, &book), before);
+        let count: i64 = books::table.count().get_result(&mut db.conn)?;
+        assert_eq!(count, 0, "nothing was written");
+        // Linked to another parent, it commits.
+        let other = uow.register_new(Author { id: 0, name: "other".into() })?;
+        uow.set_parent(&book, &other)?;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.get(&book)?.author_id, uow.get(&other)?.id);
         Ok(())
     }
 }

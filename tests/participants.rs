@@ -1,12 +1,11 @@
-//! Beyond the database (DESIGN.md promise 9): participants are prepared before the database
+//! Beyond the database (README promise 9): participants are prepared before the database
 //! commits, made final after it, compensated in reverse order when anything fails; domain
 //! events are handed out only for committed changes; hooks run around commits.
 
 mod common;
 
-use std::cell::RefCell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use uow::prelude::*;
@@ -262,33 +261,36 @@ backend_tests! {
     }
 
     fn hooks_run_before_commit_after_commit_and_after_rollback(db) {
-        let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut uow = UnitOfWork::<Conn>::new();
         // The before-commit hook may still register changes: an audit tag per commit.
-        let counter = Rc::new(RefCell::new(0));
+        let counter = Arc::new(Mutex::new(0));
         let c = counter.clone();
         uow.on_before_commit(move |uow| {
-            *c.borrow_mut() += 1;
-            let n = *c.borrow();
+            let n = {
+                let mut count = c.lock().unwrap_or_else(|p| p.into_inner());
+                *count += 1;
+                *count
+            };
             uow.register_new(Tag { code: format!("audit-{n}"), label: format!("commit {n}") })?;
             Ok(())
         });
         let s = seen.clone();
-        uow.on_after_commit(move |report| s.borrow_mut().push(format!("committed {} rows", report.rows())));
+        uow.on_after_commit(move |report| s.lock().unwrap_or_else(|p| p.into_inner()).push(format!("committed {} rows", report.rows())));
         let s = seen.clone();
-        uow.on_after_rollback(move |error| s.borrow_mut().push(format!("rolled back: {}", error.is_some())));
+        uow.on_after_rollback(move |error| s.lock().unwrap_or_else(|p| p.into_inner()).push(format!("rolled back: {}", error.is_some())));
 
         let ann = uow.register_new(account("ann", 1))?;
         uow.commit(&mut db.conn)?;
         assert_eq!(uow.len(), 2, "ann and the first audit tag");
         uow.get_mut(&ann)?.balance = -1;
         assert!(uow.commit(&mut db.conn).is_err());
-        assert_eq!(*seen.borrow(), ["committed 2 rows", "rolled back: true"]);
+        assert_eq!(*seen.lock().unwrap_or_else(|p| p.into_inner()), ["committed 2 rows", "rolled back: true"]);
         assert_eq!(uow.len(), 2, "the hook's change in the failed commit was undone in memory");
         assert_eq!(uow.state(&ann)?, EntityState::Dirty);
         uow.get_mut(&ann)?.balance = 2;
         uow.commit(&mut db.conn)?;
-        assert_eq!(*seen.borrow(), ["committed 2 rows", "rolled back: true", "committed 2 rows"]);
+        assert_eq!(*seen.lock().unwrap_or_else(|p| p.into_inner()), ["committed 2 rows", "rolled back: true", "committed 2 rows"]);
         use diesel::prelude::*;
         let audits: i64 = tags::table.count().get_result(&mut db.conn)?;
         assert_eq!(audits, 2, "one audit row per successful commit");
@@ -372,9 +374,9 @@ backend_tests! {
         uow.register_new(account("ann", 1))?;
         uow.enlist(Recorder { fail_commit: true, ..Recorder::new("file a", &log) });
         uow.enlist(Recorder::new("b", &log));
-        let committed = Rc::new(RefCell::new(0));
+        let committed = Arc::new(Mutex::new(0));
         let c = committed.clone();
-        uow.on_after_commit(move |report| *c.borrow_mut() += report.rows());
+        uow.on_after_commit(move |report| *c.lock().unwrap_or_else(|p| p.into_inner()) += report.rows());
         let error = uow.commit(&mut db.conn).expect_err("file a cannot finish");
         match &error {
             uow::Error::Finalize { failed } => {
@@ -386,7 +388,7 @@ backend_tests! {
         }
         assert_eq!(protocol(&log), ["prepare file a", "prepare b", "BEGIN", "write", "COMMIT", "commit file a", "commit b"], "b still finished");
         assert_eq!(account_rows(&mut db.conn).len(), 1, "the database change stands");
-        assert_eq!(*committed.borrow(), 1, "after-commit hooks ran");
+        assert_eq!(*committed.lock().unwrap_or_else(|p| p.into_inner()), 1, "after-commit hooks ran");
         assert!(!uow.has_changes());
         Ok(())
     }

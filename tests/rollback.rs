@@ -1,5 +1,5 @@
 //! A failed commit rolls back the database AND leaves every entity exactly as before the call;
-//! fixing the cause and committing again sends each change exactly once (DESIGN.md promise 2).
+//! fixing the cause and committing again sends each change exactly once (README promise 2).
 //!
 //! Failures are injected at the first statement (a DELETE stopped by a trigger), a middle one
 //! (an UPDATE breaking a CHECK) and the last one (an INSERT breaking a CHECK). With no foreign

@@ -300,11 +300,11 @@ backend_tests! {
         let mut uow = UnitOfWork::<Conn>::new();
         let ann = uow.register_new(account("ann", 10))?;
         uow.commit(&mut db.conn)?;
-        let panics = std::rc::Rc::new(std::cell::Cell::new(true));
+        let panics = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let p = panics.clone();
         uow.on_before_commit(move |uow| {
             uow.register_new(Tag { code: "audit".into(), label: "audit".into() })?;
-            if p.get() {
+            if p.load(std::sync::atomic::Ordering::Relaxed) {
                 panic!("hook boom");
             }
             Ok(())
@@ -317,7 +317,7 @@ backend_tests! {
         assert_eq!(uow.len(), 1, "the hook's registration was undone");
         assert!(!uow.in_scope());
         assert_eq!(transaction_depth(&mut db.conn), None);
-        panics.set(false);
+        panics.store(false, std::sync::atomic::Ordering::Relaxed);
         uow.commit(&mut db.conn)?;
         assert_eq!(account_rows(&mut db.connect())[0].balance, 11);
         assert_eq!(uow.len(), 2);

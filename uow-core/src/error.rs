@@ -269,6 +269,21 @@ pub enum Error {
         entities: Vec<String>,
     },
 
+    /// A child is linked with `set_parent` to a new parent that was removed
+    /// (`register_removed`) before it was ever committed, so its foreign key would point at no
+    /// row. Nothing was written.
+    #[error(
+        "{child} is linked with `set_parent` to a new {parent} that was removed before it was \
+         committed, so its foreign key would point at no row; nothing was written: link it to \
+         another parent with `set_parent`, or remove it too"
+    )]
+    ParentRemoved {
+        /// The child entity type.
+        child: &'static str,
+        /// The parent entity type.
+        parent: &'static str,
+    },
+
     /// `set_parent` named a parent type the child has no `belongs_to` relation with.
     #[error(
         "{child} has no `belongs_to` relation with {parent}: add \
@@ -417,6 +432,14 @@ pub(crate) fn is_connection_lost(error: &diesel::result::Error) -> bool {
             .any(|needle| message.contains(needle))
         }
         _ => false,
+    }
+}
+
+/// A Diesel error met outside any one statement of the unit of work's (beginning, committing
+/// or rolling back a transaction, or a query of the caller's own inside a scope).
+impl From<diesel::result::Error> for Error {
+    fn from(error: diesel::result::Error) -> Self {
+        Error::Transaction(error)
     }
 }
 

@@ -35,7 +35,7 @@ pub type ParticipantError = Box<dyn std::error::Error + Send + Sync>;
 ///     fn compensate(&mut self) -> Result<(), ParticipantError> { self.id = None; Ok(()) }
 /// }
 /// ```
-pub trait Participant {
+pub trait Participant: Send {
     /// A name for messages ("server web-1", "file /srv/data.json").
     fn name(&self) -> String;
 

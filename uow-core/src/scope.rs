@@ -1,28 +1,30 @@
 //! Transaction scopes: a unit of work bound to one connection and one transaction, committed
-//! when the closure returns `Ok`, rolled back (database and memory) on `Err` or panic.
+//! when the closure returns `Ok` (through the commit protocol, `protocol.rs`), rolled back,
+//! database and memory, on `Err` or panic. Nested scopes run on savepoints.
 //!
 //! Memory rollback works per scope level: every store saves the first state of each slot a
-//! scope changes (see `registry.rs`), so undoing a scope costs what the scope touched, not what
-//! the unit of work holds. Nested scopes run on savepoints.
+//! scope changes (`store/levels.rs`), so undoing a scope costs what the scope touched, not
+//! what the unit of work holds.
 
 use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use diesel::connection::{LoadConnection, TransactionManager};
+use diesel::connection::LoadConnection;
 use diesel::Connection;
 
-use crate::entity::Load;
 use crate::error::{Error, Result};
-use crate::execute::Dialect;
+use crate::exec::{transaction, Dialect};
+use crate::protocol::{Finish, PrepareAt};
 use crate::report::CommitReport;
-use crate::unit_of_work::{Handle, UnitOfWork};
+use crate::unit_of_work::UnitOfWork;
 
 /// A unit of work inside an open transaction, handed to the closure of
 /// [`transaction`](crate::transaction) or [`UnitOfWork::transaction`].
 ///
 /// It dereferences to the [`UnitOfWork`], and adds what needs the scope's connection:
 /// [`flush`](Scope::flush), [`load`](Scope::load), [`refresh`](Scope::refresh),
-/// [`nested`](Scope::nested), and [`connection`](Scope::connection) for your own queries.
+/// [`nested`](Scope::nested), and [`connection`](Scope::connection) for your own queries. It
+/// is `Send` when the connection is.
 pub struct Scope<'s, C> {
     uow: &'s mut UnitOfWork<C>,
     conn: &'s mut C,
@@ -41,6 +43,18 @@ impl<C> DerefMut for Scope<'_, C> {
     }
 }
 
+impl<C> Scope<'_, C> {
+    /// The unit of work and the scope's connection, both at once.
+    pub(crate) fn parts(&mut self) -> (&mut UnitOfWork<C>, &mut C) {
+        (self.uow, self.conn)
+    }
+
+    /// The scope's connection, for queries of your own inside the same transaction.
+    pub fn connection(&mut self) -> &mut C {
+        self.conn
+    }
+}
+
 impl<C> Scope<'_, C>
 where
     C: Connection + LoadConnection + 'static,
@@ -50,22 +64,7 @@ where
     /// readable right after, and a later failure in the scope still rolls everything back,
     /// database and memory.
     pub fn flush(&mut self) -> Result<CommitReport> {
-        self.uow.flush_in_transaction(self.conn)
-    }
-
-    /// The held instance for `key`, or the row read and tracked (see [`UnitOfWork::load`]).
-    pub fn load<T: Load<C::Backend>>(&mut self, key: T::Key) -> Result<Handle<T>> {
-        self.uow.load(self.conn, key)
-    }
-
-    /// Discards local changes of one entity and reads it again (see [`UnitOfWork::refresh`]).
-    pub fn refresh<T: Load<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<()> {
-        self.uow.refresh(self.conn, handle)
-    }
-
-    /// The scope's connection, for queries of your own inside the same transaction.
-    pub fn connection(&mut self) -> &mut C {
-        self.conn
+        self.uow.flush_on(self.conn)
     }
 
     /// Runs `f` in a nested scope on a savepoint of this scope's connection. If `f` fails or
@@ -148,39 +147,6 @@ where
     }
 }
 
-/// Whether `conn`'s transaction manager can still be used; if so, how many transaction
-/// levels are open on it (`None`: no transaction).
-///
-/// A broken manager (a COMMIT or ROLLBACK failed) is most often a connection the server has
-/// closed: one cheap statement tells the two apart, so the error says which it is.
-pub(crate) fn check_not_broken<C: Connection>(conn: &mut C) -> Result<Option<u32>> {
-    match C::TransactionManager::transaction_manager_status_mut(conn).transaction_depth() {
-        Ok(depth) => Ok(depth.map(|d| d.get())),
-        Err(_) => match conn.batch_execute("SELECT 1") {
-            Err(source) if crate::error::is_connection_lost(&source) => {
-                Err(Error::ConnectionLost {
-                    during_commit: false,
-                    source,
-                })
-            }
-            _ => Err(Error::TransactionBroken),
-        },
-    }
-}
-
-/// Rolls back every transaction level opened on `conn` above `depth` (a savepoint or
-/// transaction somebody left open, for example by panicking inside Diesel's `transaction`,
-/// which does not roll back on unwind). Stops when a ROLLBACK fails: the manager is broken
-/// then, and the next use reports `TransactionBroken`.
-pub(crate) fn roll_back_to<C: Connection>(conn: &mut C, depth: Option<u32>) {
-    let target = depth.unwrap_or(0);
-    while let Ok(Some(current)) = check_not_broken(conn) {
-        if current <= target || C::TransactionManager::rollback_transaction(conn).is_err() {
-            break;
-        }
-    }
-}
-
 fn run<C, R, E, F>(
     uow: &mut UnitOfWork<C>,
     conn: &mut C,
@@ -193,12 +159,10 @@ where
     F: FnOnce(&mut Scope<'_, C>) -> std::result::Result<R, E>,
     E: From<Error>,
 {
-    let depth_before = check_not_broken(conn)?;
-    // BEGIN, or SAVEPOINT when `conn` is already in a transaction.
-    C::TransactionManager::begin_transaction(conn)
-        .map_err(|e| Error::Transaction(e).or_connection_lost(false))?;
+    let depth_before = transaction::depth(conn)?;
+    transaction::begin(conn)?;
     let own_depth = Some(depth_before.unwrap_or(0) + 1);
-    uow.begin_scope();
+    uow.state.begin_scope();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut scope = Scope {
             uow: &mut *uow,
@@ -206,64 +170,48 @@ where
         };
         let value = f(&mut scope)?;
         // A level the closure opened and did not close would take our COMMIT for its own.
-        if check_not_broken(scope.conn)? != own_depth {
+        if transaction::depth(scope.conn)? != own_depth {
             return Err(Error::TransactionLeftOpen.into());
-        }
-        if outermost {
-            scope.uow.run_before_commit_hooks()?;
-            scope.uow.flush_without_savepoint(scope.conn)?;
-            if scope.uow.has_participants() {
-                // Participants become final when our COMMIT returns, which must then be the
-                // real one, not a savepoint's release inside somebody else's transaction.
-                if depth_before.is_some() {
-                    return Err(Error::ParticipantsInOuterTransaction.into());
-                }
-                // Prepared last, right before COMMIT; a failing prepare has compensated the
-                // ones before it.
-                scope.uow.prepare_participants()?;
-            }
         }
         Ok(value)
     }));
     match outcome {
-        Ok(Ok(value)) => match C::TransactionManager::commit_transaction(conn) {
+        Ok(Ok(value)) if outermost => {
+            let how = Finish {
+                prepare: PrepareAt::BeforeCommit,
+                begin: false,
+                depth_before,
+                scope: true,
+                save_point: false,
+            };
+            uow.finish(conn, how)?;
+            Ok(value)
+        }
+        Ok(Ok(value)) => match transaction::commit(conn, false) {
             Ok(()) => {
-                let report = uow.end_scope(true);
-                if outermost {
-                    let finalized = uow.committed();
-                    uow.run_after_commit_hooks(&report);
-                    finalized?;
-                }
+                uow.state.end_scope(true);
                 Ok(value)
             }
             Err(error) => {
-                // Diesel has already tried to roll back after the failed COMMIT. A connection
-                // lost at the real COMMIT (not a savepoint's release) leaves its outcome unknown.
-                let at_commit = depth_before.is_none();
-                let error = Error::Transaction(error).or_connection_lost(at_commit);
-                let error = uow.compensate_participants(error);
-                uow.end_scope(false);
-                if outermost {
-                    uow.run_after_rollback_hooks(None);
-                }
+                transaction::roll_back_to(conn, depth_before);
+                uow.state.end_scope(false);
                 Err(error.into())
             }
         },
         Ok(Err(error)) => {
             // The closure's error is what the caller needs; a failing ROLLBACK leaves the
-            // transaction manager broken, which the next use reports as `TransactionBroken`.
-            // (A participant's failed prepare has compensated the prepared ones already.)
-            roll_back_to(conn, depth_before);
-            uow.end_scope(false);
+            // transaction manager broken, which the next use reports.
+            transaction::roll_back_to(conn, depth_before);
+            uow.state.end_scope(false);
             if outermost {
                 uow.run_after_rollback_hooks(None);
             }
             Err(error)
         }
         Err(panic) => {
-            roll_back_to(conn, depth_before);
-            uow.compensate_participants_after_panic();
-            uow.end_scope(false);
+            transaction::roll_back_to(conn, depth_before);
+            uow.state.participants.compensate_after_panic();
+            uow.state.end_scope(false);
             if outermost {
                 uow.run_after_rollback_hooks(None);
             }

@@ -1,0 +1,133 @@
+//! Domain events: recorded for an entity, handed out once the changes they describe are
+//! committed.
+
+use std::any::{Any, TypeId};
+use std::fmt;
+
+use crate::stores::StoreSet;
+
+/// An event an entity recorded (see [`UnitOfWork::record_event`](crate::UnitOfWork::record_event)),
+/// handed out by [`UnitOfWork::take_events`](crate::UnitOfWork::take_events) once the changes it
+/// describes are committed. The payload is `Send`, like the unit of work that holds it.
+///
+/// ```
+/// # use uow::prelude::*;
+/// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+/// # #[derive(Tracked, Clone, Debug, PartialEq)]
+/// # #[tracked(table = notes)]
+/// # struct Note { id: i32, body: String }
+/// # use diesel::{Connection, RunQueryDsl};
+/// # let mut conn = diesel::SqliteConnection::establish(":memory:")?;
+/// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+/// let mut uow = UnitOfWork::new();
+/// let note = uow.register_new(Note { id: 1, body: "hi".into() })?;
+/// uow.record_event(&note, "note written")?;
+/// uow.commit(&mut conn)?;
+/// let event: uow::DomainEvent = uow.take_events().remove(0);
+/// assert_eq!(event.entity(), "Note");
+/// assert_eq!(event.downcast_ref::<&str>(), Some(&"note written"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct DomainEvent {
+    entity: &'static str,
+    payload: Box<dyn Any + Send>,
+    source: EventSource,
+}
+
+/// The entity an event was recorded for, and its revision then (see `Tracked::revision`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EventSource {
+    pub entity_type: TypeId,
+    pub slot: u32,
+    pub generation: u32,
+    pub revision: u32,
+}
+
+impl DomainEvent {
+    pub(crate) fn new(
+        entity: &'static str,
+        payload: Box<dyn Any + Send>,
+        source: EventSource,
+    ) -> Self {
+        DomainEvent {
+            entity,
+            payload,
+            source,
+        }
+    }
+
+    /// The type of the entity that recorded it.
+    pub fn entity(&self) -> &'static str {
+        self.entity
+    }
+
+    /// The event, if it is an `E`.
+    pub fn downcast_ref<E: Any>(&self) -> Option<&E> {
+        self.payload.downcast_ref()
+    }
+
+    /// The event by value, if it is an `E`.
+    pub fn downcast<E: Any>(self) -> std::result::Result<E, DomainEvent> {
+        match self.payload.downcast::<E>() {
+            Ok(event) => Ok(*event),
+            Err(payload) => Err(DomainEvent {
+                entity: self.entity,
+                payload,
+                source: self.source,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for DomainEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DomainEvent")
+            .field("entity", &self.entity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The events of a unit of work: recorded for changes not committed yet, and committed.
+#[derive(Default)]
+pub(crate) struct Events {
+    pending: Vec<DomainEvent>,
+    committed: Vec<DomainEvent>,
+}
+
+impl Events {
+    pub fn record(&mut self, event: DomainEvent) {
+        self.pending.push(event);
+    }
+
+    /// How many are pending: a save point's mark.
+    pub fn mark(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Drops the events recorded after `mark` (a save point undone).
+    pub fn truncate(&mut self, mark: usize) {
+        self.pending.truncate(mark);
+    }
+
+    /// The changes were committed: pending events become available, except those of an
+    /// entity refreshed since they were recorded (they described changes that were
+    /// discarded). An entity no longer held, removed by this commit, keeps its events.
+    pub fn commit(&mut self, stores: &StoreSet) {
+        let discarded = |e: &DomainEvent| {
+            let s = e.source;
+            stores
+                .index_of(s.entity_type)
+                .and_then(|i| stores.dyn_at(i))
+                .and_then(|store| store.revision(s.slot, s.generation))
+                .is_some_and(|revision| revision != s.revision)
+        };
+        let pending = std::mem::take(&mut self.pending);
+        self.committed
+            .extend(pending.into_iter().filter(|e| !discarded(e)));
+    }
+
+    /// The committed events, each handed out once.
+    pub fn take(&mut self) -> Vec<DomainEvent> {
+        std::mem::take(&mut self.committed)
+    }
+}

@@ -1,0 +1,288 @@
+//! MySQL and MariaDB: keys from `LAST_INSERT_ID()`, statements cut to `max_allowed_packet`.
+
+use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::query_dsl::RunQueryDsl;
+use diesel::QueryResult;
+
+use super::batching::MAX_ROWS_PER_INSERT;
+use super::dialect::{sealed, Conn, Dialect, Inserted, Sent, ServerFacts, Session};
+use super::statements::{walk_inserted_values, InsertRows};
+use crate::entity::{Entity, Persist};
+use diesel::mysql::Mysql;
+use diesel::query_builder::bind_collector::RawBytesBindCollector;
+
+use diesel::dsl::sql;
+use diesel::sql_types::BigInt;
+
+impl sealed::Sealed for Mysql {}
+
+/// Whether InnoDB gives the rows of one multi-row INSERT consecutive ids:
+/// lock modes 0 ("traditional") and 1 ("consecutive") do; 2 ("interleaved") does not.
+pub(super) fn multi_row_ids_are_consecutive(lock_mode: i64) -> bool {
+    matches!(lock_mode, 0 | 1)
+}
+
+/// Statements up to this size are sent without asking the server for its
+/// `max_allowed_packet`: it is at least 4 MiB by default on every MySQL and MariaDB
+/// (16 MiB on MariaDB 10.11, 64 MiB on MySQL 8), so only a server configured below
+/// 64 KiB could refuse them.
+const SMALL_STATEMENT_BYTES: usize = 64 << 10;
+
+/// Room kept in a packet for the command header and the parameter types.
+const PACKET_HEADROOM: usize = 4 << 10;
+
+/// What a bound value costs in the packet beyond its bytes: its type (2 bytes) and the
+/// longest length prefix (9 bytes).
+const BYTES_PER_PARAM: usize = 11;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_lock_mode_falls_back_to_one_row_per_insert() {
+        assert!(multi_row_ids_are_consecutive(0));
+        assert!(multi_row_ids_are_consecutive(1));
+        assert!(!multi_row_ids_are_consecutive(2));
+    }
+
+    #[test]
+    fn batches_are_cut_where_the_next_row_would_overflow_the_packet() {
+        assert_eq!(cut_by_bytes(&[10, 10, 10, 10], 25), Ok(vec![2, 2]));
+        assert_eq!(cut_by_bytes(&[10, 10, 10], 30), Ok(vec![3]));
+        assert_eq!(cut_by_bytes(&[30, 1, 1], 30), Ok(vec![1, 2]));
+        assert_eq!(cut_by_bytes(&[], 30), Ok(vec![]));
+        assert_eq!(
+            cut_by_bytes(&[5, 31, 1], 30),
+            Err(1),
+            "a row alone too large"
+        );
+    }
+}
+
+/// Cuts rows of the given sizes into consecutive groups of at most `budget` bytes each;
+/// `Err(row)` when that row alone is larger.
+pub(super) fn cut_by_bytes(sizes: &[usize], budget: usize) -> Result<Vec<usize>, usize> {
+    let mut groups = Vec::new();
+    let (mut count, mut bytes) = (0usize, 0usize);
+    for (index, &size) in sizes.iter().enumerate() {
+        if size > budget {
+            return Err(index);
+        }
+        if count > 0 && bytes + size > budget {
+            groups.push(count);
+            (count, bytes) = (0, 0);
+        }
+        count += 1;
+        bytes += size;
+    }
+    if count > 0 {
+        groups.push(count);
+    }
+    Ok(groups)
+}
+
+diesel::define_sql_function! {
+    /// MySQL's id of the first row of the last INSERT on this connection.
+    fn last_insert_id() -> diesel::sql_types::Unsigned<diesel::sql_types::BigInt>;
+}
+
+/// The values one row binds in an INSERT, for measuring them.
+struct RowValues<'a, T>(&'a T);
+
+impl<T: Persist<Mysql>> QueryFragment<Mysql> for RowValues<'_, T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
+        walk_inserted_values(self.0, &mut out)
+    }
+}
+
+/// What `row` adds to an INSERT's packet, in bytes.
+fn row_bytes<T: Persist<Mysql>>(row: &T) -> QueryResult<usize> {
+    let mut binds = RawBytesBindCollector::<Mysql>::new();
+    RowValues(row).collect_binds(&mut binds, &mut (), &Mysql)?;
+    Ok(binds
+        .binds
+        .iter()
+        .map(|b| b.as_ref().map_or(0, Vec::len) + BYTES_PER_PARAM)
+        .sum())
+}
+
+/// The server's settings a write needs, read once per write with one SELECT.
+fn facts(conn: &mut impl Conn<Mysql>, session: &mut Session) -> QueryResult<ServerFacts> {
+    if let Some(facts) = session.server {
+        return Ok(facts);
+    }
+    let (lock_mode, increment, packet): (i64, i64, i64) = diesel::select((
+        sql::<BigInt>("CAST(@@innodb_autoinc_lock_mode AS SIGNED)"),
+        sql::<BigInt>("CAST(@@auto_increment_increment AS SIGNED)"),
+        sql::<BigInt>("CAST(@@max_allowed_packet AS SIGNED)"),
+    ))
+    .get_result(conn)?;
+    let facts = ServerFacts {
+        autoinc_lock_mode: lock_mode,
+        auto_increment_increment: u64::try_from(increment).unwrap_or(1).max(1),
+        max_allowed_packet: u64::try_from(packet).unwrap_or(u64::MAX),
+    };
+    session.server = Some(facts);
+    Ok(facts)
+}
+
+/// How many rows each statement of an INSERT of `rows` carries: all of them when they fit
+/// in the server's `max_allowed_packet`, else groups that do. A statement larger than the
+/// packet makes the server drop the connection ("Server has gone away"); a row that alone
+/// does not fit is refused before anything is sent.
+fn statements_for<'r, T: Persist<Mysql>>(
+    conn: &mut impl Conn<Mysql>,
+    session: &mut Session,
+    rows: &'r [&'r T],
+) -> QueryResult<Vec<&'r [&'r T]>> {
+    let sizes = rows
+        .iter()
+        .map(|row| row_bytes(*row))
+        .collect::<QueryResult<Vec<usize>>>()?;
+    let total: usize = sizes.iter().sum();
+    if total <= SMALL_STATEMENT_BYTES {
+        return Ok(vec![rows]);
+    }
+    let packet = facts(conn, session)?.max_allowed_packet;
+    let budget = usize::try_from(packet)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(PACKET_HEADROOM);
+    let counts = cut_by_bytes(&sizes, budget).map_err(|row| {
+        diesel::result::Error::QueryBuilderError(
+            format!(
+                "a new {entity} takes {bytes} bytes, more than one statement may carry on \
+                 this server (max_allowed_packet = {packet}); nothing was sent: raise \
+                 max_allowed_packet, or store less in one row",
+                entity = T::ENTITY_NAME,
+                bytes = sizes[row],
+            )
+            .into(),
+        )
+    })?;
+    let mut rest = rows;
+    Ok(counts
+        .into_iter()
+        .map(|count| {
+            let (group, after) = rest.split_at(count);
+            rest = after;
+            group
+        })
+        .collect())
+}
+
+impl Dialect for Mysql {
+    const NAME: &'static str = "MySQL";
+    const MAX_BIND_PARAMS: usize = 65535;
+
+    fn insert_rows<T: Persist<Self>>(
+        conn: &mut impl Conn<Self>,
+        session: &mut Session,
+        rows: &[&T],
+    ) -> QueryResult<Sent> {
+        let mut sent = Sent {
+            rows: 0,
+            statements: 0,
+        };
+        for group in statements_for(conn, session, rows)? {
+            sent.rows += InsertRows(group).execute(conn)?;
+            sent.statements += 1;
+        }
+        Ok(sent)
+    }
+
+    /// `LAST_INSERT_ID()` after each INSERT: the key of its first row, from which the
+    /// others follow. This is exact, not a guess, because of what InnoDB promises for a
+    /// "simple insert" (an `INSERT .. VALUES` whose row count is known up front, which is
+    /// what uow sends): under the auto-increment lock modes 0 ("traditional") and 1
+    /// ("consecutive"), the values of one such statement are allocated as one consecutive
+    /// series, to the rows in the order of the VALUES list. Consecutive means stepping by
+    /// the session's `auto_increment_increment`, read from the same session;
+    /// `auto_increment_offset` only decides where a series starts (and is ignored when
+    /// larger than the increment), and `LAST_INSERT_ID()` reports that start: the first
+    /// value generated by this connection's last INSERT, whatever other sessions do. So
+    /// row `k` has key `first + k * increment`. Under lock mode 2 ("interleaved", which
+    /// Galera requires) concurrent inserts may interleave their values: one row per
+    /// statement then. A generated key on MySQL must be the table's AUTO_INCREMENT
+    /// column; other generated fields cannot be read back at all (MySQL has no
+    /// `RETURNING`), and are refused.
+    fn insert_returning<T: Persist<Self>>(
+        conn: &mut impl Conn<Self>,
+        session: &mut Session,
+        rows: &[&T],
+    ) -> QueryResult<Inserted<T>> {
+        let mut inserted = Inserted {
+            generated: Vec::with_capacity(rows.len()),
+            statements: 0,
+        };
+        for group in statements_for(conn, session, rows)? {
+            let increment = if group.len() > 1 {
+                let facts = facts(conn, session)?;
+                if !multi_row_ids_are_consecutive(facts.autoinc_lock_mode) {
+                    for row in group {
+                        let one = insert_with_insert_id(conn, std::slice::from_ref(row), 1)?;
+                        inserted.generated.extend(one);
+                        inserted.statements += 1;
+                    }
+                    continue;
+                }
+                facts.auto_increment_increment
+            } else {
+                1
+            };
+            inserted
+                .generated
+                .extend(insert_with_insert_id(conn, group, increment)?);
+            inserted.statements += 1;
+        }
+        Ok(inserted)
+    }
+
+    fn generated_rows_per_statement<T: Entity>() -> usize {
+        // Only an AUTO_INCREMENT key can be read back (through LAST_INSERT_ID).
+        let only_key_generated = T::FIELDS.iter().all(|f| !f.generated || f.key);
+        if only_key_generated {
+            MAX_ROWS_PER_INSERT
+        } else {
+            1
+        }
+    }
+
+    fn push_default_values(mut out: AstPass<'_, '_, Self>) {
+        out.push_sql("() VALUES ()");
+    }
+}
+
+/// One multi-row INSERT of `rows`, then `SELECT LAST_INSERT_ID()`; row `k` has key
+/// `first + k * increment` (see `insert_returning` for why).
+fn insert_with_insert_id<T: Persist<Mysql>>(
+    conn: &mut impl Conn<Mysql>,
+    rows: &[&T],
+    increment: u64,
+) -> QueryResult<Vec<T::Generated>> {
+    let inserted = InsertRows(rows).execute(conn)?;
+    if inserted != rows.len() {
+        return Err(diesel::result::Error::QueryBuilderError(
+            format!("INSERT affected {inserted} rows, expected {}", rows.len()).into(),
+        ));
+    }
+    let first: u64 = diesel::select(last_insert_id()).get_result(conn)?;
+    (0..rows.len() as u64)
+        .map(|offset| {
+            let id = offset
+                .checked_mul(increment)
+                .and_then(|step| first.checked_add(step));
+            id.and_then(T::generated_from_insert_id).ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError(
+                    format!(
+                        "{}: MySQL reports only the AUTO_INCREMENT key through \
+                         LAST_INSERT_ID; other generated fields are not supported on \
+                         MySQL: drop `generated` from them and set them in Rust",
+                        T::ENTITY_NAME
+                    )
+                    .into(),
+                )
+            })
+        })
+        .collect()
+}

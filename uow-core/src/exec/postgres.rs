@@ -1,0 +1,229 @@
+//! PostgreSQL: keys taken from the key's sequence in the INSERT that uses them, rows matched
+//! by number.
+
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::RunQueryDsl;
+use diesel::row::NamedRow;
+use diesel::sql_types::Untyped;
+use diesel::QueryResult;
+
+use super::batching::{insert_width, rows_per_insert, MAX_CACHED_BATCH_BINDS, MAX_ROWS_PER_INSERT};
+use super::dialect::{insert_one_by_one, sealed, Conn, Dialect, Inserted, Session};
+use super::statements::{push_columns, walk_inserted_values};
+use crate::entity::{Entity, Persist};
+use diesel::pg::{Pg, PgQueryBuilder};
+use diesel::query_builder::QueryBuilder;
+use diesel::sql_types::{Integer, Nullable, Text};
+
+impl sealed::Sealed for Pg {}
+
+impl Dialect for Pg {
+    const NAME: &'static str = "PostgreSQL";
+    const MAX_BIND_PARAMS: usize = 65535;
+
+    /// A generated key: one statement per batch that takes the keys from the key's
+    /// sequence itself ([`InsertAllocatingKeys`]), so each row's key is known before it is
+    /// inserted. A key with no sequence of its own (a default expression, a trigger), or
+    /// generated fields besides a key chosen in Rust: one statement per row.
+    fn insert_returning<T: Persist<Self>>(
+        conn: &mut impl Conn<Self>,
+        _: &mut Session,
+        rows: &[&T],
+    ) -> QueryResult<Inserted<T>> {
+        if !key_is_generated::<T>() || rows.is_empty() {
+            return insert_one_by_one(conn, rows);
+        }
+        let statement = InsertAllocatingKeys::new(rows)?;
+        let returned: Vec<NumberedRow<T>> = statement.load(conn)?;
+        if returned.is_empty() {
+            // The statement inserts nothing when the key owns no sequence.
+            let mut inserted = insert_one_by_one(conn, rows)?;
+            inserted.statements += 1;
+            return Ok(inserted);
+        }
+        let mut by_row: Vec<Option<T::Generated>> = vec![None; rows.len()];
+        for row in returned {
+            // A row the database changed the key of (a trigger) has no number: it and
+            // a number seen twice leave the result short, and the commit is refused.
+            let slot = row
+                .number
+                .and_then(|n| usize::try_from(n).ok())
+                .and_then(|n| by_row.get_mut(n));
+            if let Some(slot @ None) = slot {
+                *slot = Some(row.generated);
+            } else {
+                by_row.clear();
+                break;
+            }
+        }
+        Ok(Inserted {
+            generated: by_row.into_iter().flatten().collect(),
+            statements: 1,
+        })
+    }
+
+    fn generated_rows_per_statement<T: Entity>() -> usize {
+        if key_is_generated::<T>() {
+            MAX_ROWS_PER_INSERT
+        } else {
+            1
+        }
+    }
+
+    fn generated_insert_binds<T: Entity>() -> (usize, usize) {
+        if key_is_generated::<T>() {
+            // Each row's number, and the table and key column names once.
+            (insert_width::<T>() + 1, 2)
+        } else {
+            (insert_width::<T>(), 0)
+        }
+    }
+
+    fn push_default_values(mut out: AstPass<'_, '_, Self>) {
+        out.push_sql("DEFAULT VALUES");
+    }
+}
+
+fn key_is_generated<T: Entity>() -> bool {
+    T::FIELDS.iter().any(|f| f.key && f.generated)
+}
+
+/// Inserts rows whose key a sequence generates, numbering them, so that every returned
+/// row says which entity it belongs to:
+///
+/// ```sql
+/// WITH "__uow_rows" AS (
+///     SELECT nextval((SELECT pg_get_serial_sequence($1, $2))) AS "__uow_key", "__uow_v".*
+///     FROM (VALUES ($3, $4, ..), ..) AS "__uow_v" ("__uow_row", "name", ..)
+/// ), "__uow_inserted" AS (
+///     INSERT INTO "t" ("id", "name", ..) OVERRIDING SYSTEM VALUE
+///     SELECT "__uow_key", "name", .. FROM "__uow_rows" WHERE "__uow_key" IS NOT NULL
+///     RETURNING <generated columns>
+/// )
+/// SELECT "__uow_rows"."__uow_row", "__uow_inserted".* FROM "__uow_inserted"
+/// LEFT JOIN "__uow_rows" ON "__uow_inserted"."id" = "__uow_rows"."__uow_key"
+/// ```
+///
+/// The keys come from the key column's own sequence (`pg_get_serial_sequence`: SERIAL and
+/// identity columns, and any sequence `OWNED BY` the column), one `nextval` per row in a
+/// CTE that is evaluated once, and are inserted explicitly (`OVERRIDING SYSTEM VALUE` lets
+/// a `GENERATED ALWAYS` identity take them); the returned rows are joined back to their
+/// number by key. So the match does not depend on the order of `RETURNING`, nor on the
+/// keys growing (a descending or cycling sequence gives each row its own key all the
+/// same). A key with no such sequence makes `$1, $2` name none: nothing is inserted and
+/// nothing returned, and the caller falls back to one statement per row. A trigger that
+/// changes a key leaves that row without a number, and the commit is refused.
+pub(super) struct InsertAllocatingKeys<'a, T> {
+    rows: &'a [&'a T],
+    /// The table as a (quoted, possibly schema-qualified) name, and the key column, bound
+    /// as text for `pg_get_serial_sequence`.
+    table: String,
+    key_column: &'static str,
+    numbers: Vec<i32>,
+}
+
+impl<'a, T: Persist<Pg>> InsertAllocatingKeys<'a, T> {
+    pub(super) fn new(rows: &'a [&'a T]) -> QueryResult<Self> {
+        let mut table = PgQueryBuilder::new();
+        TableName::<T>(std::marker::PhantomData).to_sql(&mut table, &Pg)?;
+        let key_column = T::FIELDS
+            .iter()
+            .find(|f| f.key && f.generated)
+            .map(|f| f.column)
+            .ok_or_else(|| {
+                diesel::result::Error::QueryBuilderError("the key is not generated".into())
+            })?;
+        let numbers = (0..rows.len())
+            .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+            .collect();
+        Ok(InsertAllocatingKeys {
+            rows,
+            table: table.finish(),
+            key_column,
+            numbers,
+        })
+    }
+}
+
+/// The table's name as `walk_table` writes it.
+struct TableName<T>(std::marker::PhantomData<T>);
+
+impl<T: Persist<Pg>> QueryFragment<Pg> for TableName<T> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        T::walk_table(out)
+    }
+}
+
+impl<T: Entity> QueryId for InsertAllocatingKeys<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T: Entity, C> RunQueryDsl<C> for InsertAllocatingKeys<'_, T> {}
+
+impl<T: Entity> Query for InsertAllocatingKeys<'_, T> {
+    type SqlType = Untyped;
+}
+
+impl<T: Persist<Pg>> QueryFragment<Pg> for InsertAllocatingKeys<'_, T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let full = self.rows.len() == rows_per_insert::<T, Pg>();
+        if !full && self.rows.len() * (insert_width::<T>() + 1) > MAX_CACHED_BATCH_BINDS {
+            out.unsafe_to_cache_prepared();
+        }
+        out.push_sql("WITH \"__uow_rows\" AS (SELECT nextval((SELECT pg_get_serial_sequence(");
+        out.push_bind_param::<Text, str>(self.table.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, str>(self.key_column)?;
+        out.push_sql("))) AS \"__uow_key\", \"__uow_v\".* FROM (VALUES ");
+        for (index, (row, number)) in self.rows.iter().zip(&self.numbers).enumerate() {
+            out.push_sql(if index == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Integer, i32>(number)?;
+            if insert_width::<T>() > 0 {
+                out.push_sql(", ");
+                walk_inserted_values(*row, &mut out)?;
+            }
+            out.push_sql(")");
+        }
+        out.push_sql(") AS \"__uow_v\" (\"__uow_row\"");
+        if insert_width::<T>() > 0 {
+            out.push_sql(", ");
+            push_columns::<T, Pg>(&mut out, |f| !f.generated)?;
+        }
+        out.push_sql(")), \"__uow_inserted\" AS (INSERT INTO ");
+        T::walk_table(out.reborrow())?;
+        out.push_sql(" (");
+        out.push_identifier(self.key_column)?;
+        if insert_width::<T>() > 0 {
+            out.push_sql(", ");
+            push_columns::<T, Pg>(&mut out, |f| !f.generated)?;
+        }
+        out.push_sql(") OVERRIDING SYSTEM VALUE SELECT \"__uow_key\"");
+        if insert_width::<T>() > 0 {
+            out.push_sql(", ");
+            push_columns::<T, Pg>(&mut out, |f| !f.generated)?;
+        }
+        out.push_sql(" FROM \"__uow_rows\" WHERE \"__uow_key\" IS NOT NULL RETURNING ");
+        push_columns::<T, Pg>(&mut out, |f| f.generated)?;
+        out.push_sql(") SELECT \"__uow_rows\".\"__uow_row\", \"__uow_inserted\".* FROM \"__uow_inserted\" LEFT JOIN \"__uow_rows\" ON \"__uow_inserted\".");
+        out.push_identifier(self.key_column)?;
+        out.push_sql(" = \"__uow_rows\".\"__uow_key\"");
+        Ok(())
+    }
+}
+
+/// A row returned by [`InsertAllocatingKeys`]: its number (none if its key was changed on
+/// the way) and its generated values.
+struct NumberedRow<T: Entity> {
+    number: Option<i32>,
+    generated: T::Generated,
+}
+
+impl<T: Persist<Pg>> diesel::deserialize::QueryableByName<Pg> for NumberedRow<T> {
+    fn build<'a>(row: &impl NamedRow<'a, Pg>) -> diesel::deserialize::Result<Self> {
+        Ok(NumberedRow {
+            number: NamedRow::get::<Nullable<Integer>, Option<i32>>(row, "__uow_row")?,
+            generated: T::read_generated(row)?,
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Handles to held entities, and the typed view of one entity type for loops.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+
+use crate::entity::Entity;
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// A reference to one entity held by a [`UnitOfWork`](crate::UnitOfWork).
+///
+/// Handles are small `Copy` values; the entity itself stays inside the unit of work, which is
+/// how it sees every mutation. A handle is only valid with the unit of work that issued it, and
+/// goes stale when its entity is removed and committed.
+///
+/// ```
+/// # use uow::prelude::*;
+/// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+/// # #[derive(Tracked, Clone, Debug, PartialEq)]
+/// # #[tracked(table = notes)]
+/// # struct Note { id: i32, body: String }
+/// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+/// let note: Handle<Note> = uow.attach(Note { id: 1, body: "a".into() });
+/// let copy = note; // `Copy`
+/// assert_eq!(uow.get(&copy)?.body, "a");
+/// let other = UnitOfWork::<diesel::SqliteConnection>::new();
+/// assert!(other.get(&note).is_err(), "valid only with the unit of work that issued it");
+/// # Ok::<(), uow::Error>(())
+/// ```
+pub struct Handle<T> {
+    pub(crate) unit: u64,
+    /// Where the unit of work keeps the entities of type `T`: found without a type lookup.
+    pub(crate) store: u32,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    _entity: PhantomData<fn() -> T>,
+}
+
+impl<T> Handle<T> {
+    pub(crate) fn new(unit: u64, store: usize, (slot, generation): (u32, u32)) -> Self {
+        Handle {
+            unit,
+            store: u32::try_from(store).unwrap_or(u32::MAX),
+            slot,
+            generation,
+            _entity: PhantomData,
+        }
+    }
+
+    /// Slot and generation, as a store files them.
+    pub(crate) fn id(&self) -> (u32, u32) {
+        (self.slot, self.generation)
+    }
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Handle<T> {}
+impl<T> PartialEq for Handle<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.unit, self.slot, self.generation) == (other.unit, other.slot, other.generation)
+    }
+}
+impl<T> Eq for Handle<T> {}
+impl<T> Hash for Handle<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.unit, self.slot, self.generation).hash(state)
+    }
+}
+impl<T> fmt::Debug for Handle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Handle<{}>({}:{}@{})",
+            std::any::type_name::<T>(),
+            self.unit,
+            self.slot,
+            self.generation
+        )
+    }
+}
+
+/// The entities of one type held by a [`UnitOfWork`](crate::UnitOfWork), borrowed for many
+/// reads and changes in a row; see
+/// [`UnitOfWork::entities_mut`](crate::UnitOfWork::entities_mut).
+pub struct EntitiesMut<'u, T: Entity> {
+    pub(crate) unit: u64,
+    pub(crate) store: &'u mut Store<T>,
+}
+
+impl<T: Entity> EntitiesMut<'_, T> {
+    /// The entity behind `handle` (as [`UnitOfWork::get`](crate::UnitOfWork::get)).
+    pub fn get(&self, handle: &Handle<T>) -> Result<&T> {
+        let held = (handle.unit == self.unit)
+            .then(|| self.store.get(handle.slot, handle.generation))
+            .flatten();
+        match held {
+            Some(tracked) => Ok(tracked.value()),
+            None => Err(Error::UnknownEntity {
+                entity: T::ENTITY_NAME,
+            }),
+        }
+    }
+
+    /// The entity behind `handle`, for plain Rust mutation, tracked as by
+    /// [`UnitOfWork::get_mut`](crate::UnitOfWork::get_mut).
+    #[inline]
+    pub fn get_mut(&mut self, handle: &Handle<T>) -> Result<&mut T> {
+        if handle.unit == self.unit {
+            if let Some(value) = self.store.mutate(handle.slot, handle.generation) {
+                return Ok(value);
+            }
+        }
+        Err(Error::UnknownEntity {
+            entity: T::ENTITY_NAME,
+        })
+    }
+}

@@ -1,0 +1,278 @@
+//! The commit protocol, once, for [`UnitOfWork::commit`] and the end of an outermost
+//! [`transaction`](crate::transaction) scope; and `flush`.
+//!
+//! [`UnitOfWork::finish`] runs it: before-commit hooks; refusing participants inside a
+//! transaction opened outside the unit of work; preparing participants (before the write for
+//! a commit, right before COMMIT for a scope: [`PrepareAt`]); planning and sending every
+//! pending change, what the statements produce kept aside in the stores; COMMIT. Then, on
+//! success: the save point kept, the kept-aside values applied (entities settle), events
+//! released, participants committed, after-commit hooks. On failure or panic: the database
+//! rolled back to where the unit of work found it, what the write produced dropped, prepared
+//! participants compensated, the save point undone (memory as before), after-rollback hooks.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use diesel::connection::LoadConnection;
+use diesel::Connection;
+
+use crate::error::{Error, Result};
+use crate::exec::{self, transaction, Dialect};
+use crate::plan::{Plan, TableInfo};
+use crate::planning;
+use crate::preview::PlanPreview;
+use crate::report::CommitReport;
+use crate::unit_of_work::UnitOfWork;
+
+/// When participants prepare: the one thing a commit and a scope do in a different order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PrepareAt {
+    /// Before the database transaction begins (`commit`): no lock is held while they work.
+    BeforeWrite,
+    /// After the last flush, right before COMMIT (a scope, whose transaction is open already).
+    BeforeCommit,
+}
+
+/// How one run of the protocol goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finish {
+    pub prepare: PrepareAt,
+    /// `commit` begins (and commits) a transaction of its own; a scope commits its own, open
+    /// since the scope began.
+    pub begin: bool,
+    /// The depth of the transactions open on the connection before the unit of work's own
+    /// began: `Some` means a transaction opened elsewhere encloses it.
+    pub depth_before: Option<u32>,
+    /// The save point to close: a scope's level (`true`), or the one a commit opens around its
+    /// hooks, if it opened one.
+    pub scope: bool,
+    pub save_point: bool,
+}
+
+impl<C> UnitOfWork<C>
+where
+    C: Connection + LoadConnection + 'static,
+    C::Backend: Dialect,
+{
+    /// Writes every pending change in one transaction: INSERTs for new entities (generated
+    /// values written back), UPDATEs of exactly the changed columns, DELETEs of removed ones.
+    ///
+    /// On success new and dirty entities become clean with their current values as the new
+    /// baseline, and removed ones leave the unit of work. On failure the transaction is rolled
+    /// back and every entity is exactly as before the call (values, states, changed fields, no
+    /// generated key kept), so fixing the cause and calling `commit` again sends each change
+    /// once. With nothing pending no statement is sent, not even `BEGIN`.
+    pub fn commit(&mut self, conn: &mut C) -> Result<CommitReport> {
+        if self.in_scope() {
+            return Err(Error::CommitInScope);
+        }
+        let depth_before = transaction::depth(conn)?;
+        // Changes made by before-commit hooks are part of this call: a failed commit undoes
+        // them too. Without hooks nothing but the commit itself changes memory.
+        let save_point = self.hooks.before_commit_any();
+        if save_point {
+            self.state.save_point();
+        }
+        self.finish(
+            conn,
+            Finish {
+                prepare: PrepareAt::BeforeWrite,
+                begin: true,
+                depth_before,
+                scope: false,
+                save_point,
+            },
+        )
+    }
+
+    /// Runs the protocol (see the module documentation).
+    pub(crate) fn finish(&mut self, conn: &mut C, how: Finish) -> Result<CommitReport> {
+        let mut sent = CommitReport::default();
+        // Only a write that sends something gets a span.
+        let mut span = None;
+        // A panic (in a hook, a participant, a user's `ToSql`) must not leave participants
+        // prepared, a transaction open or the save point in place: it is caught, everything
+        // undone, and resumed.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.run_before_commit_hooks()?;
+            if how.depth_before.is_some() && !self.state.participants.is_empty() {
+                // Participants become final when our COMMIT returns, which must then be the
+                // real one, not a savepoint's release inside somebody else's transaction.
+                return Err(Error::ParticipantsInOuterTransaction);
+            }
+            if how.prepare == PrepareAt::BeforeWrite {
+                self.state.participants.prepare()?;
+            }
+            let plan = self.plan_write()?;
+            let begin = how.begin && !plan.is_empty();
+            if begin {
+                transaction::begin(conn)?;
+            }
+            if !plan.is_empty() {
+                let what = if how.scope { "flush" } else { "commit" };
+                let span = span.insert(crate::trace::write_span(what));
+                let _entered = crate::trace::enter(span);
+                exec::send_plan(&mut self.state.stores, &self.io, conn, &plan, &mut sent)?;
+            }
+            if how.prepare == PrepareAt::BeforeCommit {
+                self.state.participants.prepare()?;
+            }
+            if begin || !how.begin {
+                transaction::commit(conn, how.depth_before.is_none())?;
+            }
+            Ok(())
+        }));
+        match outcome {
+            Ok(Ok(())) => {
+                if let Some(span) = &span {
+                    crate::trace::write_done(span, &sent);
+                }
+                self.state.scope_wrote(&sent);
+                let report = self.close_level(how, true).unwrap_or(sent);
+                // The level is closed first, so settling saves nothing for it.
+                self.state.end_write(true);
+                let finalized = self.state.committed();
+                self.run_after_commit_hooks(&report);
+                finalized.map(|()| report)
+            }
+            Ok(Err(error)) => {
+                let error = error.or_connection_lost(false);
+                transaction::roll_back_to(conn, how.depth_before);
+                self.state.end_write(false);
+                let error = self.state.participants.compensate(error);
+                if let Some(span) = &span {
+                    crate::trace::write_failed(
+                        span,
+                        if how.scope { "flush" } else { "commit" },
+                        &sent,
+                        &error,
+                    );
+                }
+                self.close_level(how, false);
+                self.run_after_rollback_hooks((!how.scope).then_some(&error));
+                Err(error)
+            }
+            Err(panic) => {
+                transaction::roll_back_to(conn, how.depth_before);
+                self.state.end_write(false);
+                self.state.participants.compensate_after_panic();
+                self.close_level(how, false);
+                self.run_after_rollback_hooks(None);
+                resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Closes the save point `how` says this run holds: the scope's level (returning the rows
+    /// of every flush of the scope) or the hooks' save point of a commit.
+    fn close_level(&mut self, how: Finish, keep: bool) -> Option<CommitReport> {
+        if how.scope {
+            return Some(self.state.end_scope(keep));
+        }
+        if how.save_point {
+            self.state.restore_point(keep);
+        }
+        None
+    }
+
+    /// Sends every pending change inside the transaction already open on `conn`, so the
+    /// database assigns keys now while a later failure can still roll everything back.
+    ///
+    /// This is the flush for a transaction you opened yourself (`conn.transaction(...)`):
+    /// memory cannot follow a later rollback of it, so prefer the scoped form, whose
+    /// [`Scope::flush`](crate::Scope::flush) is undone with the scope, database and memory.
+    ///
+    /// Fails with [`Error::NoTransaction`] when `conn` has no open transaction, and with
+    /// [`Error::FlushInScope`] inside a scope (use the scope's own `flush`). The flush itself
+    /// runs on a savepoint: if it fails, the database and the entities are as before the flush.
+    pub fn flush(&mut self, conn: &mut C) -> Result<CommitReport> {
+        if self.in_scope() {
+            return Err(Error::FlushInScope);
+        }
+        self.flush_on(conn)
+    }
+
+    /// `flush` on a connection the caller vouches for (the scope's own): on a savepoint,
+    /// applied to the entities as soon as the savepoint is released (a scope's level can still
+    /// undo it).
+    pub(crate) fn flush_on(&mut self, conn: &mut C) -> Result<CommitReport> {
+        let depth_before = transaction::depth(conn)?;
+        if depth_before.is_none() {
+            return Err(Error::NoTransaction);
+        }
+        let plan = self.plan_write()?;
+        if plan.is_empty() {
+            self.state.end_write(true);
+            return Ok(CommitReport::default());
+        }
+        let span = crate::trace::write_span("flush");
+        let mut sent = CommitReport::default();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            transaction::begin(conn)?;
+            {
+                let _entered = crate::trace::enter(&span);
+                exec::send_plan(&mut self.state.stores, &self.io, conn, &plan, &mut sent)?;
+            }
+            transaction::commit(conn, false)
+        }));
+        match outcome {
+            Ok(Ok(())) => {
+                self.state.end_write(true);
+                crate::trace::write_done(&span, &sent);
+                self.state.scope_wrote(&sent);
+                Ok(sent)
+            }
+            Ok(Err(error)) => {
+                let error = error.or_connection_lost(false);
+                transaction::roll_back_to(conn, depth_before);
+                self.state.end_write(false);
+                crate::trace::write_failed(&span, "flush", &sent, &error);
+                Err(error)
+            }
+            Err(panic) => {
+                transaction::roll_back_to(conn, depth_before);
+                self.state.end_write(false);
+                resume_unwind(panic)
+            }
+        }
+    }
+
+    /// The plan of a write about to be sent: new entities whose key was changed in Rust are
+    /// refiled first (edges and the identity map find parents by the key they are filed
+    /// under).
+    fn plan_write(&mut self) -> Result<Plan> {
+        for store in self.state.stores.iter_mut() {
+            store.refile_new_keys()?;
+        }
+        planning::plan(&self.state.stores, &self.tables())
+    }
+
+    /// Each store's batch sizes on this backend.
+    fn tables(&self) -> Vec<TableInfo> {
+        self.io.iter().map(|io| (io.table_info)()).collect()
+    }
+
+    /// Whether the next commit would write anything.
+    pub fn has_changes(&self) -> bool {
+        !matches!(planning::plan(&self.state.stores, &self.tables()), Ok(plan) if plan.is_empty())
+    }
+
+    /// What the next commit would send, without sending anything; printable.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let note = uow.register_clean(Note { id: 7, body: "a".into() })?;
+    /// uow.get_mut(&note)?.body = "b".into();
+    /// let preview = uow.plan()?;
+    /// assert_eq!(preview.statement_count(), 1);
+    /// assert!(preview.to_string().contains("UPDATE notes (Note): 1 row(s)"));
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn plan(&self) -> Result<PlanPreview> {
+        planning::preview(&self.state.stores, &self.tables())
+    }
+}

@@ -1,0 +1,126 @@
+//! The state of a unit of work, with no connection in sight: its stores, its open save points,
+//! its participants and its domain events. Everything here is pure bookkeeping; the protocol
+//! (`protocol.rs`, `scope.rs`) decides when, and the execution layer (`exec/`) is the only
+//! code that talks to the database.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::events::Events;
+use crate::report::CommitReport;
+use crate::resource::Participants;
+use crate::stores::StoreSet;
+
+static NEXT_UNIT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A level of the unit of work that can be undone: an open scope, or the save point a commit
+/// takes around its before-commit hooks.
+struct Level {
+    /// Participants and pending events when it began.
+    participants: usize,
+    events: usize,
+}
+
+pub(crate) struct State {
+    /// Tells handles of this unit of work from others'.
+    pub id: u64,
+    pub stores: StoreSet,
+    pub participants: Participants,
+    pub events: Events,
+    /// Open save points, outermost first; stores keep one log per entry.
+    levels: Vec<Level>,
+    /// Transaction scopes open on this unit of work (nested ones on savepoints).
+    scope_depth: usize,
+    /// Per open scope: the rows its flushes wrote (a nested scope's fold into its parent's
+    /// when it succeeds).
+    scope_reports: Vec<CommitReport>,
+}
+
+impl State {
+    pub fn new() -> Self {
+        State {
+            id: NEXT_UNIT_ID.fetch_add(1, Ordering::Relaxed),
+            stores: StoreSet::default(),
+            participants: Participants::default(),
+            events: Events::default(),
+            levels: Vec::new(),
+            scope_depth: 0,
+            scope_reports: Vec::new(),
+        }
+    }
+
+    /// Save points open now (a store created now starts with one empty log per level).
+    pub fn open_levels(&self) -> usize {
+        self.levels.len()
+    }
+
+    pub fn in_scope(&self) -> bool {
+        self.scope_depth > 0
+    }
+
+    /// From here on, changes to entities, participants and events can be undone (one level).
+    pub fn save_point(&mut self) {
+        self.levels.push(Level {
+            participants: self.participants.len(),
+            events: self.events.mark(),
+        });
+        for store in self.stores.iter_mut() {
+            store.begin_level();
+        }
+    }
+
+    /// Keeps or undoes everything since the matching `save_point`.
+    pub fn restore_point(&mut self, keep: bool) {
+        if let Some(level) = self.levels.pop() {
+            if !keep {
+                self.participants.truncate(level.participants);
+                self.events.truncate(level.events);
+            }
+        }
+        for store in self.stores.iter_mut() {
+            store.end_level(keep);
+        }
+    }
+
+    /// A scope begins: a save point, and a report for its flushes.
+    pub fn begin_scope(&mut self) {
+        self.scope_depth += 1;
+        self.scope_reports.push(CommitReport::default());
+        self.save_point();
+    }
+
+    /// Closes the innermost scope: keeps its changes, or puts every entity back as it was
+    /// when the scope began. Returns the rows its flushes wrote (kept, or rolled back).
+    pub fn end_scope(&mut self, keep: bool) -> CommitReport {
+        self.scope_depth = self.scope_depth.saturating_sub(1);
+        self.restore_point(keep);
+        let report = self.scope_reports.pop().unwrap_or_default();
+        if keep {
+            if let Some(outer) = self.scope_reports.last_mut() {
+                outer.absorb(&report);
+            }
+        }
+        crate::trace::scope_end(keep, &report);
+        report
+    }
+
+    /// Adds what a write sent to the innermost scope's report.
+    pub fn scope_wrote(&mut self, sent: &CommitReport) {
+        if let Some(level) = self.scope_reports.last_mut() {
+            level.absorb(sent);
+        }
+    }
+
+    /// The write under way committed (`true`: what it produced replaces the entities, which
+    /// settle) or failed (what it produced is dropped).
+    pub fn end_write(&mut self, committed: bool) {
+        for store in self.stores.iter_mut() {
+            store.end_write(committed);
+        }
+    }
+
+    /// After the database committed: events become available, participants finish.
+    pub fn committed(&mut self) -> crate::error::Result<()> {
+        self.events.commit(&self.stores);
+        self.participants.commit()
+    }
+}
