@@ -8,29 +8,12 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
-pub use crate::field_set::{FieldSet, MAX_FIELDS};
+pub use crate::fields::{FieldInfo, FieldSet, MAX_FIELDS};
 
 use diesel::backend::Backend;
 use diesel::query_builder::AstPass;
 use diesel::row::NamedRow;
 use diesel::QueryResult;
-
-/// Description of one persisted field, in declaration order.
-///
-/// Fields marked `#[tracked(skip)]` have no `FieldInfo`: they are neither written nor tracked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FieldInfo {
-    /// The Rust field name.
-    pub name: &'static str,
-    /// The SQL column name, taken from the Diesel `table!` column.
-    pub column: &'static str,
-    /// Part of the primary key.
-    pub key: bool,
-    /// Assigned by the database on insert (left out of the INSERT, read back after it).
-    pub generated: bool,
-    /// The `#[tracked(version)]` field: checked by UPDATE and DELETE, advanced on UPDATE.
-    pub version: bool,
-}
 
 /// A struct whose changes a [`UnitOfWork`](crate::UnitOfWork) tracks. Implemented by
 /// `#[derive(Tracked)]`; implementing it by hand is possible but not needed.
@@ -65,10 +48,12 @@ pub trait Entity: Clone + Send + 'static {
     /// Persisted fields in declaration order; indexes into this slice are field indexes.
     const FIELDS: &'static [FieldInfo];
 
-    /// Whether the key is assigned by the database (a `#[tracked(generated)]` key field).
+    /// Whether the key is assigned by the database (a `#[tracked(generated)]` key field). The
+    /// derive states it; the default works it out from [`FIELDS`](Self::FIELDS) at compile time.
     const KEY_GENERATED: bool = key_generated(Self::FIELDS);
 
-    /// Whether any field is assigned by the database on insert.
+    /// Whether any field is assigned by the database on insert (stated by the derive, like
+    /// [`KEY_GENERATED`](Self::KEY_GENERATED)).
     const HAS_GENERATED: bool = any_generated(Self::FIELDS);
 
     /// The entity's primary key.

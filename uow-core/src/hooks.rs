@@ -1,26 +1,27 @@
-//! Hooks around a commit: before it (may still change what is written), after it succeeded
-//! (with what was written), after it failed. Every hook is `Send`, like the unit of work.
+//! Hooks around a commit: before it (they may still change what is written), after it
+//! succeeded (with what was written), after it failed. Every hook is `Send`, like the unit of
+//! work that holds them. Generic over the holder `U` (the unit of work), which a
+//! before-commit hook gets mutably.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use crate::error::{Error, Result};
 use crate::report::CommitReport;
-use crate::unit_of_work::UnitOfWork;
 
 /// What a before-commit hook may fail with.
-type HookError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type HookError = Box<dyn std::error::Error + Send + Sync>;
 
-type BeforeCommit<C> = Box<dyn FnMut(&mut UnitOfWork<C>) -> Result<(), HookError> + Send>;
+type BeforeCommit<U> = Box<dyn FnMut(&mut U) -> Result<(), HookError> + Send>;
 type AfterCommit = Box<dyn FnMut(&CommitReport) + Send>;
 type AfterRollback = Box<dyn FnMut(Option<&Error>) + Send>;
 
-pub(crate) struct Hooks<C> {
-    before_commit: Vec<BeforeCommit<C>>,
+pub(crate) struct Hooks<U> {
+    before_commit: Vec<BeforeCommit<U>>,
     after_commit: Vec<AfterCommit>,
     after_rollback: Vec<AfterRollback>,
 }
 
-impl<C> Default for Hooks<C> {
+impl<U> Default for Hooks<U> {
     fn default() -> Self {
         Hooks {
             before_commit: Vec::new(),
@@ -30,82 +31,52 @@ impl<C> Default for Hooks<C> {
     }
 }
 
-impl<C> Hooks<C> {
+impl<U> Hooks<U> {
+    pub fn push_before_commit(&mut self, hook: BeforeCommit<U>) {
+        self.before_commit.push(hook);
+    }
+
+    pub fn push_after_commit(&mut self, hook: AfterCommit) {
+        self.after_commit.push(hook);
+    }
+
+    pub fn push_after_rollback(&mut self, hook: AfterRollback) {
+        self.after_rollback.push(hook);
+    }
+
     /// Whether a commit needs a save point: before-commit hooks may change entities.
     pub fn before_commit_any(&self) -> bool {
         !self.before_commit.is_empty()
     }
-}
 
-impl<C> UnitOfWork<C> {
-    /// Runs `hook` before every commit (and at the end of every outermost scope), before
-    /// anything is written; it may still register changes. An error stops the commit.
-    ///
-    /// ```
-    /// # use uow::prelude::*;
-    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
-    /// uow.on_before_commit(|uow| {
-    ///     if uow.len() > 100 {
-    ///         return Err("too many entities in one commit".into());
-    ///     }
-    ///     Ok(())
-    /// });
-    /// ```
-    pub fn on_before_commit(
-        &mut self,
-        hook: impl FnMut(&mut UnitOfWork<C>) -> Result<(), HookError> + Send + 'static,
-    ) {
-        self.hooks.before_commit.push(Box::new(hook));
-    }
-
-    /// Runs `hook` after every successful commit (and outermost scope), with what was written.
-    ///
-    /// ```
-    /// # use uow::prelude::*;
-    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
-    /// uow.on_after_commit(|report| println!("committed: {report}"));
-    /// ```
-    pub fn on_after_commit(&mut self, hook: impl FnMut(&CommitReport) + Send + 'static) {
-        self.hooks.after_commit.push(Box::new(hook));
-    }
-
-    /// Runs `hook` after every failed commit or rolled-back outermost scope: with the error for
-    /// a failed `commit`, with `None` for a scope (its error, or panic, goes to the caller).
-    ///
-    /// ```
-    /// # use uow::prelude::*;
-    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
-    /// uow.on_after_rollback(|error| eprintln!("rolled back: {error:?}"));
-    /// ```
-    pub fn on_after_rollback(&mut self, hook: impl FnMut(Option<&Error>) + Send + 'static) {
-        self.hooks.after_rollback.push(Box::new(hook));
-    }
-
-    pub(crate) fn run_before_commit_hooks(&mut self) -> Result<()> {
-        if self.hooks.before_commit.is_empty() {
+    /// Runs the before-commit hooks on `holder`, whose hooks `hooks` finds. A hook gets
+    /// `&mut holder`, so the hooks are taken out while they run, and put back (with any a hook
+    /// registered) even if one panics; the first error stops them (`Error::Hook`).
+    pub fn run_before_commit(holder: &mut U, hooks: fn(&mut U) -> &mut Hooks<U>) -> Result<()> {
+        if hooks(holder).before_commit.is_empty() {
             return Ok(());
         }
-        // Taken out while they run (a hook gets `&mut self`), and put back even if one panics.
-        let mut hooks = std::mem::take(&mut self.hooks.before_commit);
+        let mut running = std::mem::take(&mut hooks(holder).before_commit);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            for hook in &mut hooks {
-                hook(self).map_err(Error::Hook)?;
+            for hook in &mut running {
+                hook(holder).map_err(Error::Hook)?;
             }
             Ok(())
         }));
-        hooks.append(&mut self.hooks.before_commit);
-        self.hooks.before_commit = hooks;
+        let added = std::mem::take(&mut hooks(holder).before_commit);
+        running.extend(added);
+        hooks(holder).before_commit = running;
         outcome.unwrap_or_else(|panic| resume_unwind(panic))
     }
 
-    pub(crate) fn run_after_commit_hooks(&mut self, report: &CommitReport) {
-        for hook in &mut self.hooks.after_commit {
+    pub fn after_commit(&mut self, report: &CommitReport) {
+        for hook in &mut self.after_commit {
             hook(report);
         }
     }
 
-    pub(crate) fn run_after_rollback_hooks(&mut self, error: Option<&Error>) {
-        for hook in &mut self.hooks.after_rollback {
+    pub fn after_rollback(&mut self, error: Option<&Error>) {
+        for hook in &mut self.after_rollback {
             hook(error);
         }
     }

@@ -5,8 +5,11 @@
 //! each step is one statement shape (an INSERT batch, a group of UPDATEs with the same column
 //! list, a DELETE batch).
 
+use std::collections::HashMap;
+
 use crate::entity::FieldSet;
 use crate::error::Operation;
+use crate::fast_hash::FastHash;
 
 /// What the planner needs to know about one entity type (one store of a unit of work), from
 /// the backend the write goes to.
@@ -85,6 +88,33 @@ impl Plan {
     #[cfg(test)]
     pub fn statement_count(&self) -> usize {
         self.steps.iter().map(|s| s.statements).sum()
+    }
+}
+
+/// The changes of one planning pass, found by store and slot.
+pub(crate) struct ChangeIndex {
+    changes: Vec<Change>,
+    /// (store, slot) -> index into `changes`; built only when some type has relations.
+    index: HashMap<(usize, u32), usize, FastHash>,
+}
+
+impl ChangeIndex {
+    pub fn new(changes: Vec<Change>, index: HashMap<(usize, u32), usize, FastHash>) -> Self {
+        ChangeIndex { changes, index }
+    }
+
+    pub fn into_changes(self) -> Vec<Change> {
+        self.changes
+    }
+
+    /// Where the change of `slot` in store `store` is, if it has one.
+    pub fn position(&self, store: usize, slot: u32) -> Option<usize> {
+        self.index.get(&(store, slot)).copied()
+    }
+
+    /// What change number `position` writes.
+    pub fn kind(&self, position: usize) -> ChangeKind {
+        self.changes[position].kind
     }
 }
 

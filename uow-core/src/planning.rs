@@ -1,33 +1,10 @@
 //! From every store's pending changes to one plan: the changes, the foreign-key edges between
 //! them, and the planner. Pure: reads the stores, sends nothing.
 
-use std::collections::HashMap;
-
 use crate::error::{Error, Result};
-use crate::fast_hash::FastHash;
-use crate::plan::{self, Change, ChangeKind, Edge, Plan, TableInfo};
+use crate::plan::{self, ChangeIndex, Edge, Plan, TableInfo};
 use crate::preview::PlanPreview;
-use crate::relations::EdgeContext;
-use crate::stores::StoreSet;
-
-/// The changes of one planning pass, found by store and slot.
-pub(crate) struct ChangeIndex {
-    changes: Vec<Change>,
-    /// (store, slot) -> index into `changes`; built only when some type has relations.
-    index: HashMap<(usize, u32), usize, FastHash>,
-}
-
-impl ChangeIndex {
-    /// Where the change of `slot` in store `store` is, if it has one.
-    pub fn position(&self, store: usize, slot: u32) -> Option<usize> {
-        self.index.get(&(store, slot)).copied()
-    }
-
-    /// What change number `position` writes.
-    pub fn kind(&self, position: usize) -> ChangeKind {
-        self.changes[position].kind
-    }
-}
+use crate::stores::{EdgeContext, StoreSet};
 
 /// Plans every pending change of `stores`, cut to the backend's batch sizes (`tables`, one per
 /// store). Errors that make a write impossible (`DuplicateKey`, `KeyChanged`,
@@ -47,7 +24,7 @@ pub(crate) fn plan(stores: &StoreSet, tables: &[TableInfo]) -> Result<Plan> {
             .enumerate()
             .map(|(i, c)| ((c.store, c.slot), i))
             .collect();
-        let indexed = ChangeIndex { changes, index };
+        let indexed = ChangeIndex::new(changes, index);
         for (me, store) in stores.iter().enumerate() {
             if store.has_relations() {
                 let cx = EdgeContext {
@@ -58,7 +35,7 @@ pub(crate) fn plan(stores: &StoreSet, tables: &[TableInfo]) -> Result<Plan> {
                 store.edges(&cx, &mut edges)?;
             }
         }
-        indexed.changes
+        indexed.into_changes()
     } else {
         changes
     };

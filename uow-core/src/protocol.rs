@@ -131,7 +131,7 @@ where
                 // The level is closed first, so settling saves nothing for it.
                 self.state.end_write(true);
                 let finalized = self.state.committed();
-                self.run_after_commit_hooks(&report);
+                self.hooks.after_commit(&report);
                 finalized.map(|()| report)
             }
             Ok(Err(error)) => {
@@ -148,7 +148,7 @@ where
                     );
                 }
                 self.close_level(how, false);
-                self.run_after_rollback_hooks((!how.scope).then_some(&error));
+                self.hooks.after_rollback((!how.scope).then_some(&error));
                 Err(error)
             }
             Err(panic) => {
@@ -156,7 +156,7 @@ where
                 self.state.end_write(false);
                 self.state.participants.compensate_after_panic();
                 self.close_level(how, false);
-                self.run_after_rollback_hooks(None);
+                self.hooks.after_rollback(None);
                 resume_unwind(panic)
             }
         }

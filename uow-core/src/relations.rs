@@ -5,42 +5,12 @@
 //! [`StoreSet::get`], the one typed lookup of the unit of work, so a parent's key goes into the
 //! child's foreign key as the parent's own key type.
 
-use std::any::TypeId;
-
 use crate::entity::{Entity, Relation, RelationVisitor};
 use crate::error::{Error, Result};
-use crate::plan::{ChangeKind, Edge, Step};
-use crate::planning::ChangeIndex;
+use crate::plan::{ChangeIndex, ChangeKind, Edge, Step};
 use crate::store::Store;
-use crate::stores::StoreSet;
+use crate::stores::{EdgeContext, StoreSet};
 use crate::tracking::{Lifecycle, Link};
-
-/// The parent type and foreign key field of one relation of an entity type.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RelationMeta {
-    pub parent: TypeId,
-    pub parent_name: &'static str,
-    pub field: usize,
-}
-
-impl RelationMeta {
-    /// The relations of `T`, in declaration order.
-    pub fn of<T: Entity>() -> Vec<RelationMeta> {
-        struct Collect(Vec<RelationMeta>);
-        impl<T: Entity> RelationVisitor<T> for Collect {
-            fn visit<R: Relation<T>>(&mut self, _index: usize) {
-                self.0.push(RelationMeta {
-                    parent: TypeId::of::<R::Parent>(),
-                    parent_name: <R::Parent as Entity>::ENTITY_NAME,
-                    field: R::FIELD,
-                });
-            }
-        }
-        let mut collect = Collect(Vec::new());
-        T::visit_relations(&mut collect);
-        collect.0
-    }
-}
 
 /// `set_parent`: relation `link.relation` of the entity in `slot` of store `index` (of type
 /// `T`) points at the parent in `link.parent_slot` of its type's store. The parent's key is
@@ -127,14 +97,6 @@ impl<T: Entity> Store<T> {
         T::visit_relations(&mut finder);
         finder.error.map_or(Ok(()), Err)
     }
-}
-
-/// What edge finding sees of the unit of work: the store's own index, every change of the
-/// plan, and the stores (to reach parent types' stores).
-pub(crate) struct EdgeContext<'a> {
-    pub me: usize,
-    pub changes: &'a ChangeIndex,
-    pub stores: &'a StoreSet,
 }
 
 struct EdgeFinder<'a, T: Entity> {

@@ -204,7 +204,7 @@ where
             transaction::roll_back_to(conn, depth_before);
             uow.state.end_scope(false);
             if outermost {
-                uow.run_after_rollback_hooks(None);
+                uow.hooks.after_rollback(None);
             }
             Err(error)
         }
@@ -213,7 +213,7 @@ where
             uow.state.participants.compensate_after_panic();
             uow.state.end_scope(false);
             if outermost {
-                uow.run_after_rollback_hooks(None);
+                uow.hooks.after_rollback(None);
             }
             resume_unwind(panic)
         }

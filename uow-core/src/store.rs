@@ -6,12 +6,13 @@
 //! - `store/written.rs`: the rows a step writes, and what the write produced, kept aside;
 //! - `store/levels.rs`: save points (scopes, a commit's hooks) and undoing them.
 
+use std::any::TypeId;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use crate::entity::Entity;
+use crate::entity::{Entity, Relation, RelationVisitor};
 use crate::error::{Error, Result};
 use crate::fast_hash::FastHash;
-use crate::relations::RelationMeta;
 use crate::tracking::Tracked;
 
 mod changes;
@@ -20,6 +21,33 @@ mod written;
 
 pub(crate) use changes::FieldValue;
 pub(crate) use written::{StepRows, Written};
+
+/// The parent type and foreign key field of one relation of an entity type.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RelationMeta {
+    pub parent: TypeId,
+    pub parent_name: &'static str,
+    pub field: usize,
+}
+
+impl RelationMeta {
+    /// The relations of `T`, in declaration order.
+    pub fn of<T: Entity>() -> Vec<RelationMeta> {
+        struct Collect(Vec<RelationMeta>);
+        impl<T: Entity> RelationVisitor<T> for Collect {
+            fn visit<R: Relation<T>>(&mut self, _index: usize) {
+                self.0.push(RelationMeta {
+                    parent: TypeId::of::<R::Parent>(),
+                    parent_name: <R::Parent as Entity>::ENTITY_NAME,
+                    field: R::FIELD,
+                });
+            }
+        }
+        let mut collect = Collect(Vec::new());
+        T::visit_relations(&mut collect);
+        collect.0
+    }
+}
 
 #[derive(Clone)]
 struct Slot<T: Entity> {
@@ -95,43 +123,49 @@ impl<T: Entity> Store<T> {
     /// Adds an entity, filed under its key when it has one; `DuplicateKey` (and nothing
     /// added) when another entity is filed under it.
     pub fn insert(&mut self, tracked: Tracked<T>, touch: bool) -> Result<(u32, u32)> {
+        let slot = self.free.last().copied().unwrap_or(self.slots.len() as u32);
+        // One lookup files the key and finds a duplicate.
         if let Some(key) = tracked.filed_key() {
-            if self.by_key.contains_key(key) {
-                return Err(Error::DuplicateKey {
-                    entity: T::ENTITY_NAME,
-                    key: key_text(key),
-                });
+            match self.by_key.entry(key.clone()) {
+                Entry::Occupied(_) => {
+                    return Err(Error::DuplicateKey {
+                        entity: T::ENTITY_NAME,
+                        key: key_text(key),
+                    })
+                }
+                Entry::Vacant(vacant) => {
+                    vacant.insert(slot);
+                }
             }
         }
-        let key = tracked.filed_key().cloned();
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.save(slot);
-                let s = &mut self.slots[slot as usize];
-                s.generation = s.next_generation;
-                s.next_generation = s.next_generation.wrapping_add(1);
-                s.tracked = Some(tracked);
-                slot
-            }
-            None => {
-                let slot = self.slots.len() as u32;
-                self.save(slot);
-                self.slots.push(Slot {
-                    generation: 0,
-                    next_generation: 1,
-                    tracked: Some(tracked),
-                    listed: false,
-                });
-                slot
-            }
-        };
-        if let Some(key) = key {
-            self.by_key.insert(key, slot);
+        self.save(slot);
+        if self.free.pop().is_some() {
+            let s = &mut self.slots[slot as usize];
+            s.generation = s.next_generation;
+            s.next_generation = s.next_generation.wrapping_add(1);
+            s.tracked = Some(tracked);
+        } else {
+            self.slots.push(Slot {
+                generation: 0,
+                next_generation: 1,
+                tracked: Some(tracked),
+                listed: false,
+            });
         }
         if touch {
             self.touch(slot);
         }
         Ok((slot, self.slots[slot as usize].generation))
+    }
+
+    /// The entity filed under the key of `tracked`, or `tracked` added (identity map: one row,
+    /// one instance).
+    pub fn find_or_insert(&mut self, tracked: Tracked<T>) -> (u32, u32) {
+        if let Some(found) = tracked.filed_key().and_then(|key| self.find(key)) {
+            return found;
+        }
+        // Not filed under its key, so adding it cannot collide.
+        self.insert(tracked, false).unwrap_or((u32::MAX, 0))
     }
 
     pub fn get(&self, slot: u32, generation: u32) -> Option<&Tracked<T>> {

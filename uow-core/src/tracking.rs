@@ -164,13 +164,14 @@ impl<T: Entity> Tracked<T> {
 
     /// Whether a mutable borrow can be handed out as is: the persisted values are kept
     /// already (or there are none to keep). The hot path of `get_mut` tests this.
-    #[inline]
+    #[inline(always)]
     pub fn ready_for_change(&self) -> bool {
         self.baseline.is_some() || self.lifecycle == Lifecycle::New
     }
 
-    /// The value for plain Rust mutation: the persisted values are kept first (once).
-    #[inline]
+    /// The value for plain Rust mutation: the persisted values are kept first (once). Always
+    /// inlined: on `get_mut`'s hot path the check folds into the one just made.
+    #[inline(always)]
     pub fn change(&mut self) -> &mut T {
         if !self.ready_for_change() {
             self.baseline = Some(self.value.clone());

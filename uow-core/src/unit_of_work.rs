@@ -13,8 +13,9 @@ use crate::error::{Error, Result};
 use crate::events::{DomainEvent, EventSource};
 use crate::exec::{Changes, Dialect, TableIo};
 use crate::handle::{EntitiesMut, Handle};
-use crate::hooks::Hooks;
+use crate::hooks::{HookError, Hooks};
 use crate::relations::set_link;
+use crate::report::CommitReport;
 use crate::resource::Participant;
 use crate::state::State;
 use crate::store::{key_text, Store};
@@ -62,7 +63,7 @@ pub struct UnitOfWork<C> {
     pub(crate) state: State,
     /// Per store (same index): the typed functions the execution layer writes it with.
     pub(crate) io: Vec<TableIo<C>>,
-    pub(crate) hooks: Hooks<C>,
+    pub(crate) hooks: Hooks<UnitOfWork<C>>,
 }
 
 impl<C> fmt::Debug for UnitOfWork<C> {
@@ -216,14 +217,7 @@ where
     pub fn attach<T: Persist<C::Backend>>(&mut self, entity: T) -> Handle<T> {
         let unit = self.state.id;
         let (index, store) = self.store_mut::<T>();
-        let id = match store.find(&entity.key()) {
-            Some(id) => id,
-            // Not held: filing it cannot collide.
-            None => match store.insert(Tracked::persisted(entity), false) {
-                Ok(id) => id,
-                Err(_) => unreachable!("a key that is not held was refused"),
-            },
-        };
+        let id = store.find_or_insert(Tracked::persisted(entity));
         Handle::new(unit, index, id)
     }
 
@@ -541,5 +535,54 @@ where
     /// ```
     pub fn take_events(&mut self) -> Vec<DomainEvent> {
         self.state.events.take()
+    }
+}
+
+impl<C> UnitOfWork<C> {
+    /// Runs `hook` before every commit (and at the end of every outermost scope), before
+    /// anything is written; it may still register changes. An error stops the commit.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// uow.on_before_commit(|uow| {
+    ///     if uow.len() > 100 {
+    ///         return Err("too many entities in one commit".into());
+    ///     }
+    ///     Ok(())
+    /// });
+    /// ```
+    pub fn on_before_commit(
+        &mut self,
+        hook: impl FnMut(&mut UnitOfWork<C>) -> Result<(), HookError> + Send + 'static,
+    ) {
+        self.hooks.push_before_commit(Box::new(hook));
+    }
+
+    /// Runs `hook` after every successful commit (and outermost scope), with what was written.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// uow.on_after_commit(|report| println!("committed: {report}"));
+    /// ```
+    pub fn on_after_commit(&mut self, hook: impl FnMut(&CommitReport) + Send + 'static) {
+        self.hooks.push_after_commit(Box::new(hook));
+    }
+
+    /// Runs `hook` after every failed commit or rolled-back outermost scope: with the error for
+    /// a failed `commit`, with `None` for a scope (its error, or panic, goes to the caller).
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// uow.on_after_rollback(|error| eprintln!("rolled back: {error:?}"));
+    /// ```
+    pub fn on_after_rollback(&mut self, hook: impl FnMut(Option<&Error>) + Send + 'static) {
+        self.hooks.push_after_rollback(Box::new(hook));
+    }
+
+    pub(crate) fn run_before_commit_hooks(&mut self) -> Result<()> {
+        Hooks::run_before_commit(self, |uow| &mut uow.hooks)
     }
 }

@@ -19,7 +19,7 @@ mod dialect;
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
-mod read;
+pub(crate) mod read;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod statements;
@@ -31,11 +31,11 @@ pub use statements::Changes;
 
 use diesel::connection::LoadConnection;
 
-use crate::any_store::AnyStore;
 use crate::entity::Persist;
 use crate::error::{Error, Result};
 use crate::plan::{Plan, Step, TableInfo};
 use crate::report::CommitReport;
+use crate::stores::AnyStore;
 use crate::stores::StoreSet;
 
 /// What the execution layer needs of one entity type on connections `C`: its batch sizes on

@@ -8,12 +8,12 @@ use diesel::query_dsl::RunQueryDsl;
 
 use super::dialect::{Dialect, Session};
 use super::statements::{DeleteRows, UpdateRow};
-use crate::any_store::AnyStore;
 use crate::entity::Persist;
 use crate::error::{Error, Operation, Result};
 use crate::plan::Step;
 use crate::report::CommitReport;
 use crate::store::{key_text, StepRows, Store};
+use crate::stores::AnyStore;
 
 /// Sends `step` of the store of `T`.
 pub(super) fn send_step<T, C>(

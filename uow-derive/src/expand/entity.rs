@@ -64,6 +64,9 @@ pub(super) fn entity_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStre
     let visit_relations = visit_relations(cx);
     let from_insert_id = from_insert_id(cx);
     let names = &cx.fields.names;
+    // Facts the runtime would otherwise work out from `FIELDS` again and again.
+    let key_generated = cx.input.persisted().any(|f| f.key && f.generated());
+    let has_generated = cx.input.persisted().any(|f| f.generated());
     quote! {
         #[automatically_derived]
         impl<#impl_params> #p::Entity for #self_ty
@@ -75,6 +78,8 @@ pub(super) fn entity_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStre
 
             const ENTITY_NAME: &'static str = #entity_name;
             const TABLE_NAME: &'static str = #table_name;
+            const KEY_GENERATED: bool = #key_generated;
+            const HAS_GENERATED: bool = #has_generated;
             #field_infos
 
             #fmt_field

@@ -1,8 +1,24 @@
-//! [`FieldSet`]: a set of persisted fields, by index, that never allocates.
+//! The persisted fields of an entity: [`FieldInfo`] describes one, [`FieldSet`] is a set of
+//! them by index that never allocates.
 
 use std::fmt::Debug;
 
-use crate::entity::FieldInfo;
+/// Description of one persisted field, in declaration order.
+///
+/// Fields marked `#[tracked(skip)]` have no `FieldInfo`: they are neither written nor tracked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldInfo {
+    /// The Rust field name.
+    pub name: &'static str,
+    /// The SQL column name, taken from the Diesel `table!` column.
+    pub column: &'static str,
+    /// Part of the primary key.
+    pub key: bool,
+    /// Assigned by the database on insert (left out of the INSERT, read back after it).
+    pub generated: bool,
+    /// The `#[tracked(version)]` field: checked by UPDATE and DELETE, advanced on UPDATE.
+    pub version: bool,
+}
 
 /// The most persisted fields (columns) one entity may have.
 ///
