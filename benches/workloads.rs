@@ -330,7 +330,18 @@ macro_rules! workloads {
                 let log = StatementLog::attach(&mut db.conn);
                 w2_uow(&mut db.conn);
                 let writes = log.take_writes();
-                assert_eq!(writes.len(), W2_ROWS, "uow: one UPDATE per row");
+                // One UPDATE per 1,000 rows where a statement can carry a table of rows; MySQL
+                // compares such a table's values inexactly, so there it is one per row.
+                let per_statement = if <Conn as BenchBackend>::NAME == "mysql" {
+                    1
+                } else {
+                    1000
+                };
+                assert_eq!(
+                    writes.len(),
+                    W2_ROWS.div_ceil(per_statement),
+                    "uow: batched UPDATEs"
+                );
                 assert!(
                     writes.iter().all(|w| !w.contains("name")),
                     "only qty is written"
@@ -448,7 +459,8 @@ macro_rules! workloads {
                     let (mut uow, touched) = w3_setup(&mut db.conn, tracked);
                     log.take();
                     w3_round(&mut db.conn, &mut uow, &touched);
-                    assert_eq!(log.take_writes().len(), W3_TOUCHED);
+                    // The touched rows in one UPDATE, however many are tracked.
+                    assert_eq!(log.take_writes().len(), 1);
                 }
             }
 
@@ -724,8 +736,10 @@ macro_rules! workloads {
                 in_memory.0.sort_by_key(|a| a.id);
                 in_memory.1.sort_by_key(|b| b.id);
                 assert_eq!(in_memory, by_diesel);
-                // uow: 2 INSERTs, 200 UPDATEs, 2 DELETEs; the baseline the same.
-                assert_eq!(uow_writes.len(), diesel_writes.len(), "{uow_writes:#?}");
+                // The baseline: 2 INSERTs, 200 UPDATEs, 2 DELETEs. uow: the same INSERTs and
+                // DELETEs, and one UPDATE carrying the 200 retitled books.
+                assert_eq!(diesel_writes.len(), 204, "{diesel_writes:#?}");
+                assert_eq!(uow_writes.len(), 5, "{uow_writes:#?}");
             }
 
             fn w6(c: &mut Criterion) {

@@ -50,7 +50,14 @@ backend_tests! {
         assert!(preview.contains("balance: 10 -> 11, version: 1 -> 2"), "{preview}");
         uow.commit(&mut db.conn)?;
         let update = log.writes().pop().ok_or("no UPDATE")?.to_lowercase();
-        let (set, filter) = update.split_once(" where ").ok_or("an UPDATE with a WHERE")?;
+        // `UPDATE t SET .. FROM batch WHERE ..` (PostgreSQL, SQLite) or `UPDATE t SET ..
+        // WHERE ..` (one row): the SET list, and what picks the row.
+        let (head, set) = update.split_once(" set ").ok_or("an UPDATE with a SET")?;
+        let (set, tail) = set
+            .split_once(" from ")
+            .or_else(|| set.split_once(" where "))
+            .unwrap_or((set, ""));
+        let filter = format!("{head} {tail}");
         assert!(set.contains("version"), "the version is advanced: {update}");
         assert!(filter.contains("version"), "and checked: {update}");
         assert_eq!(uow.get(&ann)?.version, 2);

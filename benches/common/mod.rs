@@ -259,11 +259,14 @@ impl StatementLog {
             .into_iter()
             .filter(|s| {
                 let s = s.trim_start().to_ascii_uppercase();
-                // uow's PostgreSQL INSERT of rows with generated keys is a CTE that numbers them.
+                // uow's PostgreSQL INSERT of rows with generated keys is a CTE that numbers
+                // them, and its batched UPDATE reads its rows from a CTE; values are bound, so
+                // the keywords are the statement's own.
                 s.starts_with("INSERT")
                     || s.starts_with("UPDATE")
                     || s.starts_with("DELETE")
-                    || (s.starts_with("WITH") && s.contains("INSERT INTO"))
+                    || (s.starts_with("WITH")
+                        && (s.contains("INSERT INTO") || s.contains(" UPDATE ")))
             })
             .collect()
     }

@@ -431,18 +431,24 @@ impl StatementLog {
 
     /// The INSERT/UPDATE/DELETE statements so far.
     ///
-    /// On PostgreSQL uow inserts rows with generated keys through a CTE that numbers them
-    /// (`WITH "__uow_rows" AS (..), "__uow_inserted" AS (INSERT INTO ..) SELECT ..`); such a
-    /// statement is shown from its `INSERT`, so checks of a statement's kind and table read
-    /// the same on every backend (`all()` keeps the whole text).
+    /// uow writes some statements with a CTE of bound rows first: PostgreSQL's INSERT of rows
+    /// with generated keys (`WITH "__uow_rows" AS (..), "__uow_inserted" AS (INSERT INTO ..)
+    /// SELECT ..`), and the batched UPDATE on PostgreSQL and SQLite (`WITH "__uow_v" (..) AS
+    /// (VALUES ..) UPDATE ..`). Such a statement is shown from its `INSERT` or `UPDATE`, so
+    /// checks of a statement's kind and table read the same on every backend (`all()` keeps
+    /// the whole text).
     pub fn writes(&self) -> Vec<String> {
         self.all()
             .into_iter()
-            .map(|s| match s.strip_prefix("WITH \"__uow_rows\"") {
-                Some(rest) => rest
-                    .find("INSERT INTO")
-                    .map_or(s.clone(), |at| rest[at..].to_string()),
-                None => s,
+            .map(|s| {
+                if !(s.starts_with("WITH ") && s.contains("__uow_")) {
+                    return s;
+                }
+                let at = ["INSERT INTO", "UPDATE "]
+                    .iter()
+                    .filter_map(|k| s.find(k))
+                    .min();
+                at.map_or(s.clone(), |at| s[at..].to_string())
             })
             .filter(|s| {
                 let s = s.trim_start().to_ascii_uppercase();

@@ -13,7 +13,7 @@ use crate::fast_hash::FastHash;
 
 /// What the planner needs to know about one entity type (one store of a unit of work), from
 /// the backend the write goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct TableInfo {
     /// Rows one INSERT step may carry (at least 1).
     pub rows_per_insert: usize,
@@ -22,6 +22,8 @@ pub(crate) struct TableInfo {
     /// Rows one INSERT statement carries (an INSERT step may take several statements when
     /// the backend reads generated values back row by row).
     pub insert_rows_per_statement: usize,
+    /// Rows one UPDATE statement may carry when it writes this many columns (at least 1).
+    pub rows_per_update: fn(usize) -> usize,
 }
 
 /// One pending change of one entity, identified by its store and slot.
@@ -66,7 +68,7 @@ pub(crate) struct Step {
     pub kind: ChangeKind,
     /// The slots of the rows, in the order they were given.
     pub slots: Vec<u32>,
-    /// The statements the step takes: one per row for an UPDATE, one for a DELETE, one per
+    /// The statements the step takes: one for an UPDATE or a DELETE, one per
     /// `insert_rows_per_statement` rows for an INSERT.
     pub statements: usize,
 }
@@ -141,10 +143,9 @@ pub(crate) struct Cycle {
 /// Row-level topological order (as EF Core does): a change is written only after every change
 /// it depends on. Among changes that are free to go, DELETEs go first, then UPDATEs, then
 /// INSERTs; and each step takes *every* free change of one shape (same table, operation and,
-/// for updates, column list), so independent rows share statements. Inserts and deletes are
-/// cut into statements of at most `rows_per_insert` / `rows_per_delete` rows; updates are one
-/// statement per row, all of one SQL text (one prepared statement). Rows keep the order they
-/// were given in within a step.
+/// for updates, column list), so independent rows share statements. Steps are cut to the
+/// rows one statement may carry (`TableInfo`). Rows keep the order they were given in within a
+/// step.
 ///
 /// A unique value freed by a DELETE can be taken by an INSERT or an UPDATE of the same commit:
 /// an INSERT or UPDATE of a table that still has DELETEs to plan waits while anything else can
@@ -284,7 +285,7 @@ pub(crate) fn plan(
             let chunk = match kind {
                 ChangeKind::Insert => table.rows_per_insert,
                 ChangeKind::Delete => table.rows_per_delete,
-                ChangeKind::Update(_) => usize::MAX,
+                ChangeKind::Update(fields) => (table.rows_per_update)(fields.len()),
             };
             if kind == ChangeKind::Delete {
                 deletes_left[store] -= writes.len();
@@ -295,8 +296,7 @@ pub(crate) fn plan(
                     ChangeKind::Insert => {
                         rows.len().div_ceil(table.insert_rows_per_statement.max(1))
                     }
-                    ChangeKind::Update(_) => rows.len(),
-                    ChangeKind::Delete => 1,
+                    ChangeKind::Update(_) | ChangeKind::Delete => 1,
                 };
                 steps.push(Step {
                     store,

@@ -69,16 +69,40 @@ pub(crate) fn table_info<T: Entity, DB: Dialect>() -> TableInfo {
         } else {
             rows_per_insert
         },
+        rows_per_update: rows_per_update::<T, DB>,
     }
 }
 
-/// Rows of `T` one DELETE may carry on `DB`: one per statement for version-checked rows, so a
-/// row that fails its check is known exactly.
-pub(crate) fn rows_per_delete<T: Entity, DB: Dialect>() -> usize {
-    if T::version_field().is_some() {
+/// The most rows one UPDATE carries, for the reason [`MAX_ROWS_PER_INSERT`] gives.
+pub(crate) const MAX_ROWS_PER_UPDATE: usize = 1000;
+
+/// Values an UPDATE of `T` binds per row besides the columns it writes: the key, and the
+/// persisted version it checks.
+pub(crate) fn update_base_width<T: Entity>() -> usize {
+    key_width::<T>() + usize::from(T::version_field().is_some())
+}
+
+/// Rows of `T` one UPDATE writing `columns` columns may carry on `DB`.
+pub(crate) fn rows_per_update<T: Entity, DB: Dialect>(columns: usize) -> usize {
+    if !DB::BATCHES_ROWS_AS_TABLE {
         return 1;
     }
-    let width = key_width::<T>();
+    rows_per_statement(
+        update_base_width::<T>() + columns,
+        DB::MAX_BIND_PARAMS,
+        MAX_ROWS_PER_UPDATE,
+    )
+}
+
+/// Rows of `T` one DELETE may carry on `DB`: a key list (`k IN (...)`) for a single-column key
+/// without a version, else the OR form, capped by [`MAX_ROWS_PER_OR_DELETE`] (one row for
+/// versioned rows where batches cannot be checked as a table: MySQL).
+pub(crate) fn rows_per_delete<T: Entity, DB: Dialect>() -> usize {
+    // Versioned rows are checked for conflicts as a table of bound values first.
+    if T::version_field().is_some() && !DB::BATCHES_ROWS_AS_TABLE {
+        return 1;
+    }
+    let width = update_base_width::<T>();
     let cap = if width > 1 {
         MAX_ROWS_PER_OR_DELETE
     } else {

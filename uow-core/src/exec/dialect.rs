@@ -8,17 +8,25 @@ use diesel::query_builder::AstPass;
 use diesel::query_dsl::RunQueryDsl;
 use diesel::QueryResult;
 
+use super::batched::{with_cte, FirstMissing, UpdateRows};
 use super::batching::insert_width;
 use super::statements::{InsertOne, InsertRows, ReturnedRow};
 use crate::entity::{Entity, Persist};
 
 /// What differs between Diesel backends when writing entities. Implemented for every backend
 /// whose cargo feature is on; sealed.
-pub trait Dialect: Backend + Sized + sealed::Sealed + 'static {
+pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'static {
     /// The backend's name, for messages.
     const NAME: &'static str;
     /// The most bind parameters one statement may carry.
     const MAX_BIND_PARAMS: usize;
+    /// Whether a batch of rows can be joined as a table of bound values that keeps the
+    /// values' types (PostgreSQL's typed parameters, SQLite's values). MySQL's derived tables
+    /// of bound values come back untyped, compared as strings or doubles (inexact for integers
+    /// past 2^53, and no index lookup): there UPDATEs and version-checked DELETEs go one row
+    /// per statement.
+    #[doc(hidden)]
+    const BATCHES_ROWS_AS_TABLE: bool = true;
 
     /// Inserts `rows`, entities without generated fields (one statement unless the backend
     /// must cut it), and says how many rows and statements that took.
@@ -66,6 +74,25 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + 'static {
         (insert_width::<T>(), 0)
     }
 
+    /// One UPDATE of every row of `update`, two rows or more (by default the batch as a CTE joined with
+    /// `UPDATE .. FROM`, as PostgreSQL and SQLite 3.33 and later take it).
+    #[doc(hidden)]
+    fn walk_batch_update<'b, T: Persist<Self>>(
+        update: &'b UpdateRows<'_, T>,
+        out: AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        with_cte::walk_update(update, out)
+    }
+
+    /// The query for the first row of a batch with no matching row in the table.
+    #[doc(hidden)]
+    fn walk_first_missing<'b, T: Persist<Self>>(
+        probe: &'b FirstMissing<'_, T>,
+        out: AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        with_cte::walk_first_missing(probe, out)
+    }
+
     /// `DEFAULT VALUES` or the backend's equivalent, for a table with nothing to insert.
     #[doc(hidden)]
     fn push_default_values(mut out: AstPass<'_, '_, Self>) {
@@ -74,7 +101,42 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + 'static {
 }
 
 pub(crate) mod sealed {
+    use diesel::backend::Backend;
+    use diesel::deserialize::{self, FromSql};
+    use diesel::query_builder::AstPass;
+    use diesel::row::NamedRow;
+    use diesel::serialize::ToSql;
+    use diesel::sql_types::Integer;
+    use diesel::QueryResult;
+
     pub trait Sealed {}
+
+    /// A row's number in a batch, bound and read back as an `INTEGER` (an `i32`), which
+    /// every backend has.
+    pub trait RowNumbers: Backend {
+        /// Binds `number`.
+        fn push_number<'b>(out: &mut AstPass<'_, 'b, Self>, number: &'b i32) -> QueryResult<()>;
+        /// Reads a number bound by `push_number` back from column `column` of `row`.
+        fn read_number<'a>(row: &impl NamedRow<'a, Self>, column: &str)
+            -> deserialize::Result<i32>;
+    }
+
+    impl<DB> RowNumbers for DB
+    where
+        DB: Backend,
+        i32: ToSql<Integer, DB> + FromSql<Integer, DB>,
+    {
+        fn push_number<'b>(out: &mut AstPass<'_, 'b, Self>, number: &'b i32) -> QueryResult<()> {
+            out.push_bind_param::<Integer, i32>(number)
+        }
+
+        fn read_number<'a>(
+            row: &impl NamedRow<'a, Self>,
+            column: &str,
+        ) -> deserialize::Result<i32> {
+            NamedRow::get::<Integer, i32>(row, column)
+        }
+    }
 }
 
 /// A Diesel connection to backend `DB` that can read rows back: what a [`Dialect`] writes on.

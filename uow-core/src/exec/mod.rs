@@ -13,6 +13,7 @@
 //! typed code for each of its entity types through a [`TableIo`], a pair of functions made
 //! when the type is first used, so the state and the planner never see a connection.
 
+mod batched;
 mod batching;
 mod dialect;
 #[cfg(feature = "mysql")]

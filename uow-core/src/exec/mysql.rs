@@ -4,6 +4,7 @@ use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::QueryResult;
 
+use super::batched::{FirstMissing, UpdateRows};
 use super::batching::MAX_ROWS_PER_INSERT;
 use super::dialect::{sealed, Conn, Dialect, Inserted, Sent, ServerFacts, Session};
 use super::statements::{walk_inserted_values, InsertRows};
@@ -250,6 +251,37 @@ impl Dialect for Mysql {
 
     fn push_default_values(mut out: AstPass<'_, '_, Self>) {
         out.push_sql("() VALUES ()");
+    }
+
+    /// Batches of one row, sent as the plain UPDATE, whose WHERE compares each key with a
+    /// value of its own type (see [`Dialect::BATCHES_ROWS_AS_TABLE`]).
+    const BATCHES_ROWS_AS_TABLE: bool = false;
+
+    fn walk_batch_update<'b, T: Persist<Self>>(
+        update: &'b UpdateRows<'_, T>,
+        _: AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        Err(diesel::result::Error::QueryBuilderError(
+            format!(
+                "MySQL updates one row per statement, not {}",
+                update.batch.rows.len()
+            )
+            .into(),
+        ))
+    }
+
+    /// Never sent: every batch that could need it is one row here, whose row count names it.
+    fn walk_first_missing<'b, T: Persist<Self>>(
+        probe: &'b FirstMissing<'_, T>,
+        _: AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        Err(diesel::result::Error::QueryBuilderError(
+            format!(
+                "MySQL checks one row per statement, not a batch of {}",
+                probe.batch.rows.len()
+            )
+            .into(),
+        ))
     }
 }
 

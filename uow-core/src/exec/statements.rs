@@ -58,36 +58,43 @@ where
     T: Persist<DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let mut first = true;
-        for index in self.fields.iter() {
-            if !first {
-                out.push_sql(", ");
-            }
-            first = false;
-            // `Changes::new` takes any `FieldSet`, so an index may be past the entity's fields;
-            // an UPDATE silently missing a column would be worse than refusing to build it.
-            let field = T::FIELDS.get(index).ok_or_else(|| {
-                diesel::result::Error::QueryBuilderError(
-                    format!(
-                        "field index {index} is out of range for `{name}`, which has {count} \
-                         persisted fields; build the `FieldSet` from indexes into \
-                         `{name}::FIELDS`, or take the changeset from `UnitOfWork::changes`",
-                        name = T::ENTITY_NAME,
-                        count = T::FIELDS.len(),
-                    )
-                    .into(),
-                )
-            })?;
-            out.push_identifier(field.column)?;
-            out.push_sql(" = ");
-            self.entity.walk_field(index, out.reborrow())?;
-        }
-        Ok(())
+        walk_changes(self.entity, self.fields, &mut out)
     }
 
     fn is_noop(&self, _backend: &DB) -> QueryResult<bool> {
         Ok(self.fields.is_empty())
     }
+}
+
+/// `"a" = ?, "b" = ?`: `fields` of `entity`, bound.
+fn walk_changes<'b, T: Persist<DB>, DB: Backend>(
+    entity: &'b T,
+    fields: FieldSet,
+    out: &mut AstPass<'_, 'b, DB>,
+) -> QueryResult<()> {
+    for (n, index) in fields.iter().enumerate() {
+        if n > 0 {
+            out.push_sql(", ");
+        }
+        // `Changes::new` takes any `FieldSet`, so an index may be past the entity's fields;
+        // an UPDATE silently missing a column would be worse than refusing to build it.
+        let field = T::FIELDS.get(index).ok_or_else(|| {
+            diesel::result::Error::QueryBuilderError(
+                format!(
+                    "field index {index} is out of range for `{name}`, which has {count} \
+                     persisted fields; build the `FieldSet` from indexes into \
+                     `{name}::FIELDS`, or take the changeset from `UnitOfWork::changes`",
+                    name = T::ENTITY_NAME,
+                    count = T::FIELDS.len(),
+                )
+                .into(),
+            )
+        })?;
+        out.push_identifier(field.column)?;
+        out.push_sql(" = ");
+        entity.walk_field(index, out.reborrow())?;
+    }
+    Ok(())
 }
 
 impl<'a, T: Entity> AsChangeset for Changes<'a, T> {
@@ -158,7 +165,7 @@ macro_rules! statement {
     };
 }
 
-statement!(InsertRows, UpdateRow, DeleteRows, SelectByKey; returning SelectByKey);
+statement!(InsertRows, DeleteRows, SelectByKey; returning SelectByKey);
 
 /// Keeps a statement binding more than [`MAX_CACHED_BATCH_BINDS`] values out of Diesel's
 /// prepared-statement cache, unless it is `full` (every full batch has the same text).
@@ -232,29 +239,20 @@ impl<T: Persist<DB>, DB: Backend> QueryableByName<DB> for ReturnedRow<T> {
     }
 }
 
-/// `UPDATE t SET <changes> WHERE <key> [AND <version>]`: the SET list binds the values to
-/// write, the WHERE clause the persisted ones (the persisted version, for the check).
-pub(crate) struct UpdateRow<'a, T> {
-    changes: Changes<'a, T>,
-    persisted: &'a T,
-}
-
-impl<'a, T: Entity> UpdateRow<'a, T> {
-    pub(crate) fn new(entity: &'a T, persisted: &'a T, fields: FieldSet) -> Self {
-        let changes = Changes::new(entity, fields);
-        UpdateRow { changes, persisted }
-    }
-}
-
-impl<T: Persist<DB>, DB: Backend> QueryFragment<DB> for UpdateRow<'_, T> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql("UPDATE ");
-        T::walk_table(out.reborrow())?;
-        out.push_sql(" SET ");
-        self.changes.walk_ast(out.reborrow())?;
-        out.push_sql(" WHERE ");
-        walk_key_match(self.persisted, out.reborrow())
-    }
+/// `UPDATE t SET <changes> WHERE <key> [AND <version>]` for one row: the SET list binds the
+/// values to write, the WHERE clause the persisted ones (the persisted version, for the check).
+pub(super) fn walk_update_one<'b, T: Persist<DB>, DB: Backend>(
+    written: &'b T,
+    persisted: &'b T,
+    fields: FieldSet,
+    mut out: AstPass<'_, 'b, DB>,
+) -> QueryResult<()> {
+    out.push_sql("UPDATE ");
+    T::walk_table(out.reborrow())?;
+    out.push_sql(" SET ");
+    walk_changes(written, fields, &mut out)?;
+    out.push_sql(" WHERE ");
+    walk_key_match(persisted, out.reborrow())
 }
 
 /// `DELETE FROM t WHERE k IN (...)`, or `WHERE (k1 = ? AND k2 = ?) OR ...` for composite keys

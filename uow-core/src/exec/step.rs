@@ -5,10 +5,12 @@ use std::any::Any;
 
 use diesel::connection::LoadConnection;
 use diesel::query_dsl::RunQueryDsl;
+use diesel::QueryResult;
 
+use super::batched::{FirstMissing, RowNumber, UpdateRows};
 use super::dialect::{Dialect, Session};
-use super::statements::{DeleteRows, UpdateRow};
-use crate::entity::Persist;
+use super::statements::DeleteRows;
+use crate::entity::{Entity, Persist};
 use crate::error::{Error, Operation, Result};
 use crate::plan::Step;
 use crate::report::CommitReport;
@@ -67,41 +69,99 @@ where
             }
         }
         StepRows::Update(rows, fields) => {
-            for &(written, persisted) in &rows {
-                let updated = UpdateRow::new(written, persisted, fields)
-                    .execute(conn)
-                    .map_err(statement_error)?;
-                if updated != 1 {
-                    return Err(Error::Conflict {
-                        operation: Operation::Update,
-                        entity: T::ENTITY_NAME,
-                        table: T::TABLE_NAME,
-                        key: key_text(&persisted.key()),
-                    });
+            // Versioned rows: a row whose version moved on is found before anything is written
+            // (afterwards a concurrent writer's next version can equal ours, and the row would
+            // look updated). A single row needs no search: the count says it is the one.
+            let versioned = T::version_field().is_some() && rows.len() > 1;
+            if versioned {
+                let persisted: Vec<(&T, &T)> = rows.iter().map(|(_, p)| (*p, *p)).collect();
+                if let Some(row) = first_missing(conn, &persisted).map_err(statement_error)? {
+                    return Err(conflict_at(Operation::Update, &rows, Some(row)));
                 }
             }
-            (Operation::Update, rows.len(), rows.len())
+            let updated = UpdateRows::new(&rows, fields)
+                .execute(conn)
+                .map_err(statement_error)?;
+            if updated != rows.len() {
+                return Err(match (rows.len(), versioned) {
+                    (1, _) => conflict_at(Operation::Update, &rows, Some(0)),
+                    // Changed between the search and the UPDATE.
+                    (_, true) => conflict_at(Operation::Update, &rows, None),
+                    // Without a version a missed row is one that is gone: found by its key.
+                    (_, false) => conflict(conn, Operation::Update, &rows),
+                });
+            }
+            (Operation::Update, rows.len(), 1)
         }
         StepRows::Delete(rows) => {
+            // Rows whose version is checked: find a row that no longer matches before deleting
+            // any, so a conflict names its row (the DELETE cannot tell which one it missed).
+            let versioned = T::version_field().is_some() && rows.len() > 1;
+            let pairs: Vec<(&T, &T)> = rows.iter().map(|r| (*r, *r)).collect();
+            if versioned {
+                if let Some(row) = first_missing(conn, &pairs).map_err(statement_error)? {
+                    return Err(conflict_at(Operation::Delete, &pairs, Some(row)));
+                }
+            }
             let deleted = DeleteRows(&rows).execute(conn).map_err(statement_error)?;
             if deleted != rows.len() {
-                // The batch already removed the rows it found, so the missing one cannot be
-                // told apart here; a single-row batch names its key exactly.
-                let key = rows.first().map(|e| key_text(&e.key())).unwrap_or_default();
-                return Err(Error::Conflict {
-                    operation: Operation::Delete,
-                    entity: T::ENTITY_NAME,
-                    table: T::TABLE_NAME,
-                    key: if rows.len() == 1 {
-                        key
-                    } else {
-                        format!("among {} keys starting at {key}", rows.len())
-                    },
-                });
+                // A single row is the one; in a batch the rows it deleted are gone, so the
+                // missing one cannot be told apart any more.
+                let row = (rows.len() == 1).then_some(0);
+                return Err(conflict_at(Operation::Delete, &pairs, row));
             }
             (Operation::Delete, rows.len(), 1)
         }
     };
     report.record(T::ENTITY_NAME, T::TABLE_NAME, operation, rows, statements);
     Ok(())
+}
+
+/// The number of the first row of `rows` that has no matching row in the table (by key, and
+/// by the version of the row's first value).
+fn first_missing<T, C>(conn: &mut C, rows: &[(&T, &T)]) -> QueryResult<Option<usize>>
+where
+    C: LoadConnection,
+    C::Backend: Dialect,
+    T: Persist<C::Backend>,
+{
+    let found: Vec<RowNumber> = FirstMissing::new(rows).load(conn)?;
+    Ok(found.first().and_then(|n| usize::try_from(n.0).ok()))
+}
+
+/// After a short UPDATE of rows without a version: the row it missed (deleted by someone else
+/// since it was read), found by its key with one more query in the same transaction.
+fn conflict<T, C>(conn: &mut C, operation: Operation, rows: &[(&T, &T)]) -> Error
+where
+    C: LoadConnection,
+    C::Backend: Dialect,
+    T: Persist<C::Backend>,
+{
+    match first_missing(conn, rows) {
+        Ok(row) => conflict_at(operation, rows, row),
+        Err(source) => Error::Statement {
+            operation: Operation::Select,
+            table: T::TABLE_NAME,
+            source,
+        },
+    }
+}
+
+/// `Conflict` naming the key of row `row` of the batch, or the batch when no row is known.
+fn conflict_at<T: Entity>(operation: Operation, rows: &[(&T, &T)], row: Option<usize>) -> Error {
+    let key = |r: &(&T, &T)| key_text(&r.1.key());
+    let key = match row.and_then(|n| rows.get(n)) {
+        Some(found) => key(found),
+        None => format!(
+            "among {} keys starting at {}",
+            rows.len(),
+            rows.first().map(key).unwrap_or_default()
+        ),
+    };
+    Error::Conflict {
+        operation,
+        entity: T::ENTITY_NAME,
+        table: T::TABLE_NAME,
+        key,
+    }
 }

@@ -1,0 +1,234 @@
+//! Round trips are the cost of a commit on a server: rows of one shape go in one statement per
+//! batch (INSERT, UPDATE, DELETE, versions included), and a batch that conflicts still names
+//! the row that did. Statements are counted with Diesel's `Instrumentation`, BEGIN and COMMIT
+//! included.
+
+mod common;
+
+use common::*;
+use diesel::prelude::*;
+use uow::prelude::*;
+
+/// Every statement sent, transaction control and reads included.
+fn sent(log: &StatementLog) -> usize {
+    log.all().len()
+}
+
+fn ledger(owner: &str, balance: i64) -> LedgerAccount {
+    LedgerAccount {
+        id: 0,
+        owner: owner.into(),
+        balance,
+        version: 1,
+    }
+}
+
+/// Rows in one UPDATE of `columns` changed columns of an entity whose key is one column, as
+/// uow cuts them: the bind limit over the values per row, at most 1,000. MySQL updates one row
+/// per statement: its derived tables of bound values are untyped (see `Dialect`).
+fn rows_per_update(kind: Kind, columns: usize, versioned: bool) -> usize {
+    let limit = match kind {
+        Kind::Sqlite => 32766,
+        Kind::Postgres => 65535,
+        Kind::Mysql => return 1,
+    };
+    (limit / (1 + columns + usize::from(versioned))).min(1000)
+}
+
+/// Rows in one DELETE of versioned rows (MySQL: one, for the same reason).
+fn rows_per_versioned_delete(kind: Kind) -> usize {
+    if kind == Kind::Mysql {
+        1
+    } else {
+        500
+    }
+}
+
+/// The balances of the ledger rows, by key.
+fn ledger_balances<C: TestBackend>(conn: &mut C) -> Vec<(i32, i64, i32)>
+where
+    for<'a> diesel::dsl::Order<
+        diesel::dsl::Select<ledger::table, (ledger::id, ledger::balance, ledger::version)>,
+        ledger::id,
+    >: diesel::query_dsl::LoadQuery<'a, C, (i32, i64, i32)>,
+{
+    match ledger::table
+        .select((ledger::id, ledger::balance, ledger::version))
+        .order(ledger::id)
+        .load(conn)
+    {
+        Ok(rows) => rows,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+backend_tests! {
+    fn ten_thousand_changed_rows_take_a_statement_per_batch(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..10_000).map(|i| uow.register_new(account(&format!("o{i}"), i))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for h in &handles {
+            uow.get_mut(h)?.balance += 1;
+        }
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let batches = 10_000usize.div_ceil(rows_per_update(<Conn as TestBackend>::KIND, 1, false));
+        assert!(sent(&log) <= batches + 2, "{} statements for {batches} batches: {:?}", sent(&log), log.all().iter().map(|s| &s[..40.min(s.len())]).collect::<Vec<_>>());
+        assert_eq!(account_rows(&mut db.conn).iter().map(|a| a.balance).sum::<i64>(), (1..=10_000).sum::<i64>());
+
+        // Versioned rows: the batch is checked for a row that moved on first (one SELECT).
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..10_000).map(|i| uow.register_new(ledger(&format!("l{i}"), i))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for h in &handles {
+            uow.get_mut(h)?.balance += 1;
+        }
+        log.clear();
+        uow.commit(&mut db.conn)?;
+        let per_batch = rows_per_update(<Conn as TestBackend>::KIND, 2, true);
+        let batches = 10_000usize.div_ceil(per_batch);
+        // A SELECT looks for rows that moved on before each batch of more than one row.
+        let checks = if per_batch > 1 { batches } else { 0 };
+        assert!(sent(&log) <= batches + checks + 2, "{} statements for {batches} batches", sent(&log));
+        assert!(uow.get(&handles[9_999])?.version == 2);
+        let rows = ledger_balances(&mut db.conn);
+        assert!(rows.iter().all(|(_, _, version)| *version == 2));
+
+        // And removed: one DELETE per batch (and the check for versions).
+        for h in &handles {
+            uow.register_removed(h)?;
+        }
+        log.clear();
+        uow.commit(&mut db.conn)?;
+        let per_batch = rows_per_versioned_delete(<Conn as TestBackend>::KIND);
+        let batches = 10_000usize.div_ceil(per_batch);
+        let checks = if per_batch > 1 { batches } else { 0 };
+        assert!(sent(&log) <= batches + checks + 2, "{} statements", sent(&log));
+        assert!(ledger_balances(&mut db.conn).is_empty());
+        Ok(())
+    }
+
+    fn a_mixed_commit_takes_a_fixed_handful_of_statements(db) {
+        // W6's shape: new parents with new children, retitled children, parents removed with
+        // their children.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let old: Vec<_> = (0..10).map(|i| uow.register_new(Author { id: 0, name: format!("old{i}") })).collect::<Result<_, _>>()?;
+        let mut old_books = Vec::new();
+        for a in &old {
+            for j in 0..10 {
+                let b = uow.register_new(Book { id: 0, author_id: 0, title: format!("t{j}") })?;
+                uow.set_parent(&b, a)?;
+                old_books.push(b);
+            }
+        }
+        let kept = uow.register_new(Author { id: 0, name: "kept".into() })?;
+        let kept_books: Vec<_> = (0..200).map(|j| {
+            let b = uow.register_new(Book { id: 0, author_id: 0, title: format!("k{j}") })?;
+            uow.set_parent(&b, &kept)?;
+            Ok::<_, uow::Error>(b)
+        }).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+
+        for i in 0..20 {
+            let a = uow.register_new(Author { id: 0, name: format!("new{i}") })?;
+            for j in 0..5 {
+                let b = uow.register_new(Book { id: 0, author_id: 0, title: format!("n{j}") })?;
+                uow.set_parent(&b, &a)?;
+            }
+        }
+        for b in &kept_books {
+            uow.get_mut(b)?.title.push('!');
+        }
+        for b in &old_books {
+            uow.register_removed(b)?;
+        }
+        for a in &old {
+            uow.register_removed(a)?;
+        }
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!((report.inserted("authors"), report.inserted("books"), report.updated("books"), report.deleted("books"), report.deleted("authors")), (20, 100, 200, 100, 10));
+        // BEGIN, INSERT authors, INSERT books, UPDATE books, DELETE books, DELETE authors,
+        // COMMIT; and the backend's reads for generated keys (SQLite: the largest rowid around
+        // each INSERT; MySQL: LAST_INSERT_ID and the server's settings).
+        // MySQL updates one row per statement (see `rows_per_update`).
+        let updates = if <Conn as TestBackend>::KIND == Kind::Mysql { 200 } else { 1 };
+        assert!(sent(&log) <= 11 + updates, "{} statements: {:?}", sent(&log), log.all().iter().map(|s| &s[..50.min(s.len())]).collect::<Vec<_>>());
+        assert_eq!(log.writes().len(), 4 + updates, "{:?}", log.writes().len());
+        Ok(())
+    }
+
+    fn a_conflict_in_the_first_a_middle_or_the_last_row_of_an_update_batch_names_that_row(db) {
+        for conflicting in [0usize, 24, 49] {
+            let mut uow = UnitOfWork::<Conn>::new();
+            let handles: Vec<_> = (0..50).map(|i| uow.register_new(ledger(&format!("l{i}"), 100))).collect::<Result<_, _>>()?;
+            uow.commit(&mut db.conn)?;
+            // Somebody else changes one row: its version moves on, to the one we would write.
+            let id = uow.get(&handles[conflicting])?.id;
+            diesel::update(ledger::table.find(id)).set((ledger::balance.eq(0), ledger::version.eq(2))).execute(&mut db.connect())?;
+            for h in &handles {
+                uow.get_mut(h)?.balance += 1;
+            }
+            let before: Vec<_> = handles.iter().map(|h| observe(&uow, h)).collect();
+            let error = uow.commit(&mut db.conn).expect_err("one row moved on");
+            assert!(matches!(&error, uow::Error::Conflict { operation: uow::Operation::Update, entity: "LedgerAccount", key, .. } if *key == id.to_string()), "row {conflicting}: {error}");
+            // Everything rolled back, in the database and in memory.
+            let rows = ledger_balances(&mut db.conn);
+            assert!(rows.iter().all(|(row, balance, version)| if *row == id { (*balance, *version) == (0, 2) } else { (*balance, *version) == (100, 1) }), "row {conflicting}: {rows:?}");
+            let after: Vec<_> = handles.iter().map(|h| observe(&uow, h)).collect();
+            assert_eq!(after, before);
+            // Reloaded, the row commits with the others.
+            uow.refresh(&mut db.conn, &handles[conflicting])?;
+            uow.get_mut(&handles[conflicting])?.balance += 1;
+            uow.commit(&mut db.conn)?;
+            assert_eq!(uow.get(&handles[conflicting])?.version, 3);
+            diesel::delete(ledger::table).execute(&mut db.conn)?;
+        }
+        Ok(())
+    }
+
+    fn a_conflict_in_the_first_a_middle_or_the_last_row_of_a_delete_batch_names_that_row(db) {
+        for conflicting in [0usize, 24, 49] {
+            let mut uow = UnitOfWork::<Conn>::new();
+            let handles: Vec<_> = (0..50).map(|i| uow.register_new(ledger(&format!("l{i}"), 100))).collect::<Result<_, _>>()?;
+            uow.commit(&mut db.conn)?;
+            let id = uow.get(&handles[conflicting])?.id;
+            diesel::update(ledger::table.find(id)).set(ledger::version.eq(7)).execute(&mut db.connect())?;
+            for h in &handles {
+                uow.register_removed(h)?;
+            }
+            let log = db.record();
+            let error = uow.commit(&mut db.conn).expect_err("one row moved on");
+            assert!(matches!(&error, uow::Error::Conflict { operation: uow::Operation::Delete, entity: "LedgerAccount", key, .. } if *key == id.to_string()), "row {conflicting}: {error}");
+            if <Conn as TestBackend>::KIND != Kind::Mysql {
+                assert!(log.writes().is_empty(), "found before anything is deleted: {:?}", log.writes());
+            }
+            assert_eq!(ledger_balances(&mut db.conn).len(), 50);
+            assert!(handles.iter().all(|h| uow.state(h).ok() == Some(EntityState::Removed)));
+            // The others go once the row is reloaded (its removal is then taken back).
+            uow.refresh(&mut db.conn, &handles[conflicting])?;
+            uow.commit(&mut db.conn)?;
+            assert_eq!(ledger_balances(&mut db.conn).len(), 1);
+            diesel::delete(ledger::table).execute(&mut db.conn)?;
+        }
+        Ok(())
+    }
+
+    fn a_row_deleted_by_somebody_else_in_an_update_batch_is_named(db) {
+        for missing in [0usize, 24, 49] {
+            let mut uow = UnitOfWork::<Conn>::new();
+            let handles: Vec<_> = (0..50).map(|i| uow.register_new(account(&format!("a{i}"), 1))).collect::<Result<_, _>>()?;
+            uow.commit(&mut db.conn)?;
+            let id = uow.get(&handles[missing])?.id;
+            diesel::delete(accounts::table.find(id)).execute(&mut db.connect())?;
+            for h in &handles {
+                uow.get_mut(h)?.balance = 2;
+            }
+            let error = uow.commit(&mut db.conn).expect_err("one row is gone");
+            assert!(matches!(&error, uow::Error::Conflict { operation: uow::Operation::Update, key, .. } if *key == id.to_string()), "row {missing}: {error}");
+            assert!(account_rows(&mut db.conn).iter().all(|a| a.balance == 1), "rolled back");
+            diesel::delete(accounts::table).execute(&mut db.conn)?;
+        }
+        Ok(())
+    }
+}
