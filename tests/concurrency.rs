@@ -27,15 +27,6 @@ where
     }
 }
 
-fn ledger(owner: &str, balance: i64) -> LedgerAccount {
-    LedgerAccount {
-        id: 0,
-        owner: owner.into(),
-        balance,
-        version: 1,
-    }
-}
-
 backend_tests! {
     fn versions_are_checked_and_advanced_only_when_the_commit_succeeds(db) {
         let mut uow = UnitOfWork::<Conn>::new();

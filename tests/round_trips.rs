@@ -14,15 +14,6 @@ fn sent(log: &StatementLog) -> usize {
     log.all().len()
 }
 
-fn ledger(owner: &str, balance: i64) -> LedgerAccount {
-    LedgerAccount {
-        id: 0,
-        owner: owner.into(),
-        balance,
-        version: 1,
-    }
-}
-
 /// Rows in one UPDATE of `columns` changed columns of an entity whose key is one column, as
 /// uow cuts them: the bind limit over the values per row, at most 1,000. MySQL updates one row
 /// per statement: its derived tables of bound values are untyped (see `Dialect`).

@@ -619,6 +619,16 @@ pub struct LedgerAccount {
     pub version: i32,
 }
 
+/// A new ledger account (its key generated, version 1).
+pub fn ledger(owner: &str, balance: i64) -> LedgerAccount {
+    LedgerAccount {
+        id: 0,
+        owner: owner.into(),
+        balance,
+        version: 1,
+    }
+}
+
 /// Cosmic Python's aggregate: a product whose version guards its allocations.
 #[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
 #[tracked(table = products)]
