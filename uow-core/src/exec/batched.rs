@@ -2,11 +2,12 @@
 //! of a step, and the query that finds which row of a batch has no matching row in the table
 //! (a conflict).
 //!
-//! The batch is written by the backend (`Dialect::walk_batch_update`,
-//! `Dialect::walk_first_missing`): by default as a CTE, `WITH "__uow_v" (cols) AS (VALUES
-//! ...)`, joined by `UPDATE .. FROM` (PostgreSQL, and SQLite 3.33 and later). MySQL keeps no
-//! type for a table of bound values, so there a batch is one row and its UPDATE the plain one
-//! (`Dialect::BATCHES_ROWS_AS_TABLE`). Every value is bound.
+//! The batch is a CTE, `WITH "__uow_v" (cols) AS (VALUES ...)`, joined by `UPDATE .. FROM`
+//! (PostgreSQL, and SQLite 3.33 and later), where the values keep their types. MySQL keeps
+//! none for a table of bound values, so it writes its own UPDATE of a batch
+//! (`Dialect::walk_batch_update`, `mysql_batched.rs`) and finds conflicting rows its own way
+//! (`Dialect::first_missing`). A batch of one row is the plain UPDATE everywhere. Every value
+//! is bound.
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -274,7 +275,7 @@ impl<T: Persist<DB>, DB: Dialect> QueryFragment<DB> for FirstMissing<'_, T> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         // Sent only when a batch conflicts: never worth a place in the cache.
         out.unsafe_to_cache_prepared();
-        DB::walk_first_missing(self, out)
+        with_cte::walk_first_missing(self, out)
     }
 }
 

@@ -84,24 +84,16 @@ pub(crate) fn update_base_width<T: Entity>() -> usize {
 
 /// Rows of `T` one UPDATE writing `columns` columns may carry on `DB`.
 pub(crate) fn rows_per_update<T: Entity, DB: Dialect>(columns: usize) -> usize {
-    if !DB::BATCHES_ROWS_AS_TABLE {
-        return 1;
-    }
     rows_per_statement(
-        update_base_width::<T>() + columns,
+        DB::update_binds_per_row::<T>(columns),
         DB::MAX_BIND_PARAMS,
-        MAX_ROWS_PER_UPDATE,
+        DB::MAX_ROWS_PER_UPDATE,
     )
 }
 
 /// Rows of `T` one DELETE may carry on `DB`: a key list (`k IN (...)`) for a single-column key
-/// without a version, else the OR form, capped by [`MAX_ROWS_PER_OR_DELETE`] (one row for
-/// versioned rows where batches cannot be checked as a table: MySQL).
+/// without a version, else the OR form, capped by [`MAX_ROWS_PER_OR_DELETE`].
 pub(crate) fn rows_per_delete<T: Entity, DB: Dialect>() -> usize {
-    // Versioned rows are checked for conflicts as a table of bound values first.
-    if T::version_field().is_some() && !DB::BATCHES_ROWS_AS_TABLE {
-        return 1;
-    }
     let width = update_base_width::<T>();
     let cap = if width > 1 {
         MAX_ROWS_PER_OR_DELETE

@@ -8,10 +8,10 @@ use diesel::query_builder::AstPass;
 use diesel::query_dsl::RunQueryDsl;
 use diesel::QueryResult;
 
-use super::batched::{with_cte, FirstMissing, UpdateRows};
-use super::batching::insert_width;
+use super::batched::{with_cte, FirstMissing, RowNumber, UpdateRows};
+use super::batching::{insert_width, update_base_width, MAX_ROWS_PER_UPDATE};
 use super::statements::{InsertOne, InsertRows, ReturnedRow};
-use crate::entity::{Entity, Persist};
+use crate::entity::{Entity, FieldSet, Persist};
 
 /// What differs between Diesel backends when writing entities. Implemented for every backend
 /// whose cargo feature is on; sealed.
@@ -20,13 +20,46 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
     const NAME: &'static str;
     /// The most bind parameters one statement may carry.
     const MAX_BIND_PARAMS: usize;
-    /// Whether a batch of rows can be joined as a table of bound values that keeps the
-    /// values' types (PostgreSQL's typed parameters, SQLite's values). MySQL's derived tables
-    /// of bound values come back untyped, compared as strings or doubles (inexact for integers
-    /// past 2^53, and no index lookup): there UPDATEs and version-checked DELETEs go one row
-    /// per statement.
+    /// The most rows one UPDATE carries (fewer when the bind-parameter limit says so).
     #[doc(hidden)]
-    const BATCHES_ROWS_AS_TABLE: bool = true;
+    const MAX_ROWS_PER_UPDATE: usize = MAX_ROWS_PER_UPDATE;
+
+    /// Values an UPDATE of `T` writing `columns` columns binds per row: by default the key,
+    /// the persisted version it checks, and the values.
+    #[doc(hidden)]
+    fn update_binds_per_row<T: Entity>(columns: usize) -> usize {
+        update_base_width::<T>() + columns
+    }
+
+    /// Updates `rows` (per row: the values to write and the persisted values), writing the
+    /// columns of `fields`, and says how many rows matched and how many statements that took
+    /// (by default one, [`UpdateRows`]).
+    #[doc(hidden)]
+    fn update_rows<T: Persist<Self>>(
+        conn: &mut impl Conn<Self>,
+        session: &mut Session,
+        rows: &[(&T, &T)],
+        fields: FieldSet,
+    ) -> QueryResult<Sent> {
+        let _ = session;
+        let rows = UpdateRows::new(rows, fields).execute(conn)?;
+        Ok(Sent {
+            rows,
+            statements: 1,
+        })
+    }
+
+    /// The number of the first of `rows` that no row of the table matches, by the key of the
+    /// row's second value and the version of its first, with one query ([`FirstMissing`] by
+    /// default).
+    #[doc(hidden)]
+    fn first_missing<T: Persist<Self>>(
+        conn: &mut impl Conn<Self>,
+        rows: &[(&T, &T)],
+    ) -> QueryResult<Option<usize>> {
+        let found: Vec<RowNumber> = FirstMissing::new(rows).load(conn)?;
+        Ok(found.first().and_then(|n| usize::try_from(n.0).ok()))
+    }
 
     /// Inserts `rows`, entities without generated fields (one statement unless the backend
     /// must cut it), and says how many rows and statements that took.
@@ -82,15 +115,6 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
         out: AstPass<'_, 'b, Self>,
     ) -> QueryResult<()> {
         with_cte::walk_update(update, out)
-    }
-
-    /// The query for the first row of a batch with no matching row in the table.
-    #[doc(hidden)]
-    fn walk_first_missing<'b, T: Persist<Self>>(
-        probe: &'b FirstMissing<'_, T>,
-        out: AstPass<'_, 'b, Self>,
-    ) -> QueryResult<()> {
-        with_cte::walk_first_missing(probe, out)
     }
 
     /// `DEFAULT VALUES` or the backend's equivalent, for a table with nothing to insert.

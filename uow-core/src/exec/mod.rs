@@ -18,6 +18,8 @@ mod batching;
 mod dialect;
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "mysql")]
+mod mysql_batched;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub(crate) mod read;

@@ -4,11 +4,14 @@ use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::QueryResult;
 
-use super::batched::{FirstMissing, UpdateRows};
-use super::batching::MAX_ROWS_PER_INSERT;
+use super::batched::UpdateRows;
+use super::batching::{key_width, update_base_width, MAX_ROWS_PER_INSERT};
 use super::dialect::{sealed, Conn, Dialect, Inserted, Sent, ServerFacts, Session};
+use super::mysql_batched::{
+    walk_case_update, CaseRow, FoundRow, FoundRows, MAX_ROWS_PER_CASE_UPDATE,
+};
 use super::statements::{walk_inserted_values, InsertRows};
-use crate::entity::{Entity, Persist};
+use crate::entity::{Entity, FieldSet, Persist};
 use diesel::mysql::Mysql;
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
 
@@ -97,10 +100,10 @@ impl<T: Persist<Mysql>> QueryFragment<Mysql> for RowValues<'_, T> {
     }
 }
 
-/// What `row` adds to an INSERT's packet, in bytes.
-fn row_bytes<T: Persist<Mysql>>(row: &T) -> QueryResult<usize> {
+/// What the values `fragment` binds add to a statement's packet, in bytes.
+fn bind_bytes(fragment: &impl QueryFragment<Mysql>) -> QueryResult<usize> {
     let mut binds = RawBytesBindCollector::<Mysql>::new();
-    RowValues(row).collect_binds(&mut binds, &mut (), &Mysql)?;
+    fragment.collect_binds(&mut binds, &mut (), &Mysql)?;
     Ok(binds
         .binds
         .iter()
@@ -128,19 +131,18 @@ fn facts(conn: &mut impl Conn<Mysql>, session: &mut Session) -> QueryResult<Serv
     Ok(facts)
 }
 
-/// How many rows each statement of an INSERT of `rows` carries: all of them when they fit
-/// in the server's `max_allowed_packet`, else groups that do. A statement larger than the
-/// packet makes the server drop the connection ("Server has gone away"); a row that alone
-/// does not fit is refused before anything is sent.
-fn statements_for<'r, T: Persist<Mysql>>(
+/// How many rows each statement of `rows` carries, given the bytes each row binds: all of
+/// them when they fit in the server's `max_allowed_packet`, else groups that do. A statement
+/// larger than the packet makes the server drop the connection ("Server has gone away"); a
+/// row that alone does not fit is refused before anything is sent (`what` says which rows:
+/// "new", "changed").
+fn packets<'r, T: Entity, R>(
     conn: &mut impl Conn<Mysql>,
     session: &mut Session,
-    rows: &'r [&'r T],
-) -> QueryResult<Vec<&'r [&'r T]>> {
-    let sizes = rows
-        .iter()
-        .map(|row| row_bytes(*row))
-        .collect::<QueryResult<Vec<usize>>>()?;
+    rows: &'r [R],
+    sizes: &[usize],
+    what: &str,
+) -> QueryResult<Vec<&'r [R]>> {
     let total: usize = sizes.iter().sum();
     if total <= SMALL_STATEMENT_BYTES {
         return Ok(vec![rows]);
@@ -149,10 +151,10 @@ fn statements_for<'r, T: Persist<Mysql>>(
     let budget = usize::try_from(packet)
         .unwrap_or(usize::MAX)
         .saturating_sub(PACKET_HEADROOM);
-    let counts = cut_by_bytes(&sizes, budget).map_err(|row| {
+    let counts = cut_by_bytes(sizes, budget).map_err(|row| {
         diesel::result::Error::QueryBuilderError(
             format!(
-                "a new {entity} takes {bytes} bytes, more than one statement may carry on \
+                "a {what} {entity} takes {bytes} bytes, more than one statement may carry on \
                  this server (max_allowed_packet = {packet}); nothing was sent: raise \
                  max_allowed_packet, or store less in one row",
                 entity = T::ENTITY_NAME,
@@ -170,6 +172,19 @@ fn statements_for<'r, T: Persist<Mysql>>(
             group
         })
         .collect())
+}
+
+/// The groups of an INSERT of `rows` (see [`packets`]).
+fn statements_for<'r, T: Persist<Mysql>>(
+    conn: &mut impl Conn<Mysql>,
+    session: &mut Session,
+    rows: &'r [&'r T],
+) -> QueryResult<Vec<&'r [&'r T]>> {
+    let sizes = rows
+        .iter()
+        .map(|row| bind_bytes(&RowValues(*row)))
+        .collect::<QueryResult<Vec<usize>>>()?;
+    packets::<T, _>(conn, session, rows, &sizes, "new")
 }
 
 impl Dialect for Mysql {
@@ -253,35 +268,60 @@ impl Dialect for Mysql {
         out.push_sql("() VALUES ()");
     }
 
-    /// Batches of one row, sent as the plain UPDATE, whose WHERE compares each key with a
-    /// value of its own type (see [`Dialect::BATCHES_ROWS_AS_TABLE`]).
-    const BATCHES_ROWS_AS_TABLE: bool = false;
+    /// Rows are found by `CASE`, whose cost grows with the square of the batch.
+    const MAX_ROWS_PER_UPDATE: usize = MAX_ROWS_PER_CASE_UPDATE;
+
+    fn update_binds_per_row<T: Entity>(columns: usize) -> usize {
+        // Each written column's CASE binds every row's key and value; the WHERE its key and
+        // persisted version.
+        columns * (key_width::<T>() + 1) + update_base_width::<T>()
+    }
+
+    /// One [`UpdateRows`] per group of rows that fits the server's packet.
+    fn update_rows<T: Persist<Self>>(
+        conn: &mut impl Conn<Self>,
+        session: &mut Session,
+        rows: &[(&T, &T)],
+        fields: FieldSet,
+    ) -> QueryResult<Sent> {
+        let sizes = rows
+            .iter()
+            .map(|row| bind_bytes(&CaseRow { row, fields }))
+            .collect::<QueryResult<Vec<usize>>>()?;
+        let mut sent = Sent {
+            rows: 0,
+            statements: 0,
+        };
+        for group in packets::<T, _>(conn, session, rows, &sizes, "changed")? {
+            sent.rows += UpdateRows::new(group, fields).execute(conn)?;
+            sent.statements += 1;
+        }
+        Ok(sent)
+    }
 
     fn walk_batch_update<'b, T: Persist<Self>>(
         update: &'b UpdateRows<'_, T>,
-        _: AstPass<'_, 'b, Self>,
+        out: AstPass<'_, 'b, Self>,
     ) -> QueryResult<()> {
-        Err(diesel::result::Error::QueryBuilderError(
-            format!(
-                "MySQL updates one row per statement, not {}",
-                update.batch.rows.len()
-            )
-            .into(),
-        ))
+        walk_case_update(update.batch.rows, update.fields, out)
     }
 
-    /// Never sent: every batch that could need it is one row here, whose row count names it.
-    fn walk_first_missing<'b, T: Persist<Self>>(
-        probe: &'b FirstMissing<'_, T>,
-        _: AstPass<'_, 'b, Self>,
-    ) -> QueryResult<()> {
-        Err(diesel::result::Error::QueryBuilderError(
-            format!(
-                "MySQL checks one row per statement, not a batch of {}",
-                probe.batch.rows.len()
-            )
-            .into(),
-        ))
+    /// The rows the table has ([`FoundRows`]); the first of the others is the one.
+    fn first_missing<T: Persist<Self>>(
+        conn: &mut impl Conn<Self>,
+        rows: &[(&T, &T)],
+    ) -> QueryResult<Option<usize>> {
+        let found: Vec<FoundRow> = FoundRows::new(rows).load(conn)?;
+        let mut present = vec![false; rows.len()];
+        for FoundRow(number) in found {
+            if let Some(seen) = usize::try_from(number)
+                .ok()
+                .and_then(|n| present.get_mut(n))
+            {
+                *seen = true;
+            }
+        }
+        Ok(present.iter().position(|seen| !seen))
     }
 }
 

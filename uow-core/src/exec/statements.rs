@@ -113,19 +113,67 @@ where
     DB: Backend,
     T: Persist<DB>,
 {
+    walk_row_match(entity, Some(entity), &mut out)
+}
+
+/// Writes `"k1" = ? AND "k2" = ?` for the key of `key_of`, and `AND "version" = ?` with the
+/// version of `version_of` when there is one and the entity has a version field.
+pub(super) fn walk_row_match<'b, T, DB>(
+    key_of: &'b T,
+    version_of: Option<&'b T>,
+    out: &mut AstPass<'_, 'b, DB>,
+) -> QueryResult<()>
+where
+    DB: Backend,
+    T: Persist<DB>,
+{
     let mut first = true;
-    for (index, field) in T::FIELDS
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.key || f.version)
-    {
+    for (index, field) in T::FIELDS.iter().enumerate() {
+        let values = match (field.key, field.version, version_of) {
+            (true, _, _) => key_of,
+            (false, true, Some(version_of)) => version_of,
+            _ => continue,
+        };
         if !first {
             out.push_sql(" AND ");
         }
         first = false;
         out.push_identifier(field.column)?;
         out.push_sql(" = ");
-        entity.walk_field(index, out.reborrow())?;
+        values.walk_field(index, out.reborrow())?;
+    }
+    Ok(())
+}
+
+/// Writes what picks `rows` (persisted values) in a WHERE clause: `k IN (...)` for a
+/// single-column key without a version, else `(k1 = ? AND k2 = ? [AND version = ?]) OR ...`.
+pub(super) fn walk_rows_match<'b, T, DB>(
+    rows: impl ExactSizeIterator<Item = &'b T>,
+    out: &mut AstPass<'_, 'b, DB>,
+) -> QueryResult<()>
+where
+    DB: Backend,
+    T: Persist<DB> + 'b,
+{
+    if key_width::<T>() == 1 && T::version_field().is_none() {
+        let (index, field) = T::FIELDS.iter().enumerate().find(|(_, f)| f.key).ok_or(
+            diesel::result::Error::QueryBuilderError("entity has no key field".into()),
+        )?;
+        out.push_identifier(field.column)?;
+        out.push_sql(" IN (");
+        for (row_index, row) in rows.enumerate() {
+            if row_index > 0 {
+                out.push_sql(", ");
+            }
+            row.walk_field(index, out.reborrow())?;
+        }
+        out.push_sql(")");
+    } else {
+        for (row_index, row) in rows.enumerate() {
+            out.push_sql(if row_index == 0 { "(" } else { " OR (" });
+            walk_row_match(row, Some(row), out)?;
+            out.push_sql(")");
+        }
     }
     Ok(())
 }
@@ -265,27 +313,7 @@ impl<T: Persist<DB>, DB: Backend> QueryFragment<DB> for DeleteRows<'_, T> {
         out.push_sql("DELETE FROM ");
         T::walk_table(out.reborrow())?;
         out.push_sql(" WHERE ");
-        if key_width::<T>() == 1 && T::version_field().is_none() {
-            let (index, field) = T::FIELDS.iter().enumerate().find(|(_, f)| f.key).ok_or(
-                diesel::result::Error::QueryBuilderError("entity has no key field".into()),
-            )?;
-            out.push_identifier(field.column)?;
-            out.push_sql(" IN (");
-            for (row_index, row) in self.0.iter().enumerate() {
-                if row_index > 0 {
-                    out.push_sql(", ");
-                }
-                row.walk_field(index, out.reborrow())?;
-            }
-            out.push_sql(")");
-        } else {
-            for (row_index, row) in self.0.iter().enumerate() {
-                out.push_sql(if row_index == 0 { "(" } else { " OR (" });
-                walk_key_match(*row, out.reborrow())?;
-                out.push_sql(")");
-            }
-        }
-        Ok(())
+        walk_rows_match(self.0.iter().copied(), &mut out)
     }
 }
 

@@ -5,9 +5,7 @@ use std::any::Any;
 
 use diesel::connection::LoadConnection;
 use diesel::query_dsl::RunQueryDsl;
-use diesel::QueryResult;
 
-use super::batched::{FirstMissing, RowNumber, UpdateRows};
 use super::dialect::{Dialect, Session};
 use super::statements::DeleteRows;
 use crate::entity::{Entity, Persist};
@@ -75,14 +73,15 @@ where
             let versioned = T::version_field().is_some() && rows.len() > 1;
             if versioned {
                 let persisted: Vec<(&T, &T)> = rows.iter().map(|(_, p)| (*p, *p)).collect();
-                if let Some(row) = first_missing(conn, &persisted).map_err(statement_error)? {
+                if let Some(row) =
+                    C::Backend::first_missing(conn, &persisted).map_err(statement_error)?
+                {
                     return Err(conflict_at(Operation::Update, &rows, Some(row)));
                 }
             }
-            let updated = UpdateRows::new(&rows, fields)
-                .execute(conn)
-                .map_err(statement_error)?;
-            if updated != rows.len() {
+            let sent =
+                C::Backend::update_rows(conn, session, &rows, fields).map_err(statement_error)?;
+            if sent.rows != rows.len() {
                 return Err(match (rows.len(), versioned) {
                     (1, _) => conflict_at(Operation::Update, &rows, Some(0)),
                     // Changed between the search and the UPDATE.
@@ -91,7 +90,7 @@ where
                     (_, false) => conflict(conn, Operation::Update, &rows),
                 });
             }
-            (Operation::Update, rows.len(), 1)
+            (Operation::Update, rows.len(), sent.statements)
         }
         StepRows::Delete(rows) => {
             // Rows whose version is checked: find a row that no longer matches before deleting
@@ -99,7 +98,9 @@ where
             let versioned = T::version_field().is_some() && rows.len() > 1;
             let pairs: Vec<(&T, &T)> = rows.iter().map(|r| (*r, *r)).collect();
             if versioned {
-                if let Some(row) = first_missing(conn, &pairs).map_err(statement_error)? {
+                if let Some(row) =
+                    C::Backend::first_missing(conn, &pairs).map_err(statement_error)?
+                {
                     return Err(conflict_at(Operation::Delete, &pairs, Some(row)));
                 }
             }
@@ -117,18 +118,6 @@ where
     Ok(())
 }
 
-/// The number of the first row of `rows` that has no matching row in the table (by key, and
-/// by the version of the row's first value).
-fn first_missing<T, C>(conn: &mut C, rows: &[(&T, &T)]) -> QueryResult<Option<usize>>
-where
-    C: LoadConnection,
-    C::Backend: Dialect,
-    T: Persist<C::Backend>,
-{
-    let found: Vec<RowNumber> = FirstMissing::new(rows).load(conn)?;
-    Ok(found.first().and_then(|n| usize::try_from(n.0).ok()))
-}
-
 /// After a short UPDATE of rows without a version: the row it missed (deleted by someone else
 /// since it was read), found by its key with one more query in the same transaction.
 fn conflict<T, C>(conn: &mut C, operation: Operation, rows: &[(&T, &T)]) -> Error
@@ -137,7 +126,7 @@ where
     C::Backend: Dialect,
     T: Persist<C::Backend>,
 {
-    match first_missing(conn, rows) {
+    match C::Backend::first_missing(conn, rows) {
         Ok(row) => conflict_at(operation, rows, row),
         Err(source) => Error::Statement {
             operation: Operation::Select,
