@@ -6,15 +6,19 @@ Reads criterion's `<target>/criterion/<group>/<function>/new/{benchmark,estimate
 `<target>/criterion/uow-allocations.json` (the W5 bench), where `<target>` is
 $CARGO_TARGET_DIR or `target`. Standard library only.
 
-    python3 benches/summarize.py [--markdown FILE] [--svg FILE]
+    python3 benches/summarize.py [--markdown FILE] [--svg FILE] [--backend NAME ...]
 
-`--markdown` also writes the tables as Markdown, `--svg` the plot of W1 and W2.
+`--markdown` also writes the tables as Markdown, `--svg` the plot of W1 and W2, `--backend`
+limits the tables to those backends (`sqlite`, `postgres`, `postgres_rtt1ms`). Groups named
+`<workload>_<backend>_rtt<RTT>` (benches/latency.sh) are the runs over a link with that
+round trip, tabled as a backend of their own.
 """
 
 import argparse
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -35,11 +39,13 @@ GROUPS = [
     ("w2_update_10000", "W2: load 10,000, change one field each, commit", [
         ("uow", "uow: load, attach_all, get_mut x10,000, commit"),
         ("diesel_update_loop", "Diesel: load, per-row UPDATE loop in one transaction"),
+        ("diesel_update_from_values", "Diesel: load, one UPDATE .. FROM unnest(bound arrays)"),
         ("sqlalchemy", "SQLAlchemy ORM: load, change, commit"),
     ]),
     ("w2_commit_only_10000", "W2': the commit alone (10,000 changed entities)", [
         ("uow", "uow: commit"),
         ("diesel_update_loop", "Diesel per-row UPDATE loop in one transaction"),
+        ("diesel_update_from_values", "Diesel: one UPDATE .. FROM unnest(bound arrays)"),
         ("raw_sqlite", "raw SQLite C API, prepared UPDATE loop"),
         ("sqlalchemy", "SQLAlchemy ORM: commit"),
     ]),
@@ -64,9 +70,20 @@ GROUPS = [
 ]
 GROUPS[1] = (GROUPS[1][0], GROUPS[1][1], GROUPS[0][2])
 
-# (id, description, numerator (group, fn), denominator (group, fn) or None, comparison, bound)
-# ratio = numerator / denominator; "le": ratio <= bound is met; "ge": ratio >= bound is met;
-# with no denominator the numerator's median (ns) is compared with `bound` (ns).
+
+
+def on_postgres(backend):
+    return backend.startswith("postgres")
+
+
+def over_link(backend):
+    return "_rtt" in backend
+
+
+# (id, description, numerator (group, fn), denominator (group, fn) or None, comparison, bound
+# [, backends]) ratio = numerator / denominator; "le": ratio <= bound is met; "ge": ratio >=
+# bound is met; with no denominator the numerator's median (ns) is compared with `bound` (ns).
+# `backends`, where given, says on which backends the target applies.
 TARGETS = [
     ("W1 n=100 vs Diesel multi-row", ("w1_insert_100", "uow"), ("w1_insert_100", "diesel_multi_row"), "le", 1.15),
     ("W1 n=10,000 vs Diesel multi-row", ("w1_insert_10000", "uow"), ("w1_insert_10000", "diesel_multi_row"), "le", 1.15),
@@ -87,9 +104,15 @@ TARGETS = [
     ("W1 n=10,000: SQLAlchemy / uow", ("w1_insert_10000", "sqlalchemy"), ("w1_insert_10000", "uow"), "ge", 20.0),
     ("W2: SQLAlchemy / uow", ("w2_update_10000", "sqlalchemy"), ("w2_update_10000", "uow"), "ge", 20.0),
     ("W6 vs hand-written Diesel (no target)", ("w6_mixed", "uow"), ("w6_mixed", "diesel"), "info", None),
+    ("W2: Diesel per-row UPDATE loop / uow", ("w2_update_10000", "diesel_update_loop"), ("w2_update_10000", "uow"), "ge", 10.0, on_postgres),
+    ("W2 vs Diesel UPDATE .. FROM unnest (best by hand)", ("w2_update_10000", "uow"), ("w2_update_10000", "diesel_update_from_values"), "le", 1.2, on_postgres),
+    ("W2' (commit only) vs Diesel UPDATE .. FROM unnest", ("w2_commit_only_10000", "uow"), ("w2_commit_only_10000", "diesel_update_from_values"), "info", None, on_postgres),
+    ("W2 over the link (absolute)", ("w2_update_10000", "uow"), None, "lt", 100_000_000, over_link),
 ]
 
+# Backends in the order of the tables; runs over a delayed link follow, in name order.
 BACKENDS = ["sqlite", "postgres"]
+TITLES = {"sqlite": "SQLite (in memory)", "postgres": "PostgreSQL"}
 
 
 def target_dir():
@@ -113,11 +136,29 @@ def load_medians(criterion):
 
 
 def split_group(group_id):
-    """('w1_insert_100', 'sqlite') from 'w1_insert_100_sqlite'; backendless groups -> 'sqlite'."""
+    """('w1_insert_100', 'sqlite') from 'w1_insert_100_sqlite', ('w2_update_10000',
+    'postgres_rtt1ms') from 'w2_update_10000_postgres_rtt1ms'; backendless groups -> 'sqlite'."""
     for backend in BACKENDS:
-        if group_id.endswith("_" + backend):
-            return group_id[: -len(backend) - 1], backend
+        m = re.fullmatch(rf"(.+)_({backend}(?:_rtt[0-9a-zA-Z]+)?)", group_id)
+        if m:
+            return m.group(1), m.group(2)
     return group_id, "sqlite"
+
+
+def backends_of(medians):
+    """Every backend with results: the plain ones first, then the runs over delayed links."""
+    found = {backend for backend, _, _ in medians}
+    return [b for b in BACKENDS if b in found] + sorted(found - set(BACKENDS))
+
+
+def title(backend):
+    """'PostgreSQL, 1 ms round trip' for 'postgres_rtt1ms'."""
+    name, _, rtt = backend.partition("_rtt")
+    base = TITLES.get(name, name)
+    if not rtt:
+        return base
+    m = re.fullmatch(r"([0-9.]+)([a-z]+)", rtt)
+    return f"{base}, {m.group(1)} {m.group(2)} round trip" if m else f"{base}, {rtt} round trip"
 
 
 def fmt_time(ns):
@@ -184,7 +225,9 @@ def rows_for(medians, backend):
 
 def target_rows(medians, backend):
     out = []
-    for name, num, den, op, bound in TARGETS:
+    for name, num, den, op, bound, *applies in TARGETS:
+        if applies and not applies[0](backend):
+            continue
         n = medians.get((backend, *num))
         d = medians.get((backend, *den)) if den else None
         if n is None or (den and d is None):
@@ -303,6 +346,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--markdown", help="also write the tables as Markdown to this file")
     parser.add_argument("--svg", help="also write the W1/W2 plot (SVG) to this file")
+    parser.add_argument("--backend", action="append", help="only this backend's tables (repeatable)")
     args = parser.parse_args()
 
     medians, sqlalchemy, allocations = collect()
@@ -312,21 +356,23 @@ def main():
     md = [f"Machine: {machine()}", ""]
     if sqlalchemy:
         md += [f"SQLAlchemy {sqlalchemy['sqlalchemy']} on Python {sqlalchemy['python']} (SQLite {sqlalchemy['sqlite']}).", ""]
-    for backend in BACKENDS:
+    for backend in backends_of(medians):
+        if args.backend and backend not in args.backend:
+            continue
         rows = rows_for(medians, backend)
         if not rows:
             continue
         table = [(t, l, fmt_time(ns), fmt_ratio(r), fmt_versus(r)) for t, l, ns, r in rows]
         headers = ["workload", "variant", "median", "uow ÷ variant", "so the first row is"]
-        print(f"\n== {backend}: medians (the first row of each workload is uow's reference) ==\n")
+        print(f"\n== {title(backend)}: medians (the first row of each workload is uow's reference) ==\n")
         print_table(headers, table, sys.stdout)
-        md += [f"### Medians, {backend}", "", markdown_table(headers, table), ""]
+        md += [f"### Medians, {title(backend)}", "", markdown_table(headers, table), ""]
         targets = target_rows(medians, backend)
         if targets:
             headers = ["target", "measured", "goal", "status"]
-            print(f"\n== {backend}: targets ==\n")
+            print(f"\n== {title(backend)}: targets ==\n")
             print_table(headers, targets, sys.stdout)
-            md += [f"### Targets, {backend}", "", markdown_table(headers, targets), ""]
+            md += [f"### Targets, {title(backend)}", "", markdown_table(headers, targets), ""]
     if allocations:
         line = ", ".join(f"{k} {v:g}" for k, v in allocations.items())
         print(f"\nW5 heap allocations per field change: {line}")

@@ -12,6 +12,10 @@
 //!
 //! Run the whole suite with `bash benches/run.sh`; this binary alone with
 //! `cargo bench --bench workloads [--features postgres] [-- FILTER]`.
+//!
+//! With `UOW_BENCH_RTT` set (by `benches/latency.sh`, which puts PostgreSQL behind a link with
+//! that round trip), only W1, W2 and W6 run, on PostgreSQL only, in groups named
+//! `<workload>_postgres_rtt<RTT>` so that the summary keeps them apart from the local runs.
 
 mod common;
 
@@ -57,6 +61,24 @@ where
     total
 }
 
+/// The round trip of the delayed link this run goes through, from `UOW_BENCH_RTT`: a label
+/// (e.g. `1ms`) that becomes part of every group's name. The bench cannot measure the link
+/// itself; benches/latency.sh builds it and checks its round trip before the run.
+fn link_rtt() -> Option<String> {
+    let rtt = std::env::var("UOW_BENCH_RTT").ok()?;
+    if rtt.is_empty() {
+        return None;
+    }
+    assert!(
+        rtt.chars().all(|c| c.is_ascii_alphanumeric()),
+        "UOW_BENCH_RTT={rtt:?}: letters and digits only (it becomes part of group names)"
+    );
+    Some(rtt)
+}
+
+/// A W2 commit written by hand as one set-based UPDATE, where a backend has one here.
+type UpdateQty<C> = fn(&mut C, &[Item]) -> diesel::QueryResult<usize>;
+
 fn ok<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
     match result {
         Ok(value) => value,
@@ -65,7 +87,7 @@ fn ok<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
 }
 
 macro_rules! workloads {
-    ($module:ident, $conn:ty, $raw:ident) => {
+    ($module:ident, $conn:ty, $own:ident) => {
         mod $module {
             use super::*;
 
@@ -77,8 +99,12 @@ macro_rules! workloads {
             pub fn all(c: &mut Criterion) {
                 w1(c);
                 w2(c);
-                w3(c);
-                w4(c);
+                // W3 sends one statement per commit and W4 none: a slower link adds the same
+                // round trips to both sides of their ratios and tells nothing new.
+                if link_rtt().is_none() {
+                    w3(c);
+                    w4(c);
+                }
                 w6(c);
             }
 
@@ -87,9 +113,13 @@ macro_rules! workloads {
                 name: &str,
                 heavy: bool,
             ) -> BenchmarkGroup<'c, WallTime> {
+                let link = link_rtt()
+                    .map(|rtt| format!("_rtt{rtt}"))
+                    .unwrap_or_default();
                 let mut group =
-                    c.benchmark_group(format!("{name}_{}", <Conn as BenchBackend>::NAME));
-                configure(&mut group, heavy);
+                    c.benchmark_group(format!("{name}_{}{link}", <Conn as BenchBackend>::NAME));
+                // Over a delayed link every routine takes milliseconds.
+                configure(&mut group, heavy || !link.is_empty());
                 group
             }
 
@@ -167,6 +197,13 @@ macro_rules! workloads {
                 );
             }
 
+            /// Whether W1 with `n` rows times Diesel's one INSERT per row: not over a delayed
+            /// link at 10,000 rows, where it is 10,000 round trips (over 10 s a run, two
+            /// minutes for criterion's ten samples) and says no more than at 100 rows.
+            fn w1_row_by_row_timed(n: usize) -> bool {
+                link_rtt().is_none() || n <= 1000
+            }
+
             fn w1_check(n: usize) {
                 let mut db = <Conn as BenchBackend>::open();
                 let log = StatementLog::attach(&mut db.conn);
@@ -189,11 +226,13 @@ macro_rules! workloads {
                 w1_diesel_multi_row_returning(&mut db.conn, &mut rows);
                 assert_eq!(log.take_writes().len(), 1, "Diesel: one INSERT RETURNING");
                 assert!(rows.iter().all(|r| r.id > 0));
-                db.reset();
-                log.take();
-                w1_diesel_row_by_row(&mut db.conn, &new_items(n));
-                assert_eq!(log.take_writes().len(), n, "Diesel: one INSERT per row");
-                assert_eq!(count_items(&mut db.conn), n as i64);
+                if w1_row_by_row_timed(n) {
+                    db.reset();
+                    log.take();
+                    w1_diesel_row_by_row(&mut db.conn, &new_items(n));
+                    assert_eq!(log.take_writes().len(), n, "Diesel: one INSERT per row");
+                    assert_eq!(count_items(&mut db.conn), n as i64);
+                }
             }
 
             fn w1(c: &mut Criterion) {
@@ -249,25 +288,27 @@ macro_rules! workloads {
                             )
                         })
                     });
-                    g.bench_function("diesel_row_by_row", |b| {
-                        let mut db = <Conn as BenchBackend>::open();
-                        b.iter_custom(|iters| {
-                            timed(
-                                iters,
-                                &mut db,
-                                |db| {
-                                    db.reset();
-                                    new_items(n)
-                                },
-                                |db, rows| {
-                                    w1_diesel_row_by_row(&mut db.conn, &rows);
-                                    rows
-                                },
-                            )
-                        })
-                    });
-                    $raw::w1(&mut g, n);
-                    $raw::w1_returning(&mut g, n);
+                    if w1_row_by_row_timed(n) {
+                        g.bench_function("diesel_row_by_row", |b| {
+                            let mut db = <Conn as BenchBackend>::open();
+                            b.iter_custom(|iters| {
+                                timed(
+                                    iters,
+                                    &mut db,
+                                    |db| {
+                                        db.reset();
+                                        new_items(n)
+                                    },
+                                    |db, rows| {
+                                        w1_diesel_row_by_row(&mut db.conn, &rows);
+                                        rows
+                                    },
+                                )
+                            })
+                        });
+                    }
+                    $own::w1(&mut g, n);
+                    $own::w1_returning(&mut g, n);
                     g.finish();
                 }
             }
@@ -314,6 +355,17 @@ macro_rules! workloads {
                 );
             }
 
+            /// Load, change, and the backend's hand-written set-based UPDATE (one statement).
+            #[inline(never)]
+            fn w2_diesel_update_from_values(conn: &mut Conn, update: UpdateQty<Conn>) -> Vec<Item> {
+                let mut rows = load_items(conn);
+                for row in &mut rows {
+                    row.qty += 1;
+                }
+                ok(update(conn, &rows), "UPDATE .. FROM");
+                rows
+            }
+
             /// Held and changed already: the commit alone.
             fn w2_prepare_uow(conn: &mut Conn) -> UnitOfWork<Conn> {
                 let mut uow = UnitOfWork::<Conn>::new();
@@ -330,10 +382,9 @@ macro_rules! workloads {
                 let log = StatementLog::attach(&mut db.conn);
                 w2_uow(&mut db.conn);
                 let writes = log.take_writes();
-                // One UPDATE per 1,000 rows where a statement can carry a table of rows; MySQL
-                // compares such a table's values inexactly, so there it is one per row.
+                // One UPDATE per 1,000 rows (MySQL, which picks rows with `CASE`: 200).
                 let per_statement = if <Conn as BenchBackend>::NAME == "mysql" {
-                    1
+                    200
                 } else {
                     1000
                 };
@@ -350,6 +401,24 @@ macro_rules! workloads {
                 assert_eq!(log.take_writes().len(), W2_ROWS);
                 let rows = load_items(&mut db.conn);
                 assert!(rows.iter().enumerate().all(|(i, r)| r.qty == i as i64 + 2));
+
+                if let Some(update) = $own::W2_UPDATE_FROM_VALUES {
+                    // From the same seeded table (keys restart), the same rows as the unit of
+                    // work's commit leaves, in one statement.
+                    db.reset();
+                    seed_items(&mut db.conn, W2_ROWS);
+                    w2_uow(&mut db.conn);
+                    let by_uow = load_items(&mut db.conn);
+                    db.reset();
+                    seed_items(&mut db.conn, W2_ROWS);
+                    log.take();
+                    w2_diesel_update_from_values(&mut db.conn, update);
+                    let writes = log.take_writes();
+                    assert_eq!(writes.len(), 1, "one UPDATE: {writes:#?}");
+                    assert_eq!(load_items(&mut db.conn), by_uow, "the unit of work's rows");
+                    let changed = ok(update(&mut db.conn, &by_uow), "UPDATE .. FROM");
+                    assert_eq!(changed, W2_ROWS, "every row matched");
+                }
             }
 
             fn w2(c: &mut Criterion) {
@@ -374,7 +443,27 @@ macro_rules! workloads {
                         )
                     })
                 });
+                if let Some(update) = $own::W2_UPDATE_FROM_VALUES {
+                    g.bench_function("diesel_update_from_values", |b| {
+                        let mut db = <Conn as BenchBackend>::open();
+                        seed_items(&mut db.conn, W2_ROWS);
+                        b.iter_custom(|iters| {
+                            timed(
+                                iters,
+                                &mut db,
+                                |_| (),
+                                |db, ()| w2_diesel_update_from_values(&mut db.conn, update),
+                            )
+                        })
+                    });
+                }
                 g.finish();
+
+                // Over a delayed link W2' would add another four minutes of the per-row loop
+                // (20,000 round trips a run) for what W2 already shows.
+                if link_rtt().is_some() {
+                    return;
+                }
 
                 // The same without the load and the mutation: only what commit sends.
                 let mut g = group(c, "w2_commit_only_10000", true);
@@ -414,7 +503,30 @@ macro_rules! workloads {
                         )
                     })
                 });
-                $raw::w2_commit(&mut g);
+                if let Some(update) = $own::W2_UPDATE_FROM_VALUES {
+                    g.bench_function("diesel_update_from_values", |b| {
+                        let mut db = <Conn as BenchBackend>::open();
+                        seed_items(&mut db.conn, W2_ROWS);
+                        b.iter_custom(|iters| {
+                            timed(
+                                iters,
+                                &mut db,
+                                |db| {
+                                    let mut rows = load_items(&mut db.conn);
+                                    for row in &mut rows {
+                                        row.qty += 1;
+                                    }
+                                    rows
+                                },
+                                |db, rows| {
+                                    ok(update(&mut db.conn, &rows), "UPDATE .. FROM");
+                                    rows
+                                },
+                            )
+                        })
+                    });
+                }
+                $own::w2_commit(&mut g);
                 g.finish();
             }
 
@@ -783,22 +895,52 @@ macro_rules! workloads {
 
 workloads!(sqlite, diesel::SqliteConnection, raw_sqlite);
 #[cfg(feature = "postgres")]
-workloads!(postgres, diesel::PgConnection, no_raw);
+workloads!(postgres, diesel::PgConnection, postgres_own);
 
-/// PostgreSQL has no raw (C API) baselines here.
+/// PostgreSQL's own baselines: no raw (C API) ones here, and W2's commit as one set-based
+/// UPDATE.
 #[cfg(feature = "postgres")]
-mod no_raw {
+mod postgres_own {
     use super::*;
+
+    use diesel::sql_types::{Array, BigInt, Integer};
+    use diesel::{PgConnection, RunQueryDsl};
 
     pub fn w1(_group: &mut BenchmarkGroup<'_, WallTime>, _n: usize) {}
     pub fn w1_returning(_group: &mut BenchmarkGroup<'_, WallTime>, _n: usize) {}
 
     pub fn w2_commit(_group: &mut BenchmarkGroup<'_, WallTime>) {}
+
+    pub const W2_UPDATE_FROM_VALUES: Option<UpdateQty<PgConnection>> = Some(update_qty_from_values);
+
+    /// The best W2 commit written by hand: every row's key and new `qty` bound as two arrays
+    /// (`items.id` is `int4`, `qty` `int8`) and joined to the table in one statement, so the
+    /// whole commit is one round trip whatever the number of rows. It runs on its own (one
+    /// statement is atomic), without the BEGIN and COMMIT round trips a unit of work sends.
+    #[inline(never)]
+    fn update_qty_from_values(
+        conn: &mut PgConnection,
+        rows: &[Item],
+    ) -> diesel::QueryResult<usize> {
+        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+        let qtys: Vec<i64> = rows.iter().map(|r| r.qty).collect();
+        diesel::sql_query(
+            "UPDATE items SET qty = v.qty \
+             FROM unnest($1::int4[], $2::int8[]) AS v (id, qty) WHERE items.id = v.id",
+        )
+        .bind::<Array<Integer>, _>(ids)
+        .bind::<Array<BigInt>, _>(qtys)
+        .execute(conn)
+    }
 }
 
 /// The physical limit: SQLite's C API, one prepared statement stepped per row.
 mod raw_sqlite {
     use super::*;
+
+    /// W2 on SQLite is timed against the per-row loop and the raw C API loop; an UPDATE of
+    /// 10,000 rows in one statement is not among its baselines.
+    pub const W2_UPDATE_FROM_VALUES: Option<UpdateQty<diesel::SqliteConnection>> = None;
 
     /// W1: the INSERT loop.
     pub fn w1(group: &mut BenchmarkGroup<'_, WallTime>, n: usize) {
@@ -890,7 +1032,19 @@ mod raw_sqlite {
 }
 
 fn benches(c: &mut Criterion) {
-    sqlite::all(c);
+    if link_rtt().is_none() {
+        sqlite::all(c);
+    } else {
+        // Named after a link, the results must have gone through it: to a server the caller
+        // named, never the local default.
+        #[cfg(not(feature = "postgres"))]
+        panic!("UOW_BENCH_RTT is set: the delayed-link run is on PostgreSQL (--features postgres)");
+        #[cfg(feature = "postgres")]
+        assert!(
+            std::env::var_os(POSTGRES_URL_VAR).is_some(),
+            "UOW_BENCH_RTT is set but {POSTGRES_URL_VAR} is not: name the server behind the link"
+        );
+    }
     #[cfg(feature = "postgres")]
     postgres::all(c);
 }
