@@ -101,6 +101,27 @@ backend_tests! {
         }
         Ok(())
     }
+
+    fn an_entity_type_whose_only_column_is_its_generated_key_gets_one_row_each(db) {
+        db.exec(match <Conn as TestBackend>::KIND {
+            Kind::Sqlite => "CREATE TABLE bare (id INTEGER PRIMARY KEY)",
+            Kind::Postgres => "CREATE TABLE bare (id BIGSERIAL PRIMARY KEY)",
+            Kind::Mysql => "CREATE TABLE bare (id BIGINT AUTO_INCREMENT PRIMARY KEY)",
+        });
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..5).map(|_| uow.register_new(Bare { id: 0 })).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        let mut ids: Vec<i64> = handles.iter().map(|h| uow.get(h).map(|b| b.id)).collect::<Result<_, _>>()?;
+        ids.sort_unstable();
+        assert_eq!(ids.len(), 5);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "five rows, five keys: {ids:?}");
+        let rows: i64 = {
+            use diesel::prelude::*;
+            bare::table.count().get_result(&mut db.conn)?
+        };
+        assert_eq!(rows, 5, "one row per entity");
+        Ok(())
+    }
 }
 
 // MySQL/MariaDB only: a session may set `auto_increment_increment` (replication setups do), and
@@ -125,6 +146,133 @@ backend_module! { "mysql", mysql_increment, diesel::MysqlConnection;
         }
         Ok(())
     }
+}
+
+// SQLite only: where a new row's key is its rowid, the keys of a multi-row INSERT follow from
+// `last_insert_rowid()`, and the INSERT goes without `RETURNING`. Every table below must end
+// with each entity holding its own row's key; the ones the schema check must refuse go through
+// `RETURNING` as before.
+backend_module! { "sqlite", sqlite_rowid_keys, diesel::SqliteConnection;
+    fn keys_read_from_the_rowid_only_where_the_key_is_the_rowid_and_nothing_else_inserts(db) {
+        for (setup, ddl, by_rowid) in sqlite_rowid_tables() {
+            db.exec("DROP TABLE IF EXISTS keyed");
+            for statement in ddl {
+                db.exec(statement);
+            }
+            let mut uow = UnitOfWork::<Conn>::new();
+            let handles: Vec<(Handle<Keyed>, String)> = (0..6)
+                .map(|i| {
+                    let label = format!("row-{i}");
+                    uow.register_new(Keyed { id: 0, label: label.clone() }).map(|h| (h, label))
+                })
+                .collect::<Result<_, _>>()?;
+            let log = db.record();
+            uow.commit(&mut db.conn)?;
+            let inserts: Vec<String> =
+                log.writes().into_iter().filter(|s| s.starts_with("INSERT")).collect();
+            let returning = inserts.iter().any(|s| s.contains("RETURNING"));
+            assert_eq!(returning, !by_rowid, "{setup}: {inserts:#?}");
+            if by_rowid {
+                assert_eq!(inserts.len(), 1, "{setup}: one INSERT for the six rows");
+            }
+            check_keys_belong_to_their_rows(&mut uow, &mut db.conn, &handles, setup)?;
+        }
+        Ok(())
+    }
+}
+
+diesel::table! {
+    bare (id) {
+        id -> BigInt,
+    }
+}
+
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = bare)]
+struct Bare {
+    #[tracked(generated)]
+    id: i64,
+}
+
+/// SQLite tables for `keyed`: the setup's name, its DDL, and whether the keys are the rowids
+/// of a table nothing else writes to during the INSERT (so no `RETURNING` is needed).
+#[cfg(feature = "sqlite")]
+fn sqlite_rowid_tables() -> Vec<(&'static str, Vec<&'static str>, bool)> {
+    vec![
+        (
+            "INTEGER PRIMARY KEY",
+            vec!["CREATE TABLE keyed (id INTEGER PRIMARY KEY, label TEXT NOT NULL)"],
+            true,
+        ),
+        (
+            "integer primary key, in lower case, rows deleted from the top",
+            vec![
+                "CREATE TABLE keyed (id integer primary key, label TEXT NOT NULL)",
+                "INSERT INTO keyed (label) VALUES ('a'), ('b'), ('c'), ('d')",
+                "DELETE FROM keyed WHERE id > 2",
+            ],
+            true,
+        ),
+        (
+            "AUTOINCREMENT after every row was deleted (rowids go on from the sequence)",
+            vec![
+                "CREATE TABLE keyed (id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT NOT NULL)",
+                "INSERT INTO keyed (label) VALUES ('a'), ('b'), ('c')",
+                "DELETE FROM keyed",
+            ],
+            true,
+        ),
+        (
+            "INTEGER PRIMARY KEY DESC (not the rowid) with a random default",
+            vec![
+                "CREATE TABLE keyed (id INTEGER PRIMARY KEY DESC DEFAULT (abs(random()) % 1000000000000), \
+                 label TEXT NOT NULL)",
+            ],
+            false,
+        ),
+        (
+            "BIGINT PRIMARY KEY (not the rowid) with a random default",
+            vec![
+                "CREATE TABLE keyed (id BIGINT PRIMARY KEY DEFAULT (abs(random()) % 1000000000000), \
+                 label TEXT NOT NULL)",
+            ],
+            false,
+        ),
+        (
+            "WITHOUT ROWID",
+            vec![
+                "CREATE TABLE keyed (id INTEGER PRIMARY KEY DEFAULT (abs(random()) % 1000000000000), \
+                 label TEXT NOT NULL) WITHOUT ROWID",
+            ],
+            false,
+        ),
+        (
+            "a trigger inserting a row into the same table after each row",
+            vec![
+                "CREATE TABLE keyed (id INTEGER PRIMARY KEY, label TEXT NOT NULL)",
+                "CREATE TRIGGER keyed_echo AFTER INSERT ON keyed WHEN new.label NOT LIKE 'echo%' \
+                 BEGIN INSERT INTO keyed (label) VALUES ('echo ' || new.label); END",
+            ],
+            false,
+        ),
+        (
+            "a TEMP trigger on the table, inserting before each row",
+            vec![
+                "CREATE TABLE keyed (id INTEGER PRIMARY KEY, label TEXT NOT NULL)",
+                "CREATE TEMP TRIGGER keyed_echo BEFORE INSERT ON main.keyed WHEN new.label NOT LIKE 'echo%' \
+                 BEGIN INSERT INTO keyed (label) VALUES ('echo ' || new.label); END",
+            ],
+            false,
+        ),
+        (
+            "rowid past i64::MAX - 6 (SQLite then picks random rowids)",
+            vec![
+                "CREATE TABLE keyed (id INTEGER PRIMARY KEY, label TEXT NOT NULL)",
+                "INSERT INTO keyed (id, label) VALUES (9223372036854775805, 'near the end')",
+            ],
+            false,
+        ),
+    ]
 }
 
 // Keys the database hands out in an order that is not the order of the rows: every entity

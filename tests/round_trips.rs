@@ -153,7 +153,7 @@ backend_tests! {
         let report = uow.commit(&mut db.conn)?;
         assert_eq!((report.inserted("authors"), report.inserted("books"), report.updated("books"), report.deleted("books"), report.deleted("authors")), (20, 100, 200, 100, 10));
         // BEGIN, INSERT authors, INSERT books, UPDATE books, DELETE books, DELETE authors,
-        // COMMIT; and the backend's reads for generated keys (SQLite: the largest rowid around
+        // COMMIT; and the backend's reads for generated keys (SQLite: the table's rowids around
         // each INSERT; MySQL: LAST_INSERT_ID and the server's settings).
         assert!(sent(&log) <= 12, "{} statements: {:?}", sent(&log), log.all().iter().map(|s| &s[..50.min(s.len())]).collect::<Vec<_>>());
         assert_eq!(log.writes().len(), 5, "{:?}", log.writes().len());

@@ -117,10 +117,18 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
         with_cte::walk_update(update, out)
     }
 
-    /// `DEFAULT VALUES` or the backend's equivalent, for a table with nothing to insert.
+    /// `DEFAULT VALUES` or the backend's equivalent, for `rows` rows of a table with nothing
+    /// to insert. `DEFAULT VALUES` inserts exactly one row, so by default more are refused
+    /// (the callers send such rows one per statement where the backend has no multi-row form).
     #[doc(hidden)]
-    fn push_default_values(mut out: AstPass<'_, '_, Self>) {
+    fn push_default_values(mut out: AstPass<'_, '_, Self>, rows: usize) -> QueryResult<()> {
+        if rows != 1 {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("{}: DEFAULT VALUES inserts one row, not {rows}", Self::NAME).into(),
+            ));
+        }
         out.push_sql("DEFAULT VALUES");
+        Ok(())
     }
 }
 
@@ -171,12 +179,16 @@ impl<DB: Backend, C: LoadConnection<Backend = DB>> Conn<DB> for C {}
 
 /// What one write has learnt about its connection's server, asked for at most once per write
 /// and only where a backend needs it (MySQL's auto-increment lock mode and step, and its
-/// packet size).
+/// packet size; SQLite's tables whose keys are not their rowids).
 #[doc(hidden)]
 #[derive(Debug, Default)]
 pub struct Session {
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub(super) server: Option<ServerFacts>,
+    /// SQLite: the entity types whose generated key proved not to be their table's rowid
+    /// (or whose table something else writes to during an INSERT), not asked again.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(super) rowid_refused: Vec<std::any::TypeId>,
 }
 
 #[derive(Debug, Clone, Copy)]

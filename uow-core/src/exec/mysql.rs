@@ -264,8 +264,13 @@ impl Dialect for Mysql {
         }
     }
 
-    fn push_default_values(mut out: AstPass<'_, '_, Self>) {
+    /// MySQL's form takes many rows: `() VALUES (), (), ..`.
+    fn push_default_values(mut out: AstPass<'_, '_, Self>, rows: usize) -> QueryResult<()> {
         out.push_sql("() VALUES ()");
+        for _ in 1..rows {
+            out.push_sql(", ()");
+        }
+        Ok(())
     }
 
     /// Rows are found by `CASE`, whose cost grows with the square of the batch.

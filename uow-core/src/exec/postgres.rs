@@ -78,10 +78,6 @@ impl Dialect for Pg {
             (insert_width::<T>(), 0)
         }
     }
-
-    fn push_default_values(mut out: AstPass<'_, '_, Self>) {
-        out.push_sql("DEFAULT VALUES");
-    }
 }
 
 fn key_is_generated<T: Entity>() -> bool {

@@ -244,7 +244,7 @@ pub(super) fn walk_insert<'b, T: Persist<DB>, DB: Dialect>(
     T::walk_table(out.reborrow())?;
     if insert_width::<T>() == 0 {
         out.push_sql(" ");
-        DB::push_default_values(out.reborrow());
+        DB::push_default_values(out.reborrow(), rows.len())?;
     } else {
         out.push_sql(" (");
         push_columns::<T, DB>(&mut out, |f| !f.generated)?;
