@@ -260,6 +260,29 @@ backend_tests! {
         Ok(())
     }
 
+    fn iter_mut_skips_the_slots_of_entities_removed_and_committed(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..8).map(|i| uow.register_new(account(&format!("a{i}"), 10))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for i in [0, 2, 3, 7] {
+            uow.register_removed(&handles[i])?; // empty slots first, in a row, and last
+        }
+        uow.commit(&mut db.conn)?;
+        uow.register_new(account("new", 5))?; // new: yielded, and inserted with the change
+        let mut seen = Vec::new();
+        for a in uow.entities_mut::<Account>().iter_mut() {
+            a.balance += 1;
+            seen.push(a.owner.clone());
+        }
+        seen.sort();
+        assert_eq!(seen, ["a1", "a4", "a5", "a6", "new"]);
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!((report.inserted("accounts"), report.updated("accounts")), (1, 4));
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.iter().map(|r| r.balance).collect::<Vec<_>>(), [11, 11, 11, 11, 6]);
+        Ok(())
+    }
+
     fn removed_entities_are_deleted_and_leave_the_unit_of_work(db) {
         let mut uow = UnitOfWork::<Conn>::new();
         let ann = uow.register_new(account("ann", 10))?;

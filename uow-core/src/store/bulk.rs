@@ -2,7 +2,6 @@
 //! the checks `mutate` makes per handle (unit, bounds, generation) have nothing to check when
 //! the store hands out its own slots, so a loop over all of them pays only the tracking.
 
-use std::iter::Enumerate;
 use std::slice::IterMut;
 
 use crate::entity::Entity;
@@ -21,8 +20,10 @@ impl<T: Entity> Store<T> {
         if !self.levels.is_empty() {
             self.touch_all();
         }
+        let total = self.slots.len();
         ValuesMut {
-            slots: self.slots.iter_mut().enumerate(),
+            slots: self.slots.iter_mut(),
+            total,
             touched: &mut self.touched,
         }
     }
@@ -40,7 +41,10 @@ impl<T: Entity> Store<T> {
 
 /// The iterator of [`Store::values_mut`].
 pub(crate) struct ValuesMut<'s, T: Entity> {
-    slots: Enumerate<IterMut<'s, Slot<T>>>,
+    slots: IterMut<'s, Slot<T>>,
+    /// How many slots there are: the index of a slot is found from how many are left, out of
+    /// line, rather than counted in the loop.
+    total: usize,
     touched: &'s mut Vec<u32>,
 }
 
@@ -48,20 +52,27 @@ impl<'s, T: Entity> Iterator for ValuesMut<'s, T> {
     type Item = &'s mut T;
 
     /// The loop body a `for` over every entity runs: in the steady state (each entity
-    /// borrowed since the last commit) one occupancy test and one flag test, falling through.
+    /// borrowed since the last commit) an occupancy test and the tests of `mutate`'s fast path
+    /// but the handle's, falling through; empty slots and first borrows are out of line.
     #[inline]
     fn next(&mut self) -> Option<&'s mut T> {
-        for (slot, s) in self.slots.by_ref() {
-            let ready = match &s.tracked {
-                Some(tracked) => s.listed && tracked.ready_for_change(),
-                None => continue,
-            };
-            if !ready {
-                start_tracking(s, self.touched, slot);
+        loop {
+            let s = self.slots.next()?;
+            if let Some(tracked) = s.tracked.as_mut() {
+                if !(s.listed && tracked.ready_for_change()) {
+                    // Slots are indexed by u32 (`insert` hands out `len() as u32`).
+                    let slot = (self.total - self.slots.len() - 1) as u32;
+                    start_tracking(&mut s.listed, tracked, self.touched, slot);
+                }
+                return Some(tracked.change());
             }
-            return s.tracked.as_mut().map(Tracked::change);
+            // Past the empty slots (entities removed and committed): counted out of line, so
+            // the iterator stays in registers.
+            let empty = empty_slots(self.slots.as_slice());
+            if let Some(last_empty) = empty.checked_sub(1) {
+                self.slots.nth(last_empty);
+            }
         }
-        None
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -69,18 +80,27 @@ impl<'s, T: Entity> Iterator for ValuesMut<'s, T> {
     }
 }
 
+/// How many slots at the start of `slots` are empty.
+#[cold]
+#[inline(never)]
+fn empty_slots<T: Entity>(slots: &[Slot<T>]) -> usize {
+    slots.iter().take_while(|s| s.tracked.is_none()).count()
+}
+
 /// The first borrow of `s` since the last commit: what `touch` does outside save points (inside
 /// one, `values_mut` did it for every slot), and the persisted values kept. Out of line, so the
 /// steady state's loop stays short.
 #[cold]
 #[inline(never)]
-fn start_tracking<T: Entity>(s: &mut Slot<T>, touched: &mut Vec<u32>, slot: usize) {
-    if !s.listed {
-        s.listed = true;
-        // Slots are indexed by u32 (`insert` hands out `len() as u32`).
-        touched.push(slot as u32);
+fn start_tracking<T: Entity>(
+    listed: &mut bool,
+    tracked: &mut Tracked<T>,
+    touched: &mut Vec<u32>,
+    slot: u32,
+) {
+    if !*listed {
+        *listed = true;
+        touched.push(slot);
     }
-    if let Some(tracked) = s.tracked.as_mut() {
-        tracked.change();
-    }
+    tracked.change();
 }
