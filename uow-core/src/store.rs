@@ -211,6 +211,13 @@ impl<T: Entity> Store<T> {
                 .as_mut()
                 .map(Tracked::change);
         }
+        self.mutate_first(slot)
+    }
+
+    /// `mutate` for the first mutable borrow since the last commit, or inside a save point:
+    /// out of line with its copy of the entity, so the fast path is small enough to inline.
+    #[inline(never)]
+    fn mutate_first(&mut self, slot: u32) -> Option<&mut T> {
         self.touch(slot);
         self.slots
             .get_mut(slot as usize)?
