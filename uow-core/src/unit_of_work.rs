@@ -411,7 +411,7 @@ where
 
     /// The entities of type `T`, found once, for many reads and changes in a row: the
     /// loop-friendly form of [`get`](Self::get) and [`get_mut`](Self::get_mut), tracked
-    /// exactly the same way.
+    /// exactly the same way; [`EntitiesMut::iter_mut`] changes every one without handles.
     ///
     /// ```
     /// # use uow::prelude::*;
