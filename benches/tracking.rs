@@ -6,6 +6,10 @@
 //! so its persisted values are kept already) and the first change after a commit, which keeps
 //! them (one clone of the entity: copy-on-write).
 //!
+//! And the loop over every held entity, one change each (10,000 per pass, timed per change):
+//! a plain `Vec`, the typed view's `get_mut` per handle, and its `iter_mut` (no handles, so
+//! none of their checks).
+//!
 //! Allocations per change are written to `<target>/criterion/uow-allocations.json` for the
 //! summary printed by `benches/run.sh`.
 
@@ -106,6 +110,18 @@ fn count_per_change(changes: usize, mut change: impl FnMut(usize)) -> f64 {
     (allocations() - before) as f64 / changes as f64
 }
 
+/// Times `iters` changes made by passes of at most HELD (`pass(batch)` makes `batch`).
+fn per_change_passes(iters: u64, mut pass: impl FnMut(usize)) -> Duration {
+    let start = Instant::now();
+    let mut left = iters as usize;
+    while left > 0 {
+        let batch = left.min(HELD);
+        pass(batch);
+        left -= batch;
+    }
+    start.elapsed()
+}
+
 fn write_allocations(entries: &[(&str, f64)]) {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_string());
     let dir = std::path::Path::new(&target).join("criterion");
@@ -138,6 +154,17 @@ fn w5(c: &mut Criterion) {
             ok(items.get_mut(black_box(&handles[i])), "get_mut").qty += 1;
         })
     };
+    // One pass over every entity, so all are in the steady state.
+    for item in uow.entities_mut::<Item>().iter_mut() {
+        item.qty += 1;
+    }
+    let iter_allocs = {
+        let before = allocations();
+        for item in uow.entities_mut::<Item>().iter_mut() {
+            black_box(item).qty += 1;
+        }
+        (allocations() - before) as f64 / HELD as f64
+    };
     ok(uow.commit(&mut db.conn), "commit");
     let first_allocs = count_per_change(PER_COMMIT, |i| {
         ok(uow.get_mut(black_box(&handles[i])), "get_mut").qty += 1;
@@ -146,12 +173,14 @@ fn w5(c: &mut Criterion) {
     drop((db, uow));
     println!(
         "W5 allocations per change: plain {plain_allocs}, tracked (steady) {steady_allocs}, \
-         typed view {view_allocs}, tracked (first after commit) {first_allocs}"
+         typed view {view_allocs}, typed view iter_mut {iter_allocs}, \
+         tracked (first after commit) {first_allocs}"
     );
     write_allocations(&[
         ("plain_assignment", plain_allocs),
         ("uow_get_mut", steady_allocs),
         ("uow_entities_mut", view_allocs),
+        ("uow_iter_mut", iter_allocs),
         ("uow_get_mut_first_after_commit", first_allocs),
     ]);
 
@@ -180,6 +209,55 @@ fn w5(c: &mut Criterion) {
         let mut items = uow.entities_mut::<Item>();
         ok(items.get_mut(&h), "get_mut").qty += 1;
         b.iter(|| ok(items.get_mut(black_box(&h)), "get_mut").qty += 1)
+    });
+
+    // The loops over all HELD entities, timed per change (a pass may stop early).
+    group.bench_function("plain_loop", |b| {
+        let mut items = new_items(HELD);
+        b.iter_custom(|iters| {
+            per_change_passes(iters, |batch| {
+                for item in black_box(&mut items[..batch]) {
+                    item.qty += 1;
+                }
+            })
+        })
+    });
+
+    group.bench_function("uow_entities_mut_loop", |b| {
+        let (_db, mut uow, handles) = setup();
+        let mut items = uow.entities_mut::<Item>();
+        for h in &handles {
+            ok(items.get_mut(h), "get_mut").qty += 1;
+        }
+        b.iter_custom(|iters| {
+            per_change_passes(iters, |batch| {
+                for h in black_box(&handles[..batch]) {
+                    ok(items.get_mut(h), "get_mut").qty += 1;
+                }
+            })
+        })
+    });
+
+    group.bench_function("uow_iter_mut", |b| {
+        let (_db, mut uow, _handles) = setup();
+        for item in uow.entities_mut::<Item>().iter_mut() {
+            item.qty += 1;
+        }
+        b.iter_custom(|iters| {
+            per_change_passes(iters, |batch| {
+                let mut items = uow.entities_mut::<Item>();
+                if batch < HELD {
+                    for item in items.iter_mut().take(batch) {
+                        item.qty += 1;
+                    }
+                    return;
+                }
+                // The loop as written without a count: every entity.
+                for item in black_box(&mut items).iter_mut() {
+                    item.qty += 1;
+                }
+            })
+        })
     });
 
     // Per change: a commit (untimed) every PER_COMMIT changes, so each timed change is the

@@ -200,6 +200,89 @@ backend_tests! {
         Ok(())
     }
 
+    fn every_entity_through_iter_mut_is_tracked_like_get_mut(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..5).map(|i| uow.register_new(account(&format!("a{i}"), 10))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        uow.register_removed(&handles[4])?;
+        uow.commit(&mut db.conn)?; // handles[4] is gone: stale
+        uow.register_removed(&handles[3])?; // pending: still held, so yielded
+        let other = UnitOfWork::<Conn>::new().register_new(account("x", 1))?;
+        let log = db.record();
+        let mut seen = Vec::new();
+        for a in uow.entities_mut::<Account>().iter_mut() {
+            seen.push(a.owner.clone());
+            match a.owner.as_str() {
+                "a1" => a.note = Some("seen".into()),
+                "a2" => a.balance += 0, // borrowed, not changed: stays clean
+                _ => a.balance += 1,
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, ["a0", "a1", "a2", "a3"]);
+        assert_eq!(uow.changed_columns(&handles[0])?, ["balance"]);
+        assert_eq!(uow.changed_columns(&handles[1])?, ["note"]);
+        assert_eq!(uow.state(&handles[2])?, EntityState::Clean);
+        assert_eq!(uow.state(&handles[3])?, EntityState::Removed, "a change does not take a removal back");
+        assert_eq!(uow.original(&handles[0])?.balance, 10, "the persisted values were kept");
+        for stale in [uow.get_mut(&handles[4]).map(|_| ()), uow.entities_mut::<Account>().get_mut(&other).map(|_| ())] {
+            assert!(matches!(stale, Err(uow::Error::UnknownEntity { .. })), "{stale:?}");
+        }
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!((report.updated("accounts"), report.deleted("accounts")), (2, 1));
+        assert_eq!(log.writes().len(), 3, "an UPDATE per column set, one DELETE: {:?}", log.writes());
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.iter().map(|r| (r.balance, r.note.as_deref())).collect::<Vec<_>>(), [(11, None), (10, Some("seen")), (10, None)]);
+
+        // A scope that fails undoes every change made through iter_mut; one that succeeds
+        // keeps them, written by its flush.
+        let before: Vec<_> = handles[..3].iter().map(|h| observe(&uow, h)).collect();
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            for a in scope.entities_mut::<Account>().iter_mut() {
+                a.balance = 99;
+            }
+            scope.flush()?;
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        assert_eq!(handles[..3].iter().map(|h| observe(&uow, h)).collect::<Vec<_>>(), before);
+        assert!(account_rows(&mut db.conn).iter().all(|r| r.balance != 99));
+        uow.transaction(&mut db.conn, |scope| {
+            for a in scope.entities_mut::<Account>().iter_mut().take(2) {
+                a.balance = 7;
+            }
+            scope.flush()
+        })?;
+        assert!(!uow.has_changes());
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.iter().filter(|r| r.balance == 7).count(), 2);
+        assert_eq!(rows.iter().map(|r| r.balance).sum::<i64>(), 7 + 7 + 10);
+        Ok(())
+    }
+
+    fn iter_mut_skips_the_slots_of_entities_removed_and_committed(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..8).map(|i| uow.register_new(account(&format!("a{i}"), 10))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for i in [0, 2, 3, 7] {
+            uow.register_removed(&handles[i])?; // empty slots first, in a row, and last
+        }
+        uow.commit(&mut db.conn)?;
+        uow.register_new(account("new", 5))?; // new: yielded, and inserted with the change
+        let mut seen = Vec::new();
+        for a in uow.entities_mut::<Account>().iter_mut() {
+            a.balance += 1;
+            seen.push(a.owner.clone());
+        }
+        seen.sort();
+        assert_eq!(seen, ["a1", "a4", "a5", "a6", "new"]);
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!((report.inserted("accounts"), report.updated("accounts")), (1, 4));
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.iter().map(|r| r.balance).collect::<Vec<_>>(), [11, 11, 11, 11, 6]);
+        Ok(())
+    }
+
     fn removed_entities_are_deleted_and_leave_the_unit_of_work(db) {
         let mut uow = UnitOfWork::<Conn>::new();
         let ann = uow.register_new(account("ann", 10))?;

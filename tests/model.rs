@@ -11,9 +11,9 @@
 //! key to `Owner`, a nullable one to `Shelter`), declared as real FOREIGN KEYs.
 //!
 //! The operations: `register_new` of each; `set_parent` to new and persisted parents; changes
-//! through `get_mut` and `entities_mut` (values set back to the persisted ones included); new
-//! keys for new owners after children were linked to them (also two new owners swapping their
-//! keys): a child's foreign key must be its parent's key as it is at commit time;
+//! through `get_mut`, `entities_mut` and its `iter_mut` (values set back to the persisted ones
+//! included); new keys for new owners after children were linked to them (also two new owners
+//! swapping their keys): a child's foreign key must be its parent's key as it is at commit time;
 //! `register_removed` / `unremove`; `refresh`; `load` of held and missing keys; a fresh unit of
 //! work loaded with `attach_all`, `load` and `register_dirty`; `commit`; scopes
 //! (`uow.transaction`) with flushes, nested scopes (`scope.nested`), `Err` or `Ok`; commits made
@@ -316,11 +316,13 @@ enum Op {
         owner: u32,
         name: Name,
     },
-    /// `None`: back to the persisted score; `typed`: through `entities_mut`.
+    /// `None`: back to the persisted score; `typed`: through `entities_mut`; with `every`,
+    /// through its `iter_mut`, which borrows every held owner and changes only this one.
     ScoreOwner {
         owner: u32,
         score: Option<i32>,
         typed: bool,
+        every: bool,
     },
     /// Changes the key of a new owner (children linked to it must follow at commit).
     /// With `swap`, two new owners exchange their codes instead (each one's children must
@@ -749,6 +751,7 @@ impl Gen {
                 owner: r.pick(),
                 score: (!r.chance(30)).then(|| r.range(0, 99)),
                 typed: r.chance(30),
+                every: r.chance(50),
             },
             K::RekeyNewOwner => Op::RekeyNewOwner {
                 owner: r.pick(),
@@ -1575,6 +1578,7 @@ where
                 owner,
                 score,
                 typed,
+                every,
             } => {
                 let Some(i) = pick(&m.owners_where(|_, _| true), owner) else {
                     return Ok(Outcome::Skipped);
@@ -1587,7 +1591,22 @@ where
                     .unwrap_or(0);
                 let h = o.h;
                 let set = |v: &mut Owner| v.score = score;
-                if typed {
+                if typed && every {
+                    // Found by address: every other owner is borrowed and left as it was.
+                    let target: *const Owner = self.ok(s.uow().get(&h), "get(Owner)")?;
+                    let mut found = 0;
+                    for v in s.uow().entities_mut::<Owner>().iter_mut() {
+                        if std::ptr::eq(&*v, target) {
+                            set(v);
+                            found += 1;
+                        }
+                    }
+                    if found != 1 {
+                        return Err(
+                            self.fail("iter_mut", format!("yielded the owner {found} times"))
+                        );
+                    }
+                } else if typed {
                     self.ok(
                         s.uow().entities_mut::<Owner>().get_mut(&h).map(set),
                         "entities_mut::<Owner>().get_mut",
@@ -1598,7 +1617,9 @@ where
                 self.owner_mut(i)?.val.score = score;
                 self.note(format!(
                     "{}({}).score = {score}",
-                    if typed {
+                    if typed && every {
+                        "entities_mut().iter_mut"
+                    } else if typed {
                         "entities_mut().get_mut"
                     } else {
                         "get_mut"

@@ -119,4 +119,38 @@ impl<T: Entity> EntitiesMut<'_, T> {
             entity: T::ENTITY_NAME,
         })
     }
+
+    /// Every held entity of type `T`, in no particular order, for plain Rust mutation: the
+    /// loop over all of them without a handle per entity, so without the checks a handle
+    /// needs (its unit of work, its slot, its generation).
+    ///
+    /// Each entity yielded is tracked exactly as by [`get_mut`](Self::get_mut): the first
+    /// mutable borrow after a commit keeps its persisted values, the next commit writes only
+    /// the fields that differ, and a scope that fails puts it back. Entities registered
+    /// removed are held until the commit deletes them, so they are yielded too (as `get_mut`
+    /// hands them out); removed and committed ones are gone. Stopping early leaves the rest
+    /// untouched, except inside a scope, where every entity of the type is saved (not
+    /// changed) when the iterator is made.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let handles: Vec<_> = (1..=3)
+    ///     .map(|id| uow.attach(Note { id, body: "draft".into() }))
+    ///     .collect();
+    /// for note in uow.entities_mut::<Note>().iter_mut() {
+    ///     note.body.push_str(", reviewed");
+    /// }
+    /// assert_eq!(uow.get(&handles[1])?.body, "draft, reviewed");
+    /// assert_eq!(uow.original(&handles[1])?.body, "draft");
+    /// assert_eq!(uow.changed_columns(&handles[2])?, ["body"]);
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> + '_ {
+        self.store.values_mut()
+    }
 }

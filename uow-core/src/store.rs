@@ -4,7 +4,8 @@
 //!
 //! - `store/changes.rs`: what the touched entities need written, checked before any I/O;
 //! - `store/written.rs`: the rows a step writes, and what the write produced, kept aside;
-//! - `store/levels.rs`: save points (scopes, a commit's hooks) and undoing them.
+//! - `store/levels.rs`: save points (scopes, a commit's hooks) and undoing them;
+//! - `store/bulk.rs`: every entity for mutation in one pass, without per-handle checks.
 
 use std::any::TypeId;
 use std::collections::hash_map::Entry;
@@ -15,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::fast_hash::FastHash;
 use crate::tracking::Tracked;
 
+mod bulk;
 mod changes;
 mod levels;
 mod written;
@@ -209,6 +211,13 @@ impl<T: Entity> Store<T> {
                 .as_mut()
                 .map(Tracked::change);
         }
+        self.mutate_first(slot)
+    }
+
+    /// `mutate` for the first mutable borrow since the last commit, or inside a save point:
+    /// out of line with its copy of the entity, so the fast path is small enough to inline.
+    #[inline(never)]
+    fn mutate_first(&mut self, slot: u32) -> Option<&mut T> {
         self.touch(slot);
         self.slots
             .get_mut(slot as usize)?

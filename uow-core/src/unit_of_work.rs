@@ -395,6 +395,7 @@ where
     ///
     /// For many changes to entities of one type in a row, [`entities_mut`](Self::entities_mut)
     /// finds the type's entities once instead of on every call.
+    #[inline]
     pub fn get_mut<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<&mut T> {
         // One store lookup, and no error value built on the way (this is the hot path of
         // plain mutation; see BENCHMARKS.md, W5).
@@ -410,7 +411,7 @@ where
 
     /// The entities of type `T`, found once, for many reads and changes in a row: the
     /// loop-friendly form of [`get`](Self::get) and [`get_mut`](Self::get_mut), tracked
-    /// exactly the same way.
+    /// exactly the same way; [`EntitiesMut::iter_mut`] changes every one without handles.
     ///
     /// ```
     /// # use uow::prelude::*;
