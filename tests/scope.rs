@@ -254,9 +254,19 @@ backend_tests! {
         let ann = uow.register_new(account("ann", 10))?;
         let bob = uow.register_new(account("bob", 20))?;
         uow.commit(&mut db.conn)?;
-        // An empty slot (on the touched list still) when the scope begins.
-        let dropped = uow.register_new(account("dropped", 0))?;
-        uow.register_removed(&dropped)?;
+        // Empty slots when the scope begins: six emptied by a commit, one of them reused and
+        // emptied again without one (so on the touched list still). The scope reuses five,
+        // the nested scope the sixth (its kept log must fold into the scope's).
+        let dropped: Vec<_> = (0..6)
+            .map(|i| uow.register_new(account(&format!("dropped {i}"), 0)))
+            .collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for h in &dropped {
+            uow.register_removed(h)?;
+        }
+        uow.commit(&mut db.conn)?;
+        let listed = uow.register_new(account("listed", 0))?;
+        uow.register_removed(&listed)?;
         let tag = uow.register_new(Tag { code: "kept".into(), label: "before".into() })?;
         let rows_before = account_rows(&mut db.conn);
         let memory_before = (observe(&uow, &ann), observe(&uow, &bob), observe(&uow, &tag));
@@ -275,7 +285,10 @@ backend_tests! {
                 keys.push(scope.get(h)?.id);
             }
             scope.nested(|inner| {
+                // The first reuses ann's slot, the second the last slot empty since before
+                // the scope.
                 inside.push(inner.register_new(account("nested", 7))?);
+                inside.push(inner.register_new(account("nested too", 7))?);
                 inner.register_removed(&inside[0])?;
                 inner.flush()?;
                 Ok::<_, uow::Error>(())
