@@ -2,9 +2,10 @@
 """Prints the table of medians and ratios from the last benchmark run (BENCHMARKS.md).
 
 Reads criterion's `<target>/criterion/<group>/<function>/new/{benchmark,estimates}.json`
-(medians), `<target>/criterion/sqlalchemy.json` (benches/sqlalchemy/bench.py) and
-`<target>/criterion/uow-allocations.json` (the W5 bench), where `<target>` is
-$CARGO_TARGET_DIR or `target`. Standard library only.
+(medians), `<target>/criterion/sqlalchemy.json` (benches/sqlalchemy/bench.py),
+`<target>/criterion/uow-allocations.json` (the W5 bench) and `<target>/criterion/uow-memory.json`
+(the bulk bench's heap counts), where `<target>` is $CARGO_TARGET_DIR or `target`. Standard
+library only.
 
     python3 benches/summarize.py [--markdown FILE] [--svg FILE] [--backend NAME ...]
 
@@ -70,6 +71,11 @@ GROUPS = [
         ("uow", "uow: register_new + set_parent, get_mut, register_removed, commit"),
         ("diesel", "Diesel: INSERT .. RETURNING x2, UPDATE loop, DELETE .. IN x2"),
     ]),
+    ("bulk_100000", "Bulk: 100,000 new customers in 1,000-row chunks", [
+        ("scope_flush_per_chunk", "uow: one scope, register_new + scope.flush() per chunk"),
+        ("commit_per_chunk", "uow: register_new + commit per chunk"),
+        ("diesel_multi_row_returning", "Diesel: INSERT .. RETURNING id per chunk, one transaction"),
+    ]),
 ]
 GROUPS[1] = (GROUPS[1][0], GROUPS[1][1], GROUPS[0][2])
 
@@ -114,6 +120,20 @@ TARGETS = [
     ("W2 vs Diesel UPDATE .. FROM unnest (best by hand)", ("w2_update_10000", "uow"), ("w2_update_10000", "diesel_update_from_values"), "le", 1.2, on_postgres),
     ("W2' (commit only) vs Diesel UPDATE .. FROM unnest", ("w2_commit_only_10000", "uow"), ("w2_commit_only_10000", "diesel_update_from_values"), "info", None, on_postgres),
     ("W2 over the link (absolute)", ("w2_update_10000", "uow"), None, "lt", 100_000_000, over_link),
+    ("Bulk: scope vs commit per chunk", ("bulk_100000", "scope_flush_per_chunk"), ("bulk_100000", "commit_per_chunk"), "le", 1.1),
+    ("Bulk: commit per chunk vs Diesel", ("bulk_100000", "commit_per_chunk"), ("bulk_100000", "diesel_multi_row_returning"), "info", None),
+]
+
+# (key in uow-memory.json, description, bound in bytes or None): the bulk bench's heap counts.
+MEMORY = [
+    ("held_overhead_bytes", "heap per held entity beyond its row (attach_all of 100,000 loaded rows)", 64),
+    ("row_bytes", "heap of one loaded row in a Vec (Diesel)", None),
+    ("peak_commit_per_chunk_bytes", "bulk peak heap per row beyond the input: commit per chunk", None),
+    ("peak_scope_bytes", "bulk peak heap per row beyond the input: one scope", None),
+    ("peak_diesel_bytes", "bulk peak heap per row beyond the input: Diesel", None),
+    ("held_commit_per_chunk_bytes", "bulk heap per row held after, beyond the input: commit per chunk", None),
+    ("held_scope_bytes", "bulk heap per row held after, beyond the input: one scope", None),
+    ("held_diesel_bytes", "bulk heap per row held after, beyond the input: Diesel", None),
 ]
 
 # Backends in the order of the tables; runs over a delayed link follow, in name order.
@@ -211,7 +231,24 @@ def collect():
     path = criterion / "uow-allocations.json"
     if path.exists():
         allocations = json.loads(path.read_text())
-    return medians, sqlalchemy, allocations
+    memory = None
+    path = criterion / "uow-memory.json"
+    if path.exists():
+        memory = json.loads(path.read_text())
+    return medians, sqlalchemy, allocations, memory
+
+
+def memory_rows(memory):
+    """Rows of the heap table: (what, bytes, goal, status)."""
+    out = []
+    for key, what, bound in MEMORY:
+        if key not in memory:
+            continue
+        value = memory[key]
+        goal = f"<= {bound} B" if bound is not None else "-"
+        status = "-" if bound is None else ("met" if value <= bound else "MISSED")
+        out.append((what, f"{value:.1f} B", goal, status))
+    return out
 
 
 def rows_for(medians, backend):
@@ -355,7 +392,7 @@ def main():
     parser.add_argument("--backend", action="append", help="only this backend's tables (repeatable)")
     args = parser.parse_args()
 
-    medians, sqlalchemy, allocations = collect()
+    medians, sqlalchemy, allocations, memory = collect()
     if not medians:
         print(f"no criterion results under {target_dir() / 'criterion'}; run benches/run.sh", file=sys.stderr)
         return 1
@@ -379,6 +416,12 @@ def main():
             print(f"\n== {title(backend)}: targets ==\n")
             print_table(headers, targets, sys.stdout)
             md += [f"### Targets, {title(backend)}", "", markdown_table(headers, targets), ""]
+    if memory:
+        headers = ["heap", "measured", "goal", "status"]
+        rows = memory_rows(memory)
+        print("\n== heap (bulk bench, counting allocator) ==\n")
+        print_table(headers, rows, sys.stdout)
+        md += ["### Heap", "", markdown_table(headers, rows), ""]
     if allocations:
         line = ", ".join(f"{k} {v:g}" for k, v in allocations.items())
         print(f"\nW5 heap allocations per field change: {line}")

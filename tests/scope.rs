@@ -249,6 +249,85 @@ backend_tests! {
         Ok(())
     }
 
+    fn slots_emptied_or_made_in_a_failed_scope_are_emptied_and_reused(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let bob = uow.register_new(account("bob", 20))?;
+        uow.commit(&mut db.conn)?;
+        // Empty slots when the scope begins: six emptied by a commit, one of them reused and
+        // emptied again without one (so on the touched list still). The scope reuses five,
+        // the nested scope the sixth (its kept log must fold into the scope's).
+        let dropped: Vec<_> = (0..6)
+            .map(|i| uow.register_new(account(&format!("dropped {i}"), 0)))
+            .collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for h in &dropped {
+            uow.register_removed(h)?;
+        }
+        uow.commit(&mut db.conn)?;
+        let listed = uow.register_new(account("listed", 0))?;
+        uow.register_removed(&listed)?;
+        let tag = uow.register_new(Tag { code: "kept".into(), label: "before".into() })?;
+        let rows_before = account_rows(&mut db.conn);
+        let memory_before = (observe(&uow, &ann), observe(&uow, &bob), observe(&uow, &tag));
+
+        let mut inside = Vec::new();
+        let mut keys = Vec::new();
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            for i in 0..5 {
+                inside.push(scope.register_new(account(&format!("in {i}"), i))?);
+            }
+            scope.register_removed(&ann)?;
+            scope.register_new(Tag { code: "new".into(), label: "inside".into() })?;
+            scope.get_mut(&tag)?.label = "changed".into();
+            scope.flush()?;
+            for h in &inside {
+                keys.push(scope.get(h)?.id);
+            }
+            scope.nested(|inner| {
+                // The first reuses ann's slot, the second the last slot empty since before
+                // the scope.
+                inside.push(inner.register_new(account("nested", 7))?);
+                inside.push(inner.register_new(account("nested too", 7))?);
+                inner.register_removed(&inside[0])?;
+                inner.flush()?;
+                Ok::<_, uow::Error>(())
+            })?;
+            inside.push(scope.register_new(account("unflushed", 8))?);
+            Err(uow::Error::NoTransaction)
+        });
+        assert!(result.is_err());
+        assert_eq!(account_rows(&mut db.conn), rows_before);
+        assert_eq!((observe(&uow, &ann), observe(&uow, &bob), observe(&uow, &tag)), memory_before);
+        assert_eq!(uow.len(), 3, "ann, bob and the tag");
+        for h in &inside {
+            assert!(matches!(uow.get(h), Err(uow::Error::UnknownEntity { .. })));
+        }
+        for key in &keys {
+            assert!(uow.find::<Account>(key).is_none(), "key {key} filed inside the scope is gone");
+        }
+        assert!(uow.find::<Tag>(&"new".to_string()).is_none());
+        assert!(uow.find::<Tag>(&"kept".to_string()).is_some());
+
+        // The emptied slots are reused, each entity written once, old handles stay stale.
+        let after: Vec<_> = (0..7)
+            .map(|i| uow.register_new(account(&format!("after {i}"), i)))
+            .collect::<Result<_, _>>()?;
+        uow.register_new(Tag { code: "new".into(), label: "after".into() })?;
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.inserted("accounts"), 7);
+        assert_eq!(report.inserted("tags"), 2);
+        assert_eq!(account_rows(&mut db.conn).len(), 9);
+        assert_eq!(uow.len(), 11);
+        for (i, h) in after.iter().enumerate() {
+            assert_eq!(uow.get(h)?.owner, format!("after {i}"));
+        }
+        for h in &inside {
+            assert!(uow.get(h).is_err());
+        }
+        Ok(())
+    }
+
     fn a_panic_inside_a_diesel_transaction_in_the_scope_rolls_back_the_whole_scope(db) {
         let mut uow = UnitOfWork::<Conn>::new();
         let ann = uow.register_new(account("ann", 10))?;

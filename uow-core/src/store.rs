@@ -53,11 +53,9 @@ impl RelationMeta {
 
 #[derive(Clone)]
 struct Slot<T: Entity> {
-    /// The generation of the entity in the slot; handles carry it.
+    /// The generation of the entity in the slot; handles carry it. Taken from the store's
+    /// counter, so it is never reused while the counter does not wrap.
     generation: u32,
-    /// The generation the next entity put in this slot gets. It only grows (a rolled-back
-    /// scope does not lower it), so no handle ever reaches an entity it was not issued for.
-    next_generation: u32,
     tracked: Option<Tracked<T>>,
     /// On the store's touched list (an emptied slot stays listed until the next commit).
     listed: bool,
@@ -76,6 +74,10 @@ pub(crate) struct Store<T: Entity> {
     levels: Vec<levels::Level<T>>,
     /// The type's `belongs_to` relations, read once.
     relations: Vec<RelationMeta>,
+    /// The generation the next entity added gets. One counter for the whole store (not one
+    /// per slot, which would cost every slot four bytes), and it only grows: an undone save
+    /// point does not lower it, so no handle ever reaches an entity it was not issued for.
+    next_generation: u32,
 }
 
 pub(crate) fn key_text<K: std::fmt::Debug>(key: &K) -> String {
@@ -91,8 +93,11 @@ impl<T: Entity> Store<T> {
             by_key: HashMap::new(),
             touched: Vec::new(),
             written: Written::default(),
-            levels: (0..open_levels).map(|_| levels::Level::default()).collect(),
+            levels: (0..open_levels)
+                .map(|_| levels::Level::new(0, Vec::new()))
+                .collect(),
             relations: RelationMeta::of::<T>(),
+            next_generation: 0,
         }
     }
 
@@ -141,15 +146,15 @@ impl<T: Entity> Store<T> {
             }
         }
         self.save(slot);
+        let generation = self.next_generation;
+        self.next_generation = generation.wrapping_add(1);
         if self.free.pop().is_some() {
             let s = &mut self.slots[slot as usize];
-            s.generation = s.next_generation;
-            s.next_generation = s.next_generation.wrapping_add(1);
+            s.generation = generation;
             s.tracked = Some(tracked);
         } else {
             self.slots.push(Slot {
-                generation: 0,
-                next_generation: 1,
+                generation,
                 tracked: Some(tracked),
                 listed: false,
             });

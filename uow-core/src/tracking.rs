@@ -64,13 +64,20 @@ pub(crate) struct Tracked<T: Entity> {
     value: T,
     lifecycle: Lifecycle,
     /// The persisted values, copied on the first mutable borrow after a commit; `None` means
-    /// "identical to `value`". New entities never have one.
-    baseline: Option<T>,
+    /// "identical to `value`". New entities never have one. Boxed: most held entities are
+    /// never changed, and a pointer costs them 8 bytes where the value would cost its size.
+    baseline: Option<Box<T>>,
     /// Set by `register_dirty`: the database row is unknown, so every column is written.
     write_all: bool,
     /// The key this entity is filed under in the identity map, if any.
     filed_key: Option<T::Key>,
-    links: Vec<Link>,
+    /// Pending links, rare: boxed so that an entity without any pays 8 bytes, not a `Vec`'s 24.
+    #[allow(
+        clippy::box_collection,
+        reason = "8 bytes per held entity instead of 24; the extra allocation is only made for \
+                  an entity linked to a new parent"
+    )]
+    links: Option<Box<Vec<Link>>>,
     /// Advanced each time `refresh` discards local changes: domain events recorded before
     /// that described changes that are gone, so they are never handed out.
     revision: u32,
@@ -103,7 +110,7 @@ impl<T: Entity> Tracked<T> {
             baseline: None,
             write_all: false,
             filed_key,
-            links: Vec::new(),
+            links: None,
             revision: 0,
         }
     }
@@ -122,7 +129,7 @@ impl<T: Entity> Tracked<T> {
 
     /// The values the database holds for this entity (the baseline if it was changed).
     pub fn persisted_value(&self) -> &T {
-        self.baseline.as_ref().unwrap_or(&self.value)
+        self.baseline.as_deref().unwrap_or(&self.value)
     }
 
     pub fn filed_key(&self) -> Option<&T::Key> {
@@ -130,7 +137,7 @@ impl<T: Entity> Tracked<T> {
     }
 
     pub fn links(&self) -> &[Link] {
-        &self.links
+        self.links.as_deref().map_or(&[], Vec::as_slice)
     }
 
     pub fn revision(&self) -> u32 {
@@ -147,7 +154,7 @@ impl<T: Entity> Tracked<T> {
             Some(baseline) => self.value.changed_fields(baseline),
             None => FieldSet::EMPTY,
         };
-        for link in &self.links {
+        for link in self.links() {
             fields.insert(link.field);
         }
         fields
@@ -174,9 +181,17 @@ impl<T: Entity> Tracked<T> {
     #[inline(always)]
     pub fn change(&mut self) -> &mut T {
         if !self.ready_for_change() {
-            self.baseline = Some(self.value.clone());
+            self.keep_baseline();
         }
         &mut self.value
+    }
+
+    /// The copy-on-write itself, out of line: the clone and the box's allocation would
+    /// otherwise be inlined into every caller of `change` and keep `Store::mutate`, whose
+    /// fast path is a few comparisons, from being inlined into `get_mut`.
+    #[inline(never)]
+    fn keep_baseline(&mut self) {
+        self.baseline = Some(Box::new(self.value.clone()));
     }
 
     /// `register_removed` of a persisted entity.
@@ -199,9 +214,13 @@ impl<T: Entity> Tracked<T> {
     pub fn link(&mut self, link: Link, parent_is_new: bool, point_now: impl FnOnce(&mut T)) {
         self.change();
         point_now(&mut self.value);
-        self.links.retain(|l| l.relation != link.relation);
+        let links = self.links.get_or_insert_with(Box::default);
+        links.retain(|l| l.relation != link.relation);
         if parent_is_new {
-            self.links.push(link);
+            links.push(link);
+        }
+        if links.is_empty() {
+            self.links = None;
         }
     }
 
@@ -224,7 +243,7 @@ impl<T: Entity> Tracked<T> {
         self.lifecycle = Lifecycle::Persisted;
         self.baseline = None;
         self.write_all = false;
-        self.links.clear();
+        self.links = None;
     }
 
     /// `refresh`: the row as read now replaces every persisted field, skipped fields stay;

@@ -1,31 +1,70 @@
-//! Save points of a store: the first state of every slot changed since a save point began, so
-//! that undoing it costs what it touched, not what the unit of work holds.
+//! Save points of a store: enough of every slot changed since a save point began to put it
+//! back, so that undoing it costs what it touched, not what the unit of work holds.
 //!
 //! Every path that changes a slot (`insert`, `touch`, `release`, refiling, settling after a
-//! write) calls `save(slot)` first, which clones the slot into the innermost level unless it
-//! is there already.
-
-use std::collections::HashMap;
+//! write) calls `save(slot)` first. What a level keeps depends on what the slot was when the
+//! level began:
+//!
+//! - a slot past the slab's end then (made inside the level, as every entity registered in a
+//!   scope is, barring reused slots): nothing; undoing the level empties it;
+//! - a slot that was empty: its index and its `listed` flag; undoing empties it again;
+//! - a slot holding an entity: a copy of the slot, once.
+//!
+//! So a scope that only registers new entities, however many, keeps no log at all, and a
+//! flush settling them saves nothing either.
 
 use crate::entity::Entity;
-use crate::fast_hash::FastHash;
 
 use super::{Slot, Store};
 
 /// What one open save point must be able to undo in a store.
 pub(super) struct Level<T: Entity> {
-    /// The first saved state of every slot changed since the level began.
-    saved: HashMap<u32, Slot<T>, FastHash>,
+    /// The slab's length when the level began: slots from here on were made inside it.
+    len: u32,
+    /// The first saved state of every slot below `len` that held an entity.
+    held: Vec<(u32, Slot<T>)>,
+    /// Slots below `len` that were empty (and whether they were on the touched list).
+    vacant: Vec<(u32, bool)>,
+    /// Which slots below `len` are saved already: one bit per slot, grown on demand.
+    saved: Vec<u64>,
     /// The touched list as it was when the level began.
     touched: Vec<u32>,
 }
 
-impl<T: Entity> Default for Level<T> {
-    fn default() -> Self {
+impl<T: Entity> Level<T> {
+    /// A level beginning over a slab of `len` slots.
+    pub(super) fn new(len: usize, touched: Vec<u32>) -> Self {
         Level {
-            saved: HashMap::default(),
-            touched: Vec::new(),
+            len: u32::try_from(len).unwrap_or(u32::MAX),
+            held: Vec::new(),
+            vacant: Vec::new(),
+            saved: Vec::new(),
+            touched,
         }
+    }
+
+    /// Whether `slot` must be saved before its first change: it existed when the level began
+    /// and was not saved yet. Inlined: for the slots a scope makes, one comparison.
+    #[inline]
+    fn needs_save(&self, slot: u32) -> bool {
+        slot < self.len
+            && self
+                .saved
+                .get((slot / 64) as usize)
+                .is_none_or(|word| word & (1u64 << (slot % 64)) == 0)
+    }
+
+    /// Whether `slot` needs saving now, marking it saved.
+    fn first_change(&mut self, slot: u32) -> bool {
+        if !self.needs_save(slot) {
+            return false;
+        }
+        let word = (slot / 64) as usize;
+        if word >= self.saved.len() {
+            self.saved.resize(word + 1, 0);
+        }
+        self.saved[word] |= 1u64 << (slot % 64);
+        true
     }
 }
 
@@ -34,7 +73,11 @@ impl<T: Entity> Store<T> {
     /// level). Inlined test, out-of-line work: almost every change happens outside levels.
     #[inline]
     pub(super) fn save(&mut self, slot: u32) {
-        if !self.levels.is_empty() {
+        if self
+            .levels
+            .last()
+            .is_some_and(|level| level.needs_save(slot))
+        {
             self.save_in_level(slot);
         }
     }
@@ -44,77 +87,97 @@ impl<T: Entity> Store<T> {
         let Some(level) = self.levels.last_mut() else {
             return;
         };
-        if level.saved.contains_key(&slot) {
+        if !level.first_change(slot) {
             return;
         }
-        let state = match self.slots.get(slot as usize) {
-            Some(s) => s.clone(),
-            None => Slot {
-                generation: 0,
-                next_generation: 0,
-                tracked: None,
-                listed: false,
-            },
+        // Below the level's length, so the slot exists (the slab never shrinks).
+        let Some(s) = self.slots.get(slot as usize) else {
+            return;
         };
-        level.saved.insert(slot, state);
+        if s.tracked.is_some() {
+            level.held.push((slot, s.clone()));
+        } else {
+            level.vacant.push((slot, s.listed));
+        }
     }
 
     /// A save point begins: from now on, first changes of each slot are saved.
     pub fn begin_level(&mut self) {
-        self.levels.push(Level {
-            saved: HashMap::default(),
-            touched: self.touched.clone(),
-        });
+        let level = Level::new(self.slots.len(), self.touched.clone());
+        self.levels.push(level);
     }
 
     /// The innermost save point failed: every slot it changed is put back as it was (with
-    /// its filing in the identity map and its place in the free list), and the touched list.
-    /// A restored slot keeps its current `next_generation`, so a handle issued inside the
-    /// undone level stays stale.
+    /// its filing in the identity map and its place in the free list), slots made inside it
+    /// are emptied, and the touched list is restored. Generations are not restored (they come
+    /// from the store's counter, which only grows), so a handle issued inside the undone level
+    /// stays stale.
     pub fn undo_level(&mut self) {
         let Some(level) = self.levels.pop() else {
             return;
         };
         self.written = Default::default();
-        for (slot, saved) in level.saved {
-            let index = slot as usize;
-            if index >= self.slots.len() {
+        let len = (level.len as usize).min(self.slots.len());
+        let changed = (len..self.slots.len())
+            .map(|s| s as u32)
+            .chain(level.held.iter().map(|(s, _)| *s))
+            .chain(level.vacant.iter().map(|(s, _)| *s));
+        // Every changed slot leaves the identity map and, if it holds an entity now, is noted
+        // for the free list (an empty slot is on it already); then the saved states come back.
+        let mut refill = Vec::new();
+        for slot in changed {
+            let Some(tracked) = self.slots[slot as usize].tracked.as_ref() else {
                 continue;
-            }
-            if let Some(key) = self.slots[index]
-                .tracked
-                .as_ref()
-                .and_then(|t| t.filed_key())
-            {
+            };
+            if let Some(key) = tracked.filed_key() {
                 if self.by_key.get(key) == Some(&slot) {
                     self.by_key.remove(key);
                 }
             }
+            refill.push(slot);
+        }
+        for s in &mut self.slots[len..] {
+            s.tracked = None;
+            s.listed = false;
+        }
+        for (slot, listed) in level.vacant {
+            let s = &mut self.slots[slot as usize];
+            s.tracked = None;
+            s.listed = listed;
+        }
+        for (slot, saved) in level.held {
             if let Some(key) = saved.tracked.as_ref().and_then(|t| t.filed_key()) {
                 self.by_key.insert(key.clone(), slot);
             }
-            let occupied = saved.tracked.is_some();
-            let next_generation = self.slots[index].next_generation;
-            self.slots[index] = saved;
-            self.slots[index].next_generation = next_generation;
-            if occupied {
-                self.free.retain(|f| *f != slot);
-            } else if !self.free.contains(&slot) {
-                self.free.push(slot);
-            }
+            self.slots[slot as usize] = saved;
         }
+        // The free list holds exactly the empty slots again.
+        let slots = &self.slots;
+        self.free
+            .retain(|&f| slots.get(f as usize).is_some_and(|s| s.tracked.is_none()));
+        refill.retain(|&f| self.slots[f as usize].tracked.is_none());
+        self.free.extend(refill.into_iter().rev());
         self.touched = level.touched;
     }
 
     /// The innermost save point succeeded: its saved states now belong to the level around
-    /// it (whose own earlier saves win), so an outer failure still undoes an inner success.
+    /// it (whose own earlier saves win, and which saves nothing for slots made inside it), so
+    /// an outer failure still undoes an inner success.
     pub fn keep_level(&mut self) {
         let Some(level) = self.levels.pop() else {
             return;
         };
-        if let Some(outer) = self.levels.last_mut() {
-            for (slot, saved) in level.saved {
-                outer.saved.entry(slot).or_insert(saved);
+        let Some(outer) = self.levels.last_mut() else {
+            return;
+        };
+        for (slot, saved) in level.held {
+            if outer.first_change(slot) {
+                outer.held.push((slot, saved));
+            }
+        }
+        for (slot, listed) in level.vacant {
+            if outer.first_change(slot) {
+                outer.vacant.push((slot, listed));
             }
         }
     }

@@ -123,11 +123,12 @@ impl<T: Entity> Store<T> {
     /// The write committed: what it produced replaces the entities, generated keys are filed
     /// in the identity map, every touched entity is settled (its current values are what the
     /// database holds) and removed ones are released (their handles go stale). Inside a save
-    /// point every touched slot is saved first, so that what a flush settled can be undone.
+    /// point every touched slot is saved first, so that what a flush settled can be undone
+    /// (a slot made inside the save point, or saved already, costs one comparison).
     pub fn finish_write(&mut self) {
         if !self.levels.is_empty() {
-            for slot in self.touched.clone() {
-                self.save(slot);
+            for i in 0..self.touched.len() {
+                self.save(self.touched[i]);
             }
         }
         let mut written = std::mem::take(&mut self.written);
