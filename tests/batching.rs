@@ -225,6 +225,43 @@ backend_tests! {
         Ok(())
     }
 
+    fn update_batches_stay_in_the_statement_cache_only_where_they_share_one_text(db) {
+        // SQLite cuts UPDATEs at 1,000 rows (full batches share one cached text; the 500-row
+        // rest of 1,500 is not cached), MySQL at 200 (the full batches and the 100-row rest,
+        // small enough, are cached), PostgreSQL only at the bind limit (32,767 rows of a
+        // one-column change): even a full batch of that size stays out, or a statement of
+        // 65,534 parameters would stay prepared for the connection's lifetime.
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        use diesel::connection::{Connection, InstrumentationEvent};
+        let mut uow = UnitOfWork::<Conn>::new();
+        let rows = if <Conn as TestBackend>::KIND == Kind::Postgres { 65535 / 2 } else { 1500 };
+        let handles: Vec<_> = (0..rows).map(|i| uow.register_new(account(&format!("o{i}"), i as i64))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        let cached = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = cached.clone();
+        db.conn.set_instrumentation(move |event: InstrumentationEvent<'_>| {
+            if let InstrumentationEvent::CacheQuery { .. } = event {
+                counter.fetch_add(1, Relaxed);
+            }
+        });
+        let expected = match <Conn as TestBackend>::KIND {
+            Kind::Sqlite => 1,
+            Kind::Mysql => 2,
+            Kind::Postgres => 0,
+        };
+        for round in 1..=2 {
+            for h in &handles {
+                uow.get_mut(h)?.balance += 1;
+            }
+            uow.commit(&mut db.conn)?;
+            assert_eq!(cached.load(Relaxed), expected, "after commit {round}: statements cached");
+        }
+        let held = account_rows(&mut db.conn);
+        assert_eq!(held.len(), rows);
+        assert!(held.iter().all(|r| r.balance == r.owner[1..].parse::<i64>().unwrap_or(-9) + 2));
+        Ok(())
+    }
+
     fn two_thousand_composite_key_rows_are_deleted_in_capped_statements(db) {
         let mut uow = UnitOfWork::<Conn>::new();
         let handles: Vec<_> = (0..2000)

@@ -34,14 +34,15 @@ fn sent(log: &StatementLog) -> usize {
 }
 
 /// Rows in one UPDATE of `columns` changed columns of an entity whose key is one column, as
-/// uow cuts them: the bind limit over the values per row, at most 1,000. MySQL picks each row's
+/// uow cuts them: the bind limit over the values per row, at most 1,000 on SQLite (PostgreSQL
+/// takes as many as the bind limit allows). MySQL picks each row's
 /// values with a `CASE` on its key (the key bound once more per column), at most 200 rows: the
 /// cost of a `CASE` grows with its branches.
 fn rows_per_update(kind: Kind, columns: usize, versioned: bool) -> usize {
     let version = usize::from(versioned);
     match kind {
         Kind::Sqlite => (32766 / (1 + columns + version)).min(1000),
-        Kind::Postgres => (65535 / (1 + columns + version)).min(1000),
+        Kind::Postgres => 65535 / (1 + columns + version),
         Kind::Mysql => (65535 / (2 * columns + 1 + version)).min(200),
     }
 }

@@ -16,7 +16,7 @@ use diesel::row::NamedRow;
 use diesel::sql_types::Untyped;
 use diesel::QueryResult;
 
-use super::batching::{rows_per_update, MAX_CACHED_BATCH_BINDS};
+use super::batching::{rows_per_update, MAX_CACHED_BATCH_BINDS, MAX_ROWS_PER_UPDATE};
 use super::dialect::Dialect;
 use super::statements::walk_update_one;
 use crate::entity::{Entity, FieldSet, Persist};
@@ -141,9 +141,13 @@ impl<'a, T: Entity> Batch<'a, T> {
         Ok(())
     }
 
-    /// Whether the batch is large enough to leave out of the prepared-statement cache.
+    /// Whether the batch is large enough to leave out of the prepared-statement cache: full
+    /// batches of at most [`MAX_ROWS_PER_UPDATE`] rows share one statement and stay, but a
+    /// backend without that cap (PostgreSQL) would keep a statement of tens of thousands of
+    /// parameters for the connection's lifetime, on both sides.
     fn uncached(&self, full: bool) -> bool {
-        !full && self.rows.len() * self.columns.len() > MAX_CACHED_BATCH_BINDS
+        let shared = full && self.rows.len() <= MAX_ROWS_PER_UPDATE;
+        !shared && self.rows.len() * self.columns.len() > MAX_CACHED_BATCH_BINDS
     }
 }
 
