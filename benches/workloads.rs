@@ -388,11 +388,11 @@ macro_rules! workloads {
                 let log = StatementLog::attach(&mut db.conn);
                 w2_uow(&mut db.conn);
                 let writes = log.take_writes();
-                // One UPDATE per 1,000 rows on SQLite, as many as the bind limit allows on
-                // PostgreSQL (32,767 of this shape), 200 on MySQL (which picks rows with `CASE`).
+                // One UPDATE per 1,000 rows on SQLite, per 65,535 on PostgreSQL (a column of
+                // any number of rows is one array), per 200 on MySQL (rows picked by `CASE`).
                 let per_statement = match <Conn as BenchBackend>::NAME {
                     "mysql" => 200,
-                    "postgres" => 65535 / 2,
+                    "postgres" => 65_535,
                     _ => 1000,
                 };
                 assert_eq!(

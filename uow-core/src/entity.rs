@@ -13,6 +13,8 @@ pub use crate::fields::{FieldInfo, FieldSet, MAX_FIELDS};
 use diesel::backend::Backend;
 use diesel::query_builder::AstPass;
 use diesel::row::NamedRow;
+use diesel::serialize::ToSql;
+use diesel::sql_types::HasSqlType;
 use diesel::QueryResult;
 
 /// A struct whose changes a [`UnitOfWork`](crate::UnitOfWork) tracks. Implemented by
@@ -203,6 +205,26 @@ pub trait Persist<DB: Backend>: Entity {
     fn read_generated<'a>(
         row: &impl NamedRow<'a, DB>,
     ) -> diesel::deserialize::Result<Self::Generated>;
+
+    /// Calls `visitor` once per persisted field, in declaration order, with the field's SQL
+    /// type and a function reading it: what a backend needs to bind one field of many rows
+    /// as one value (PostgreSQL's arrays). Generated code implements it; the default visits
+    /// nothing.
+    #[doc(hidden)]
+    fn visit_columns<V: ColumnVisitor<Self, DB>>(visitor: &mut V) {
+        let _ = visitor;
+    }
+}
+
+/// Receives the persisted fields of an entity with their types (see
+/// [`Persist::visit_columns`]). Not public API.
+#[doc(hidden)]
+pub trait ColumnVisitor<T: ?Sized, DB: Backend> {
+    /// Field number `field`, of SQL type `ST` and Rust type `F`, read by `get`.
+    fn visit<ST: 'static, F>(&mut self, field: usize, get: fn(&T) -> &F)
+    where
+        DB: HasSqlType<ST>,
+        F: ToSql<ST, DB>;
 }
 
 /// One `#[tracked(belongs_to(Parent, foreign_key = field))]` relation of `Child`, generated

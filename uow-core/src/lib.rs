@@ -69,8 +69,8 @@ pub use unit_of_work::UnitOfWork;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::entity::{
-        AutoIncrementKey, Entity, FieldInfo, FieldPair, FieldSet, ForeignKey, Load, Persist,
-        Relation, RelationVisitor, SameBits, SameByEq, SkippedDefault, VersionField,
+        AutoIncrementKey, ColumnVisitor, Entity, FieldInfo, FieldPair, FieldSet, ForeignKey, Load,
+        Persist, Relation, RelationVisitor, SameBits, SameByEq, SkippedDefault, VersionField,
     };
     pub use diesel;
     pub use diesel::backend::Backend;

@@ -2,10 +2,12 @@
 //! of a step, and the query that finds which row of a batch has no matching row in the table
 //! (a conflict).
 //!
-//! The batch is a CTE, `WITH "__uow_v" (cols) AS (VALUES ...)`, joined by `UPDATE .. FROM`
-//! (PostgreSQL, and SQLite 3.33 and later), where the values keep their types. MySQL keeps
-//! none for a table of bound values, so it writes its own UPDATE of a batch
-//! (`Dialect::walk_batch_update`, `mysql_batched.rs`) and finds conflicting rows its own way
+//! By default the batch is a CTE, `WITH "__uow_v" (cols) AS (VALUES ...)`, joined by `UPDATE
+//! .. FROM` (SQLite 3.33 and later), where the values keep their types. PostgreSQL binds each
+//! column of the batch as one array instead (`postgres_arrays.rs`, through
+//! `Dialect::walk_batch_update` and `Dialect::walk_first_missing`; `Batch::values` are those
+//! columns). MySQL keeps no types for a table of bound values, so it writes its own UPDATE of
+//! a batch (`mysql_batched.rs`) and finds conflicting rows its own way
 //! (`Dialect::first_missing`). A batch of one row is the plain UPDATE everywhere. Every value
 //! is bound.
 
@@ -53,6 +55,23 @@ pub struct Batch<'a, T> {
     pub columns: Vec<Column>,
     pub rows: &'a [(&'a T, &'a T)],
     numbers: Vec<i32>,
+    /// Each column's values over every row, for a backend that binds a column as one value
+    /// (PostgreSQL's arrays), in the order of `columns`.
+    pub values: Vec<ColumnValues<'a, T>>,
+}
+
+/// The values of one column of a batch over all its rows, bound as one parameter where a
+/// backend takes arrays.
+#[doc(hidden)]
+pub struct ColumnValues<'a, T> {
+    pub rows: &'a [(&'a T, &'a T)],
+    pub source: Source,
+}
+
+impl<T> std::fmt::Debug for ColumnValues<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?} of {} rows", self.source, self.rows.len())
+    }
 }
 
 impl<'a, T: Entity> Batch<'a, T> {
@@ -60,10 +79,18 @@ impl<'a, T: Entity> Batch<'a, T> {
         let numbers = (0..rows.len())
             .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
             .collect();
+        let values = columns
+            .iter()
+            .map(|c| ColumnValues {
+                rows,
+                source: c.source,
+            })
+            .collect();
         Batch {
             columns,
             rows,
             numbers,
+            values,
         }
     }
 
@@ -222,7 +249,7 @@ impl<'a, T: Entity> UpdateRows<'a, T> {
 impl<T: Persist<DB>, DB: Dialect> QueryFragment<DB> for UpdateRows<'_, T> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let full = self.batch.rows.len() == rows_per_update::<T, DB>(self.fields.len());
-        if self.batch.uncached(full) {
+        if DB::BATCH_TEXT_FOLLOWS_ROWS && self.batch.uncached(full) {
             out.unsafe_to_cache_prepared();
         }
         // One row needs no table: the plain UPDATE, one SQL text per column set, is simpler
@@ -279,7 +306,7 @@ impl<T: Persist<DB>, DB: Dialect> QueryFragment<DB> for FirstMissing<'_, T> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         // Sent only when a batch conflicts: never worth a place in the cache.
         out.unsafe_to_cache_prepared();
-        with_cte::walk_first_missing(self, out)
+        DB::walk_first_missing(self, out)
     }
 }
 
@@ -310,7 +337,7 @@ impl<DB: Dialect> diesel::deserialize::QueryableByName<DB> for RowNumber {
     }
 }
 
-/// The default batch statements (PostgreSQL, SQLite): the batch as a CTE.
+/// The default batch statements (SQLite): the batch as a CTE.
 pub(crate) mod with_cte {
     use super::*;
 

@@ -107,8 +107,23 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
         (insert_width::<T>(), 0)
     }
 
-    /// One UPDATE of every row of `update`, two rows or more (by default the batch as a CTE joined with
-    /// `UPDATE .. FROM`, as PostgreSQL and SQLite 3.33 and later take it).
+    /// Whether the text of a statement over a batch depends on its row count (a table of
+    /// bound values does; arrays do not), so that large batches stay out of the statement
+    /// cache.
+    #[doc(hidden)]
+    const BATCH_TEXT_FOLLOWS_ROWS: bool = true;
+
+    /// The query of [`FirstMissing`] (by default over the batch as a CTE).
+    #[doc(hidden)]
+    fn walk_first_missing<'b, T: Persist<Self>>(
+        probe: &'b FirstMissing<'_, T>,
+        out: AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        with_cte::walk_first_missing(probe, out)
+    }
+
+    /// One UPDATE of every row of `update`, two rows or more (by default the batch as a CTE
+    /// joined with `UPDATE .. FROM`, as SQLite 3.33 and later take it).
     #[doc(hidden)]
     fn walk_batch_update<'b, T: Persist<Self>>(
         update: &'b UpdateRows<'_, T>,

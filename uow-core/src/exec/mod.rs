@@ -22,6 +22,8 @@ mod mysql;
 mod mysql_batched;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_arrays;
 pub(crate) mod read;
 #[cfg(feature = "sqlite")]
 mod sqlite;

@@ -7,8 +7,10 @@ use diesel::row::NamedRow;
 use diesel::sql_types::Untyped;
 use diesel::QueryResult;
 
+use super::batched::{FirstMissing, UpdateRows};
 use super::batching::{insert_width, rows_per_insert, MAX_CACHED_BATCH_BINDS, MAX_ROWS_PER_INSERT};
 use super::dialect::{insert_one_by_one, sealed, Conn, Dialect, Inserted, Session};
+use super::postgres_arrays;
 use super::statements::{push_columns, walk_inserted_values};
 use crate::entity::{Entity, Persist};
 use diesel::pg::{Pg, PgQueryBuilder};
@@ -20,14 +22,35 @@ impl sealed::Sealed for Pg {}
 impl Dialect for Pg {
     const NAME: &'static str = "PostgreSQL";
     const MAX_BIND_PARAMS: usize = 65535;
-    /// As many rows as the bind limit allows (21,845 of a one-column change): PostgreSQL
-    /// joins the batch to the table with one hash join over one scan of the table, so each
-    /// batch of 1,000 rows cost a scan (10,000 changed rows of a 10,000-row table: ten scans,
-    /// 55-75 ms of server time, against 50-55 ms in one statement, planning included; measured
-    /// with `EXPLAIN ANALYZE`), and over a network each batch is a round trip more. A batch
-    /// this size is not kept in the prepared-statement cache (its text depends on its row
-    /// count), which costs one parse per commit, small next to the scans it saves.
-    const MAX_ROWS_PER_UPDATE: usize = Self::MAX_BIND_PARAMS;
+    /// A batch is bound as one array per column (`exec/postgres_arrays.rs`), so no bind limit
+    /// cuts it; this cap keeps one statement's arrays to a few megabytes. Large batches pay:
+    /// PostgreSQL joins a batch to the table with one scan of the table, so batches of 1,000
+    /// rows cost a scan each (10,000 changed rows of a 10,000-row table: ten scans, 55-75 ms
+    /// of server time, against 50-55 ms in one statement; `EXPLAIN ANALYZE`), and over a
+    /// network each batch is a round trip more.
+    const MAX_ROWS_PER_UPDATE: usize = 65_535;
+    /// An array's text does not depend on its length.
+    const BATCH_TEXT_FOLLOWS_ROWS: bool = false;
+
+    /// One array per column, whatever the rows: nothing per row counts against the bind
+    /// limit.
+    fn update_binds_per_row<T: Entity>(_columns: usize) -> usize {
+        0
+    }
+
+    fn walk_batch_update<'b, T: Persist<Self>>(
+        update: &'b UpdateRows<'_, T>,
+        out: AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        postgres_arrays::walk_update(update, out)
+    }
+
+    fn walk_first_missing<'b, T: Persist<Self>>(
+        probe: &'b FirstMissing<'_, T>,
+        out: AstPass<'_, 'b, Self>,
+    ) -> QueryResult<()> {
+        postgres_arrays::walk_first_missing(probe, out)
+    }
 
     /// A generated key: one statement per batch that takes the keys from the key's
     /// sequence itself ([`InsertAllocatingKeys`]), so each row's key is known before it is

@@ -81,6 +81,7 @@ pub(super) fn persist_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStr
     let table_module = &cx.table_module;
     let fields = &cx.fields;
     let indexes = 0..fields.persisted.len();
+    let visit_indexes = 0..fields.persisted.len();
     let (names, tys, sql_types) = (&fields.names, &fields.tys, &fields.sql_types);
     let field_out_of_range = out_of_range(cx, quote!("field index out of range"));
     let walk_key_arms = walk_key_arms(cx);
@@ -124,6 +125,11 @@ pub(super) fn persist_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStr
             #p::Result::Ok((
                 #(#read_generated,)*
             ))
+        }
+
+        #[inline]
+        fn visit_columns<__V: #p::ColumnVisitor<Self, #db>>(__visitor: &mut __V) {
+            #(__visitor.visit::<#sql_types, #tys>(#visit_indexes, |__e: &Self| &__e.#names);)*
         }
     };
     backend_impl(cx, format_ident!("Persist"), predicates, items)
