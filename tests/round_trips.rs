@@ -261,3 +261,51 @@ backend_tests! {
         Ok(())
     }
 }
+
+// PostgreSQL has no arrays of arrays: an entity with a field of an array type has its batches
+// sent as a table of bound values, cut by the bind limit, and still one statement per batch.
+#[cfg(feature = "postgres")]
+diesel::table! {
+    tagged (id) {
+        id -> Integer,
+        tags -> Array<Integer>,
+        label -> Text,
+        version -> Integer,
+    }
+}
+
+#[cfg(feature = "postgres")]
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = tagged)]
+struct Tagged {
+    #[tracked(generated)]
+    id: i32,
+    tags: Vec<i32>,
+    label: String,
+    #[tracked(version)]
+    version: i32,
+}
+
+backend_module! { "postgres", postgres_array_fields, diesel::PgConnection;
+    fn a_field_of_an_array_type_is_batched_as_a_table_of_values(db) {
+        db.exec("CREATE TABLE tagged (id SERIAL PRIMARY KEY, tags INT4[] NOT NULL, label TEXT NOT NULL, version INT NOT NULL)");
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Vec<_> = (0..30).map(|i| uow.register_new(Tagged { id: 0, tags: vec![i], label: format!("t{i}"), version: 1 })).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        for (i, h) in handles.iter().enumerate() {
+            let row = uow.get_mut(h)?;
+            row.tags = (0..i as i32 % 4).collect();
+            row.label = format!("u{i}");
+        }
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        assert_eq!(writes.len(), 1, "one UPDATE: {writes:?}");
+        assert!(!writes[0].contains("unnest"), "no array of arrays: {}", writes[0]);
+        let rows: Vec<(i32, Vec<i32>, String, i32)> = tagged::table.order(tagged::id).load(&mut db.conn)?;
+        let held: Vec<(i32, Vec<i32>, String, i32)> = handles.iter().map(|h| uow.get(h).map(|t| (t.id, t.tags.clone(), t.label.clone(), t.version))).collect::<Result<_, _>>()?;
+        assert_eq!(rows, held);
+        assert!(rows.iter().all(|r| r.3 == 2));
+        Ok(())
+    }
+}

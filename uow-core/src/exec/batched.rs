@@ -249,7 +249,7 @@ impl<'a, T: Entity> UpdateRows<'a, T> {
 impl<T: Persist<DB>, DB: Dialect> QueryFragment<DB> for UpdateRows<'_, T> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         let full = self.batch.rows.len() == rows_per_update::<T, DB>(self.fields.len());
-        if DB::BATCH_TEXT_FOLLOWS_ROWS && self.batch.uncached(full) {
+        if DB::batch_text_follows_rows(&self.batch) && self.batch.uncached(full) {
             out.unsafe_to_cache_prepared();
         }
         // One row needs no table: the plain UPDATE, one SQL text per column set, is simpler

@@ -2,7 +2,7 @@
 //! caps that keep prepared statements reusable, and the arithmetic, unit-tested here.
 
 use super::dialect::Dialect;
-use crate::entity::Entity;
+use crate::entity::{Entity, Persist};
 use crate::plan::TableInfo;
 
 /// Number of columns an INSERT of `T` binds per row.
@@ -59,7 +59,7 @@ pub(crate) fn rows_per_insert<T: Entity, DB: Dialect>() -> usize {
 
 /// What the planner needs to know about `T` on `DB`: rows per INSERT and DELETE step, and
 /// rows per INSERT statement.
-pub(crate) fn table_info<T: Entity, DB: Dialect>() -> TableInfo {
+pub(crate) fn table_info<T: Persist<DB>, DB: Dialect>() -> TableInfo {
     let rows_per_insert = rows_per_insert::<T, DB>();
     TableInfo {
         rows_per_insert,
@@ -83,7 +83,7 @@ pub(crate) fn update_base_width<T: Entity>() -> usize {
 }
 
 /// Rows of `T` one UPDATE writing `columns` columns may carry on `DB`.
-pub(crate) fn rows_per_update<T: Entity, DB: Dialect>(columns: usize) -> usize {
+pub(crate) fn rows_per_update<T: Persist<DB>, DB: Dialect>(columns: usize) -> usize {
     rows_per_statement(
         DB::update_binds_per_row::<T>(columns),
         DB::MAX_BIND_PARAMS,

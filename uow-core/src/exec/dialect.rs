@@ -8,7 +8,7 @@ use diesel::query_builder::AstPass;
 use diesel::query_dsl::RunQueryDsl;
 use diesel::QueryResult;
 
-use super::batched::{with_cte, FirstMissing, RowNumber, UpdateRows};
+use super::batched::{with_cte, Batch, FirstMissing, RowNumber, UpdateRows};
 use super::batching::{insert_width, update_base_width, MAX_ROWS_PER_UPDATE};
 use super::statements::{InsertOne, InsertRows, ReturnedRow};
 use crate::entity::{Entity, FieldSet, Persist};
@@ -27,7 +27,7 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
     /// Values an UPDATE of `T` writing `columns` columns binds per row: by default the key,
     /// the persisted version it checks, and the values.
     #[doc(hidden)]
-    fn update_binds_per_row<T: Entity>(columns: usize) -> usize {
+    fn update_binds_per_row<T: Persist<Self>>(columns: usize) -> usize {
         update_base_width::<T>() + columns
     }
 
@@ -107,11 +107,13 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
         (insert_width::<T>(), 0)
     }
 
-    /// Whether the text of a statement over a batch depends on its row count (a table of
-    /// bound values does; arrays do not), so that large batches stay out of the statement
-    /// cache.
+    /// Whether the text of the UPDATE of `batch` depends on its row count (a table of bound
+    /// values does; arrays do not), so that large batches stay out of the statement cache.
     #[doc(hidden)]
-    const BATCH_TEXT_FOLLOWS_ROWS: bool = true;
+    fn batch_text_follows_rows<T: Persist<Self>>(batch: &Batch<'_, T>) -> bool {
+        let _ = batch;
+        true
+    }
 
     /// The query of [`FirstMissing`] (by default over the batch as a CTE).
     #[doc(hidden)]

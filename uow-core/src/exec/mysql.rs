@@ -276,7 +276,7 @@ impl Dialect for Mysql {
     /// Rows are found by `CASE`, whose cost grows with the square of the batch.
     const MAX_ROWS_PER_UPDATE: usize = MAX_ROWS_PER_CASE_UPDATE;
 
-    fn update_binds_per_row<T: Entity>(columns: usize) -> usize {
+    fn update_binds_per_row<T: Persist<Self>>(columns: usize) -> usize {
         // Each written column's CASE binds every row's key and value; the WHERE its key and
         // persisted version.
         columns * (key_width::<T>() + 1) + update_base_width::<T>()

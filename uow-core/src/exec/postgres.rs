@@ -7,8 +7,10 @@ use diesel::row::NamedRow;
 use diesel::sql_types::Untyped;
 use diesel::QueryResult;
 
-use super::batched::{FirstMissing, UpdateRows};
-use super::batching::{insert_width, rows_per_insert, MAX_CACHED_BATCH_BINDS, MAX_ROWS_PER_INSERT};
+use super::batched::{Batch, FirstMissing, UpdateRows};
+use super::batching::{
+    insert_width, rows_per_insert, update_base_width, MAX_CACHED_BATCH_BINDS, MAX_ROWS_PER_INSERT,
+};
 use super::dialect::{insert_one_by_one, sealed, Conn, Dialect, Inserted, Session};
 use super::postgres_arrays;
 use super::statements::{push_columns, walk_inserted_values};
@@ -30,12 +32,19 @@ impl Dialect for Pg {
     /// network each batch is a round trip more.
     const MAX_ROWS_PER_UPDATE: usize = 65_535;
     /// An array's text does not depend on its length.
-    const BATCH_TEXT_FOLLOWS_ROWS: bool = false;
+    fn batch_text_follows_rows<T: Persist<Self>>(_: &Batch<'_, T>) -> bool {
+        !postgres_arrays::arrays_fit::<T>()
+    }
 
     /// One array per column, whatever the rows: nothing per row counts against the bind
-    /// limit.
-    fn update_binds_per_row<T: Entity>(_columns: usize) -> usize {
-        0
+    /// limit (but for an entity with a field of an array type, whose batches are tables of
+    /// bound values).
+    fn update_binds_per_row<T: Persist<Self>>(columns: usize) -> usize {
+        if postgres_arrays::arrays_fit::<T>() {
+            0
+        } else {
+            update_base_width::<T>() + columns
+        }
     }
 
     fn walk_batch_update<'b, T: Persist<Self>>(

@@ -21,11 +21,48 @@ use super::batched::{
 };
 use crate::entity::{ColumnVisitor, Persist};
 
-/// `UPDATE t SET c = v.c FROM unnest(..) AS v (..) WHERE t.k = v.k [AND t.version = v.old]`.
+/// Whether every persisted field of `T` can be bound as an array of its values: PostgreSQL
+/// has no arrays of arrays (a field whose SQL type is an array would need one), so an entity
+/// with such a field has its batches sent as tables of bound values, the default form, cut by
+/// the bind limit. Diesel's `Array` is recognised by its type's name, the one thing a generic
+/// visitor can read of it.
+pub(super) fn arrays_fit<T: Persist<Pg>>() -> bool {
+    let fields: Vec<usize> = (0..T::FIELDS.len()).collect();
+    let mut check = FindArrays {
+        fields: &fields,
+        found: false,
+    };
+    T::visit_columns(&mut check);
+    !check.found
+}
+
+/// Finds a field among `fields` whose SQL type is an array.
+struct FindArrays<'f> {
+    fields: &'f [usize],
+    found: bool,
+}
+
+impl<T: Persist<Pg>> ColumnVisitor<T, Pg> for FindArrays<'_> {
+    fn visit<ST: 'static, F>(&mut self, field: usize, _: fn(&T) -> &F)
+    where
+        Pg: HasSqlType<ST>,
+        F: ToSql<ST, Pg>,
+    {
+        if self.fields.contains(&field) && std::any::type_name::<ST>().contains("Array<") {
+            self.found = true;
+        }
+    }
+}
+
+/// `UPDATE t SET c = v.c FROM unnest(..) AS v (..) WHERE t.k = v.k [AND t.version = v.old]`,
+/// or the default form where a column cannot be an array.
 pub(super) fn walk_update<'b, T: Persist<Pg>>(
     update: &'b UpdateRows<'_, T>,
     mut out: AstPass<'_, 'b, Pg>,
 ) -> QueryResult<()> {
+    if !arrays_fit::<T>() {
+        return with_cte::walk_update(update, out);
+    }
     out.push_sql("UPDATE ");
     T::walk_table(out.reborrow())?;
     out.push_sql(" SET ");
@@ -36,11 +73,15 @@ pub(super) fn walk_update<'b, T: Persist<Pg>>(
     update.batch.walk_match(Some(OLD_VERSION), &mut out)
 }
 
-/// `SELECT row FROM unnest(..) AS v (..) WHERE NOT EXISTS (..) ORDER BY row LIMIT 1`.
+/// `SELECT row FROM unnest(..) AS v (..) WHERE NOT EXISTS (..) ORDER BY row LIMIT 1`, or the
+/// default form where a column cannot be an array.
 pub(super) fn walk_first_missing<'b, T: Persist<Pg>>(
     probe: &'b FirstMissing<'_, T>,
     mut out: AstPass<'_, 'b, Pg>,
 ) -> QueryResult<()> {
+    if !arrays_fit::<T>() {
+        return with_cte::walk_first_missing(probe, out);
+    }
     out.push_sql("SELECT ");
     out.push_identifier(ROW)?;
     out.push_sql(" FROM ");
