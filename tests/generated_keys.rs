@@ -89,13 +89,7 @@ backend_tests! {
             for statement in ddl {
                 db.exec(statement);
             }
-            let mut uow = UnitOfWork::<Conn>::new();
-            let handles: Vec<(Handle<Keyed>, String)> = (0..6)
-                .map(|i| {
-                    let label = format!("row-{i}");
-                    uow.register_new(Keyed { id: 0, label: label.clone() }).map(|h| (h, label))
-                })
-                .collect::<Result<_, _>>()?;
+            let (mut uow, handles) = six_new_keyed::<Conn>()?;
             uow.commit(&mut db.conn)?;
             check_keys_belong_to_their_rows(&mut uow, &mut db.conn, &handles, setup)?;
         }
@@ -159,13 +153,7 @@ backend_module! { "sqlite", sqlite_rowid_keys, diesel::SqliteConnection;
             for statement in ddl {
                 db.exec(statement);
             }
-            let mut uow = UnitOfWork::<Conn>::new();
-            let handles: Vec<(Handle<Keyed>, String)> = (0..6)
-                .map(|i| {
-                    let label = format!("row-{i}");
-                    uow.register_new(Keyed { id: 0, label: label.clone() }).map(|h| (h, label))
-                })
-                .collect::<Result<_, _>>()?;
+            let (mut uow, handles) = six_new_keyed::<Conn>()?;
             let log = db.record();
             uow.commit(&mut db.conn)?;
             let inserts: Vec<String> =
@@ -378,6 +366,30 @@ fn unordered_key_tables(kind: Kind) -> Vec<(&'static str, Vec<&'static str>)> {
             ),
         ],
     }
+}
+
+/// Handles of new `Keyed` entities, each with its label.
+type Labelled = Vec<(Handle<Keyed>, String)>;
+
+/// A unit of work with six new `Keyed` entities (labels `row-0` .. `row-5`), not committed.
+fn six_new_keyed<C>() -> Result<(UnitOfWork<C>, Labelled), uow::Error>
+where
+    C: diesel::Connection + diesel::connection::LoadConnection + 'static,
+    C::Backend: uow::Dialect,
+    Keyed: uow::Persist<C::Backend>,
+{
+    let mut uow = UnitOfWork::<C>::new();
+    let handles = (0..6)
+        .map(|i| {
+            let label = format!("row-{i}");
+            uow.register_new(Keyed {
+                id: 0,
+                label: label.clone(),
+            })
+            .map(|h| (h, label))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((uow, handles))
 }
 
 /// Every held `Keyed` has the key of the row holding its own label, in memory, in the
