@@ -140,6 +140,58 @@ backend_module! { "mysql", mysql_increment, diesel::MysqlConnection;
         }
         Ok(())
     }
+
+    // The lock mode and step are read once per unit of work, then again with each INSERT's
+    // keys (in the same SELECT), so a step changed between commits, or another connection
+    // with its own step, still gives each entity its own row's key.
+    fn a_later_commit_asks_nothing_before_its_insert_and_follows_the_step_read_with_its_keys(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let mut handles = Vec::new();
+        let log = db.record();
+        for i in 0..5 {
+            handles.push(uow.register_new(account(&format!("a{i}"), i))?);
+        }
+        uow.commit(&mut db.conn)?;
+        let first = log.all();
+        assert!(first.iter().any(|s| s.contains("@@innodb_autoinc_lock_mode")), "{first:#?}");
+        let interleaved = autoinc_lock_mode(&mut db.conn) == 2;
+
+        db.exec("SET SESSION auto_increment_increment = 4");
+        log.clear();
+        let second: Vec<_> = (0..5).map(|i| uow.register_new(account(&format!("b{i}"), i))).collect::<Result<_, _>>()?;
+        uow.commit(&mut db.conn)?;
+        let sent = log.all();
+        let inserts = if interleaved { 5 } else { 1 };
+        // BEGIN, then per INSERT the INSERT and the SELECT of its keys, then COMMIT.
+        assert_eq!(sent.len(), 2 + 2 * inserts, "{sent:#?}");
+        assert!(sent[1].starts_with("INSERT"), "nothing asked before the INSERT: {sent:#?}");
+        let mut keys: Vec<i32> = second.iter().map(|h| uow.get(h).map(|a| a.id)).collect::<Result<_, _>>()?;
+        keys.sort_unstable();
+        assert!(keys.windows(2).all(|w| w[1] - w[0] == 4), "stepped by 4: {keys:?}");
+
+        // The same unit of work on another connection, whose step is 7.
+        let mut other = db.connect();
+        {
+            use diesel::connection::SimpleConnection;
+            other.batch_execute("SET SESSION auto_increment_increment = 7")?;
+        }
+        let third: Vec<_> = (0..5).map(|i| uow.register_new(account(&format!("c{i}"), i))).collect::<Result<_, _>>()?;
+        uow.commit(&mut other)?;
+        let mut keys: Vec<i32> = third.iter().map(|h| uow.get(h).map(|a| a.id)).collect::<Result<_, _>>()?;
+        keys.sort_unstable();
+        assert!(keys.windows(2).all(|w| w[1] - w[0] == 7), "stepped by 7: {keys:?}");
+
+        handles.extend(second);
+        handles.extend(third);
+        let rows = account_rows(&mut db.conn);
+        assert_eq!(rows.len(), 15);
+        for handle in &handles {
+            let held = uow.get(handle)?;
+            let row = rows.iter().find(|r| r.id == held.id).ok_or("no row for key")?;
+            assert_eq!(row, held, "each entity holds its own row's key");
+        }
+        Ok(())
+    }
 }
 
 // SQLite only: where a new row's key is its rowid, the keys of a multi-row INSERT follow from

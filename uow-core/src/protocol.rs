@@ -111,7 +111,7 @@ where
                 let what = if how.scope { "flush" } else { "commit" };
                 let span = span.insert(crate::trace::write_span(what));
                 let _entered = crate::trace::enter(span);
-                exec::send_plan(&mut self.state.stores, &self.io, conn, &plan, &mut sent)?;
+                self.send_plan(conn, &plan, &mut sent)?;
             }
             if how.prepare == PrepareAt::BeforeCommit {
                 self.state.participants.prepare()?;
@@ -210,7 +210,7 @@ where
             transaction::begin(conn)?;
             {
                 let _entered = crate::trace::enter(&span);
-                exec::send_plan(&mut self.state.stores, &self.io, conn, &plan, &mut sent)?;
+                self.send_plan(conn, &plan, &mut sent)?;
             }
             transaction::commit(conn, false)
         }));
@@ -234,6 +234,12 @@ where
                 resume_unwind(panic)
             }
         }
+    }
+
+    /// Sends `plan` on the transaction open on `conn` (the execution layer's loop).
+    fn send_plan(&mut self, conn: &mut C, plan: &Plan, sent: &mut CommitReport) -> Result<()> {
+        let session = &mut self.session;
+        exec::send_plan(&mut self.state.stores, &self.io, conn, session, plan, sent)
     }
 
     /// The plan of a write about to be sent: new entities whose key was changed in Rust are

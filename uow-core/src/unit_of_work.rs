@@ -11,7 +11,7 @@ use diesel::Connection;
 use crate::entity::{Entity, FieldSet, Persist};
 use crate::error::{Error, Result};
 use crate::events::{DomainEvent, EventSource};
-use crate::exec::{Changes, Dialect, TableIo};
+use crate::exec::{Changes, Dialect, Session, TableIo};
 use crate::handle::{EntitiesMut, Handle};
 use crate::hooks::{HookError, Hooks};
 use crate::relations::set_link;
@@ -63,6 +63,8 @@ pub struct UnitOfWork<C> {
     pub(crate) state: State,
     /// Per store (same index): the typed functions the execution layer writes it with.
     pub(crate) io: Vec<TableIo<C>>,
+    /// What the execution layer learnt about the server (MySQL's auto-increment settings).
+    pub(crate) session: Session,
     pub(crate) hooks: Hooks<UnitOfWork<C>>,
 }
 
@@ -143,6 +145,7 @@ where
         UnitOfWork {
             state: State::new(),
             io: Vec::new(),
+            session: Session::default(),
             hooks: Hooks::default(),
         }
     }

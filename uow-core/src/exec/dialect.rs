@@ -194,26 +194,44 @@ pub trait Conn<DB: Backend>: LoadConnection<Backend = DB> {}
 
 impl<DB: Backend, C: LoadConnection<Backend = DB>> Conn<DB> for C {}
 
-/// What one write has learnt about its connection's server, asked for at most once per write
-/// and only where a backend needs it (MySQL's auto-increment lock mode and step, and its
-/// packet size; SQLite's tables whose keys are not their rowids).
+/// What the execution layer has learnt about the server a unit of work writes to. One lives
+/// in each unit of work, so facts that hold for a connection (MySQL's auto-increment lock mode
+/// and step) are asked for once, then checked for free after each INSERT that relies on them;
+/// [`Session::start_write`] forgets at the start of each write what may change between writes.
 #[doc(hidden)]
 #[derive(Debug, Default)]
 pub struct Session {
+    /// MySQL: the auto-increment lock mode and step, as last read on the connection written
+    /// to (read again with every `LAST_INSERT_ID()`, so a change is seen by the next INSERT).
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
-    pub(super) server: Option<ServerFacts>,
+    pub(super) auto_increment: Option<AutoIncrement>,
+    /// MySQL: `max_allowed_packet`, read in a write only when a statement may exceed 64 KiB.
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(super) max_allowed_packet: Option<u64>,
     /// SQLite: the entity types whose generated key proved not to be their table's rowid
     /// (or whose table something else writes to during an INSERT), not asked again.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(super) rowid_refused: Vec<std::any::TypeId>,
 }
 
-#[derive(Debug, Clone, Copy)]
+impl Session {
+    /// Forgets what may differ in the next write: the connection may be another one, with
+    /// another packet size, and a table's schema may have changed. The auto-increment facts
+    /// stay: every INSERT that relies on them reads them again, in the same round trip as
+    /// its keys, and refuses keys computed from stale ones.
+    pub(crate) fn start_write(&mut self) {
+        self.max_allowed_packet = None;
+        self.rowid_refused.clear();
+    }
+}
+
+/// MySQL's auto-increment settings of a connection: `@@innodb_autoinc_lock_mode` and
+/// `@@auto_increment_increment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
-pub(super) struct ServerFacts {
-    pub autoinc_lock_mode: i64,
-    pub auto_increment_increment: u64,
-    pub max_allowed_packet: u64,
+pub(super) struct AutoIncrement {
+    pub lock_mode: i64,
+    pub increment: u64,
 }
 
 /// Rows written and statements sent by one call of the [`Dialect`].

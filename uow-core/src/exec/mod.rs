@@ -75,17 +75,18 @@ pub(crate) fn send_plan<C>(
     stores: &mut StoreSet,
     io: &[TableIo<C>],
     conn: &mut C,
+    session: &mut Session,
     plan: &Plan,
     sent: &mut CommitReport,
 ) -> Result<()> {
-    let mut session = Session::default();
+    session.start_write();
     for step in &plan.steps {
         let unknown = || Error::UnknownEntity { entity: "entity" };
         let link_rows = stores.dyn_at(step.store).ok_or_else(unknown)?.link_rows();
         link_rows(stores, step.store, step)?;
         let send = io.get(step.store).ok_or_else(unknown)?.send_step;
         let store = stores.dyn_at_mut(step.store).ok_or_else(unknown)?;
-        send(conn, &mut session, store, step, sent)?;
+        send(conn, session, store, step, sent)?;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use diesel::QueryResult;
 
 use super::batched::UpdateRows;
 use super::batching::{key_width, update_base_width, MAX_ROWS_PER_INSERT};
-use super::dialect::{sealed, Conn, Dialect, Inserted, Sent, ServerFacts, Session};
+use super::dialect::{sealed, AutoIncrement, Conn, Dialect, Inserted, Sent, Session};
 use super::mysql_batched::{
     walk_case_update, CaseRow, FoundRow, FoundRows, MAX_ROWS_PER_CASE_UPDATE,
 };
@@ -16,6 +16,7 @@ use diesel::mysql::Mysql;
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
 
 use diesel::dsl::sql;
+use diesel::expression::SqlLiteral;
 use diesel::sql_types::BigInt;
 
 impl sealed::Sealed for Mysql {}
@@ -48,6 +49,26 @@ mod tests {
         assert!(multi_row_ids_are_consecutive(0));
         assert!(multi_row_ids_are_consecutive(1));
         assert!(!multi_row_ids_are_consecutive(2));
+    }
+
+    #[test]
+    fn keys_follow_the_step_read_with_them_and_interleaved_multi_row_keys_are_refused() {
+        let consecutive = AutoIncrement {
+            lock_mode: 1,
+            increment: 3,
+        };
+        let interleaved = AutoIncrement {
+            lock_mode: 2,
+            increment: 3,
+        };
+        assert_eq!(keys_step(5, consecutive), Some(3));
+        assert_eq!(keys_step(1, consecutive), Some(1));
+        assert_eq!(
+            keys_step(1, interleaved),
+            Some(1),
+            "one row: nothing to tell apart"
+        );
+        assert_eq!(keys_step(2, interleaved), None);
     }
 
     #[test]
@@ -111,24 +132,80 @@ fn bind_bytes(fragment: &impl QueryFragment<Mysql>) -> QueryResult<usize> {
         .sum())
 }
 
-/// The server's settings a write needs, read once per write with one SELECT.
-fn facts(conn: &mut impl Conn<Mysql>, session: &mut Session) -> QueryResult<ServerFacts> {
-    if let Some(facts) = session.server {
-        return Ok(facts);
+/// The auto-increment settings and `max_allowed_packet`, in one SELECT: asked for when a
+/// write first needs one of them and the unit of work does not know the auto-increment
+/// settings yet.
+fn read_settings(conn: &mut impl Conn<Mysql>, session: &mut Session) -> QueryResult<()> {
+    let (lock_mode, increment, packet): (i64, i64, i64) =
+        diesel::select((lock_mode_sql(), increment_sql(), packet_sql())).get_result(conn)?;
+    session.auto_increment = Some(AutoIncrement {
+        lock_mode,
+        increment: step(increment),
+    });
+    session.max_allowed_packet = Some(u64::try_from(packet).unwrap_or(u64::MAX));
+    Ok(())
+}
+
+fn lock_mode_sql() -> SqlLiteral<BigInt> {
+    sql::<BigInt>("CAST(@@innodb_autoinc_lock_mode AS SIGNED)")
+}
+
+fn increment_sql() -> SqlLiteral<BigInt> {
+    sql::<BigInt>("CAST(@@auto_increment_increment AS SIGNED)")
+}
+
+fn packet_sql() -> SqlLiteral<BigInt> {
+    sql::<BigInt>("CAST(@@max_allowed_packet AS SIGNED)")
+}
+
+fn step(increment: i64) -> u64 {
+    u64::try_from(increment).unwrap_or(1).max(1)
+}
+
+/// The auto-increment settings as last read on this unit of work's connection, asked for
+/// only if never read: after each INSERT they are read again with its keys, so a wrong
+/// guess from them is caught there (see [`keys_of_insert`]).
+fn auto_increment(
+    conn: &mut impl Conn<Mysql>,
+    session: &mut Session,
+) -> QueryResult<AutoIncrement> {
+    if session.auto_increment.is_none() {
+        read_settings(conn, session)?;
     }
-    let (lock_mode, increment, packet): (i64, i64, i64) = diesel::select((
-        sql::<BigInt>("CAST(@@innodb_autoinc_lock_mode AS SIGNED)"),
-        sql::<BigInt>("CAST(@@auto_increment_increment AS SIGNED)"),
-        sql::<BigInt>("CAST(@@max_allowed_packet AS SIGNED)"),
-    ))
-    .get_result(conn)?;
-    let facts = ServerFacts {
-        autoinc_lock_mode: lock_mode,
-        auto_increment_increment: u64::try_from(increment).unwrap_or(1).max(1),
-        max_allowed_packet: u64::try_from(packet).unwrap_or(u64::MAX),
-    };
-    session.server = Some(facts);
-    Ok(facts)
+    session.auto_increment.ok_or_else(|| {
+        diesel::result::Error::QueryBuilderError("MySQL's auto-increment settings".into())
+    })
+}
+
+/// `max_allowed_packet`, asked for at most once per write.
+fn max_allowed_packet(conn: &mut impl Conn<Mysql>, session: &mut Session) -> QueryResult<u64> {
+    match session.max_allowed_packet {
+        Some(packet) => Ok(packet),
+        None if session.auto_increment.is_none() => {
+            read_settings(conn, session)?;
+            Ok(session.max_allowed_packet.unwrap_or(u64::MAX))
+        }
+        None => {
+            let packet: i64 = diesel::select(packet_sql()).get_result(conn)?;
+            let packet = u64::try_from(packet).unwrap_or(u64::MAX);
+            session.max_allowed_packet = Some(packet);
+            Ok(packet)
+        }
+    }
+}
+
+/// The step between the keys of an INSERT of `rows` rows, given the settings read in the
+/// same session right after it: `None` when the rows may not have consecutive keys (lock
+/// mode 2), which only a multi-row INSERT sent on settings read earlier, on a connection
+/// that has since become another server's, can meet.
+pub(super) fn keys_step(rows: usize, actual: AutoIncrement) -> Option<u64> {
+    if rows <= 1 {
+        Some(1)
+    } else if multi_row_ids_are_consecutive(actual.lock_mode) {
+        Some(actual.increment)
+    } else {
+        None
+    }
 }
 
 /// How many rows each statement of `rows` carries, given the bytes each row binds: all of
@@ -147,7 +224,7 @@ fn packets<'r, T: Entity, R>(
     if total <= SMALL_STATEMENT_BYTES {
         return Ok(vec![rows]);
     }
-    let packet = facts(conn, session)?.max_allowed_packet;
+    let packet = max_allowed_packet(conn, session)?;
     let budget = usize::try_from(packet)
         .unwrap_or(usize::MAX)
         .saturating_sub(PACKET_HEADROOM);
@@ -232,24 +309,19 @@ impl Dialect for Mysql {
             statements: 0,
         };
         for group in statements_for(conn, session, rows)? {
-            let increment = if group.len() > 1 {
-                let facts = facts(conn, session)?;
-                if !multi_row_ids_are_consecutive(facts.autoinc_lock_mode) {
-                    for row in group {
-                        let one = insert_with_insert_id(conn, std::slice::from_ref(row), 1)?;
-                        inserted.generated.extend(one);
-                        inserted.statements += 1;
-                    }
-                    continue;
-                }
-                facts.auto_increment_increment
+            let consecutive = group.len() > 1
+                && multi_row_ids_are_consecutive(auto_increment(conn, session)?.lock_mode);
+            if consecutive {
+                let keys = insert_with_insert_id(conn, session, group)?;
+                inserted.generated.extend(keys);
+                inserted.statements += 1;
             } else {
-                1
-            };
-            inserted
-                .generated
-                .extend(insert_with_insert_id(conn, group, increment)?);
-            inserted.statements += 1;
+                for row in group {
+                    let key = insert_with_insert_id(conn, session, std::slice::from_ref(row))?;
+                    inserted.generated.extend(key);
+                    inserted.statements += 1;
+                }
+            }
         }
         Ok(inserted)
     }
@@ -330,12 +402,15 @@ impl Dialect for Mysql {
     }
 }
 
-/// One multi-row INSERT of `rows`, then `SELECT LAST_INSERT_ID()`; row `k` has key
-/// `first + k * increment` (see `insert_returning` for why).
+/// One INSERT of `rows`, then `SELECT LAST_INSERT_ID()` with the auto-increment settings
+/// of the same session (kept for the next INSERT): row `k` has key `first + k * increment`
+/// (see `insert_returning` for why). Settings that do not promise consecutive keys refuse the
+/// commit with an error that asks for a rerun: the rows were sent on settings read on another
+/// connection, and a rerun sends one row per INSERT.
 fn insert_with_insert_id<T: Persist<Mysql>>(
     conn: &mut impl Conn<Mysql>,
+    session: &mut Session,
     rows: &[&T],
-    increment: u64,
 ) -> QueryResult<Vec<T::Generated>> {
     let inserted = InsertRows(rows).execute(conn)?;
     if inserted != rows.len() {
@@ -343,7 +418,26 @@ fn insert_with_insert_id<T: Persist<Mysql>>(
             format!("INSERT affected {inserted} rows, expected {}", rows.len()).into(),
         ));
     }
-    let first: u64 = diesel::select(last_insert_id()).get_result(conn)?;
+    let (first, lock_mode, increment): (u64, i64, i64) =
+        diesel::select((last_insert_id(), lock_mode_sql(), increment_sql())).get_result(conn)?;
+    let actual = AutoIncrement {
+        lock_mode,
+        increment: step(increment),
+    };
+    session.auto_increment = Some(actual);
+    let increment = keys_step(rows.len(), actual).ok_or_else(|| {
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::SerializationFailure,
+            Box::new(format!(
+                "{}: this connection's server hands out AUTO_INCREMENT values interleaved \
+                 (innodb_autoinc_lock_mode = 2), so the keys of the {} rows just inserted \
+                 in one statement cannot be told apart; the commit was rolled back: run it \
+                 again (uow::retry does), and uow sends one row per INSERT on this server",
+                T::ENTITY_NAME,
+                rows.len()
+            )),
+        )
+    })?;
     (0..rows.len() as u64)
         .map(|offset| {
             let id = offset
