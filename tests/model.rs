@@ -1339,7 +1339,7 @@ impl Model {
 // Where operations run: the top level (commit) or a scope (flush)
 // ---------------------------------------------------------------------------------------------
 
-trait Session<C> {
+trait Session<C: uow::Driver> {
     fn uow(&mut self) -> &mut UnitOfWork<C>;
     fn uow_ref(&self) -> &UnitOfWork<C>;
     fn conn(&mut self) -> &mut C;
@@ -1350,7 +1350,7 @@ trait Session<C> {
     fn load_pet(&mut self, id: i32) -> uow::Result<Handle<Pet>>;
 }
 
-struct Top<'a, C> {
+struct Top<'a, C: uow::Driver> {
     uow: &'a mut UnitOfWork<C>,
     conn: &'a mut C,
 }

@@ -35,11 +35,11 @@ use diesel::QueryResult;
 /// after.body.push('b');
 /// assert_eq!(after.changed_fields(&before).iter().collect::<Vec<_>>(), vec![1]);
 /// ```
-pub trait Entity: Clone + Send + 'static {
+pub trait Entity: Clone + Send + Sync + 'static {
     /// The Diesel table (`table!`) the entity is stored in.
     type Table: diesel::Table + Default;
     /// The primary key: the key field's type, or a tuple for a composite key.
-    type Key: Clone + Eq + Hash + Debug + Send + 'static;
+    type Key: Clone + Eq + Hash + Debug + Send + Sync + 'static;
     /// The values the database assigns on insert, as a tuple in field order (`()` if none).
     type Generated: Clone + Send + 'static;
 

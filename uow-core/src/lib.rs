@@ -55,7 +55,7 @@ pub use entity::{
 };
 pub use error::{Error, Operation, Result};
 pub use events::DomainEvent;
-pub use exec::{Changes, Dialect};
+pub use exec::{Changes, Dialect, Driver};
 pub use handle::{EntitiesMut, Handle};
 pub use preview::PlanPreview;
 pub use report::{CommitReport, TableReport};
@@ -84,7 +84,7 @@ pub mod __private {
     pub use std::cmp::PartialEq;
     pub use std::default::Default;
     pub use std::fmt::Debug;
-    pub use std::marker::Send;
+    pub use std::marker::{Send, Sync};
     pub use std::option::Option;
     pub use std::result::Result;
 }

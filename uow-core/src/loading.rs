@@ -6,7 +6,8 @@ use diesel::Connection;
 
 use crate::entity::Load;
 use crate::error::{Error, Result};
-use crate::exec::{read::select, Dialect};
+use crate::exec::driver::block;
+use crate::exec::{read::select, Dialect, Driver};
 use crate::handle::Handle;
 use crate::scope::Scope;
 use crate::store::key_text;
@@ -14,7 +15,7 @@ use crate::unit_of_work::UnitOfWork;
 
 impl<C> UnitOfWork<C>
 where
-    C: Connection + LoadConnection + 'static,
+    C: Connection + LoadConnection + Send + 'static,
     C::Backend: Dialect,
 {
     /// The entity with primary key `key`: the instance already held (no query), or the row
@@ -39,19 +40,7 @@ where
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn load<T: Load<C::Backend>>(&mut self, conn: &mut C, key: T::Key) -> Result<Handle<T>> {
-        self.find_or_read(conn, key)
-    }
-
-    fn find_or_read<T: Load<C::Backend>>(
-        &mut self,
-        conn: &mut C,
-        key: T::Key,
-    ) -> Result<Handle<T>> {
-        if let Some(handle) = self.find::<T>(&key) {
-            return Ok(handle);
-        }
-        let entity = select::<T, C>(conn, &key)?;
-        Ok(self.attach(entity))
+        block(self.find_or_read(conn, key))
     }
 
     /// Discards the local changes of one entity and reads its row again; it is clean after.
@@ -59,10 +48,30 @@ where
     /// committed yet are dropped (they described the discarded changes). Fields marked `skip`
     /// keep their values. Participants are not tied to entities and stay enlisted.
     pub fn refresh<T: Load<C::Backend>>(&mut self, conn: &mut C, handle: &Handle<T>) -> Result<()> {
-        self.reread(conn, handle)
+        block(self.reread(conn, handle))
+    }
+}
+
+impl<C: Driver> UnitOfWork<C> {
+    /// `load`, on either driver.
+    pub(crate) async fn find_or_read<T: Load<C::Backend>>(
+        &mut self,
+        conn: &mut C::Conn,
+        key: T::Key,
+    ) -> Result<Handle<T>> {
+        if let Some(handle) = self.find::<T>(&key) {
+            return Ok(handle);
+        }
+        let entity = select::<T, C>(conn, &key).await?;
+        Ok(self.attach(entity))
     }
 
-    fn reread<T: Load<C::Backend>>(&mut self, conn: &mut C, handle: &Handle<T>) -> Result<()> {
+    /// `refresh`, on either driver.
+    pub(crate) async fn reread<T: Load<C::Backend>>(
+        &mut self,
+        conn: &mut C::Conn,
+        handle: &Handle<T>,
+    ) -> Result<()> {
         let tracked = self.tracked(handle)?;
         if tracked.is_new() {
             return Err(Error::NotFound {
@@ -75,7 +84,7 @@ where
             });
         }
         let key = tracked.persisted_value().key();
-        let fresh = select::<T, C>(conn, &key)?;
+        let fresh = select::<T, C>(conn, &key).await?;
         self.tracked_mut(handle)?.refresh(fresh);
         Ok(())
     }
@@ -83,18 +92,18 @@ where
 
 impl<C> Scope<'_, C>
 where
-    C: Connection + LoadConnection + 'static,
+    C: Connection + LoadConnection + Send + 'static,
     C::Backend: Dialect,
 {
     /// The held instance for `key`, or the row read and tracked (see [`UnitOfWork::load`]).
     pub fn load<T: Load<C::Backend>>(&mut self, key: T::Key) -> Result<Handle<T>> {
         let (uow, conn) = self.parts();
-        uow.find_or_read(conn, key)
+        block(uow.find_or_read(conn, key))
     }
 
     /// Discards local changes of one entity and reads it again (see [`UnitOfWork::refresh`]).
     pub fn refresh<T: Load<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<()> {
         let (uow, conn) = self.parts();
-        uow.reread(conn, handle)
+        block(uow.reread(conn, handle))
     }
 }

@@ -9,14 +9,25 @@
 //! released, participants committed, after-commit hooks. On failure or panic: the database
 //! rolled back to where the unit of work found it, what the write produced dropped, prepared
 //! participants compensated, the save point undone (memory as before), after-rollback hooks.
+//!
+//! The protocol is `async` over the [`Driver`]: the synchronous methods (`commit`, `flush`)
+//! run it to the end at once ([`block`]); the async ones (`asynchronous.rs`) await it. A
+//! future dropped before the end (an async write cancelled) is undone by [`Write`]'s `Drop`:
+//! memory as before, prepared participants compensated, and the connection marked broken,
+//! since a transaction of ours may be open on it with statements sent.
 
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::any::Any;
+use std::future::Future;
+use std::panic::{resume_unwind, AssertUnwindSafe};
+use std::pin::pin;
+use std::task::Poll;
 
 use diesel::connection::LoadConnection;
 use diesel::Connection;
 
 use crate::error::{Error, Result};
-use crate::exec::{self, transaction, Dialect};
+use crate::exec::driver::block;
+use crate::exec::{self, transaction, Dialect, Driver};
 use crate::plan::{Plan, TableInfo};
 use crate::planning;
 use crate::preview::PlanPreview;
@@ -48,9 +59,97 @@ pub(crate) struct Finish {
     pub save_point: bool,
 }
 
+/// Polls `future`, catching a panic in any poll: the protocol undoes what it began, then lets
+/// the panic continue.
+pub(crate) async fn catch_unwind<F: Future>(
+    future: F,
+) -> std::result::Result<F::Output, Box<dyn Any + Send>> {
+    let mut future = pin!(future);
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    })
+    .await
+}
+
+/// One run of the protocol in progress. Until [`Write::disarm`] (after its last `.await`),
+/// dropping it means the run was cancelled half way, and `Drop` undoes it: the write's
+/// results dropped and the save point undone (memory as before the call), prepared
+/// participants compensated, after-rollback hooks run, and the connection marked broken.
+struct Write<'w, C: Driver> {
+    uow: &'w mut UnitOfWork<C>,
+    conn: &'w mut C::Conn,
+    how: Finish,
+    /// Whether the run ends a commit or scope (after-rollback hooks run when it fails), not a
+    /// flush.
+    ends_commit: bool,
+    armed: bool,
+}
+
+impl<C: Driver> Write<'_, C> {
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Everything up to and including COMMIT: before-commit hooks, participants prepared
+    /// (where `how` says), the plan sent (`sent` collects its rows, `span` gets the write's
+    /// span if anything is sent).
+    async fn send_all(
+        &mut self,
+        sent: &mut CommitReport,
+        span: &mut Option<crate::trace::Span>,
+    ) -> Result<()> {
+        let how = self.how;
+        let uow = &mut *self.uow;
+        uow.run_before_commit_hooks()?;
+        if how.depth_before.is_some() && !uow.state.participants.is_empty() {
+            // Participants become final when our COMMIT returns, which must then be the
+            // real one, not a savepoint's release inside somebody else's transaction.
+            return Err(Error::ParticipantsInOuterTransaction);
+        }
+        if how.prepare == PrepareAt::BeforeWrite {
+            uow.state.participants.prepare()?;
+        }
+        let plan = uow.plan_write()?;
+        let begin = how.begin && !plan.is_empty();
+        if begin {
+            transaction::begin::<C>(self.conn).await?;
+        }
+        if !plan.is_empty() {
+            let what = if how.scope { "flush" } else { "commit" };
+            let span = span.insert(crate::trace::write_span(what));
+            crate::trace::in_span(span, uow.send_plan(self.conn, &plan, sent)).await?;
+        }
+        if how.prepare == PrepareAt::BeforeCommit {
+            uow.state.participants.prepare()?;
+        }
+        if begin || !how.begin {
+            transaction::commit::<C>(self.conn, how.depth_before.is_none()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<C: Driver> Drop for Write<'_, C> {
+    fn drop(&mut self) {
+        if self.armed {
+            transaction::mark_broken::<C>(self.conn);
+            self.uow.state.end_write(false);
+            self.uow.state.participants.compensate_after_panic();
+            self.uow.close_level(self.how, false);
+            if self.ends_commit {
+                self.uow.hooks.after_rollback(None);
+            }
+        }
+    }
+}
+
 impl<C> UnitOfWork<C>
 where
-    C: Connection + LoadConnection + 'static,
+    C: Connection + LoadConnection + Send + 'static,
     C::Backend: Dialect,
 {
     /// Writes every pending change in one transaction: INSERTs for new entities (generated
@@ -62,101 +161,103 @@ where
     /// generated key kept), so fixing the cause and calling `commit` again sends each change
     /// once. With nothing pending no statement is sent, not even `BEGIN`.
     pub fn commit(&mut self, conn: &mut C) -> Result<CommitReport> {
+        block(self.commit_on(conn))
+    }
+
+    /// Sends every pending change inside the transaction already open on `conn`, so the
+    /// database assigns keys now while a later failure can still roll everything back.
+    ///
+    /// This is the flush for a transaction you opened yourself (`conn.transaction(...)`):
+    /// memory cannot follow a later rollback of it, so prefer the scoped form, whose
+    /// [`Scope::flush`](crate::Scope::flush) is undone with the scope, database and memory.
+    ///
+    /// Fails with [`Error::NoTransaction`] when `conn` has no open transaction, and with
+    /// [`Error::FlushInScope`] inside a scope (use the scope's own `flush`). The flush itself
+    /// runs on a savepoint: if it fails, the database and the entities are as before the flush.
+    pub fn flush(&mut self, conn: &mut C) -> Result<CommitReport> {
+        if self.in_scope() {
+            return Err(Error::FlushInScope);
+        }
+        block(self.flush_on(conn))
+    }
+}
+
+impl<C: Driver> UnitOfWork<C> {
+    /// `commit`, on either driver.
+    pub(crate) async fn commit_on(&mut self, conn: &mut C::Conn) -> Result<CommitReport> {
         if self.in_scope() {
             return Err(Error::CommitInScope);
         }
-        let depth_before = transaction::depth(conn)?;
+        let depth_before = transaction::depth::<C>(conn).await?;
         // Changes made by before-commit hooks are part of this call: a failed commit undoes
         // them too. Without hooks nothing but the commit itself changes memory.
         let save_point = self.hooks.before_commit_any();
         if save_point {
             self.state.save_point();
         }
-        self.finish(
-            conn,
-            Finish {
-                prepare: PrepareAt::BeforeWrite,
-                begin: true,
-                depth_before,
-                scope: false,
-                save_point,
-            },
-        )
+        let how = Finish {
+            prepare: PrepareAt::BeforeWrite,
+            begin: true,
+            depth_before,
+            scope: false,
+            save_point,
+        };
+        self.finish(conn, how).await
     }
 
     /// Runs the protocol (see the module documentation).
-    pub(crate) fn finish(&mut self, conn: &mut C, how: Finish) -> Result<CommitReport> {
+    pub(crate) async fn finish(&mut self, conn: &mut C::Conn, how: Finish) -> Result<CommitReport> {
         let mut sent = CommitReport::default();
         // Only a write that sends something gets a span.
         let mut span = None;
+        let mut write = Write {
+            uow: self,
+            conn,
+            how,
+            ends_commit: true,
+            armed: true,
+        };
         // A panic (in a hook, a participant, a user's `ToSql`) must not leave participants
         // prepared, a transaction open or the save point in place: it is caught, everything
         // undone, and resumed.
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.run_before_commit_hooks()?;
-            if how.depth_before.is_some() && !self.state.participants.is_empty() {
-                // Participants become final when our COMMIT returns, which must then be the
-                // real one, not a savepoint's release inside somebody else's transaction.
-                return Err(Error::ParticipantsInOuterTransaction);
-            }
-            if how.prepare == PrepareAt::BeforeWrite {
-                self.state.participants.prepare()?;
-            }
-            let plan = self.plan_write()?;
-            let begin = how.begin && !plan.is_empty();
-            if begin {
-                transaction::begin(conn)?;
-            }
-            if !plan.is_empty() {
-                let what = if how.scope { "flush" } else { "commit" };
-                let span = span.insert(crate::trace::write_span(what));
-                let _entered = crate::trace::enter(span);
-                self.send_plan(conn, &plan, &mut sent)?;
-            }
-            if how.prepare == PrepareAt::BeforeCommit {
-                self.state.participants.prepare()?;
-            }
-            if begin || !how.begin {
-                transaction::commit(conn, how.depth_before.is_none())?;
-            }
-            Ok(())
-        }));
+        let outcome = catch_unwind(write.send_all(&mut sent, &mut span)).await;
+        if outcome.as_ref().is_ok_and(|sent| sent.is_ok()) {
+            write.disarm();
+        } else {
+            transaction::roll_back_to::<C>(write.conn, how.depth_before).await;
+            write.disarm();
+        }
+        let uow = &mut *write.uow;
         match outcome {
             Ok(Ok(())) => {
                 if let Some(span) = &span {
                     crate::trace::write_done(span, &sent);
                 }
-                self.state.scope_wrote(&sent);
-                let report = self.close_level(how, true).unwrap_or(sent);
+                uow.state.scope_wrote(&sent);
+                let report = uow.close_level(how, true).unwrap_or(sent);
                 // The level is closed first, so settling saves nothing for it.
-                self.state.end_write(true);
-                let finalized = self.state.committed();
-                self.hooks.after_commit(&report);
+                uow.state.end_write(true);
+                let finalized = uow.state.committed();
+                uow.hooks.after_commit(&report);
                 finalized.map(|()| report)
             }
             Ok(Err(error)) => {
                 let error = error.or_connection_lost(false);
-                transaction::roll_back_to(conn, how.depth_before);
-                self.state.end_write(false);
-                let error = self.state.participants.compensate(error);
+                uow.state.end_write(false);
+                let error = uow.state.participants.compensate(error);
                 if let Some(span) = &span {
-                    crate::trace::write_failed(
-                        span,
-                        if how.scope { "flush" } else { "commit" },
-                        &sent,
-                        &error,
-                    );
+                    let what = if how.scope { "flush" } else { "commit" };
+                    crate::trace::write_failed(span, what, &sent, &error);
                 }
-                self.close_level(how, false);
-                self.hooks.after_rollback((!how.scope).then_some(&error));
+                uow.close_level(how, false);
+                uow.hooks.after_rollback((!how.scope).then_some(&error));
                 Err(error)
             }
             Err(panic) => {
-                transaction::roll_back_to(conn, how.depth_before);
-                self.state.end_write(false);
-                self.state.participants.compensate_after_panic();
-                self.close_level(how, false);
-                self.hooks.after_rollback(None);
+                uow.state.end_write(false);
+                uow.state.participants.compensate_after_panic();
+                uow.close_level(how, false);
+                uow.hooks.after_rollback(None);
                 resume_unwind(panic)
             }
         }
@@ -174,28 +275,11 @@ where
         None
     }
 
-    /// Sends every pending change inside the transaction already open on `conn`, so the
-    /// database assigns keys now while a later failure can still roll everything back.
-    ///
-    /// This is the flush for a transaction you opened yourself (`conn.transaction(...)`):
-    /// memory cannot follow a later rollback of it, so prefer the scoped form, whose
-    /// [`Scope::flush`](crate::Scope::flush) is undone with the scope, database and memory.
-    ///
-    /// Fails with [`Error::NoTransaction`] when `conn` has no open transaction, and with
-    /// [`Error::FlushInScope`] inside a scope (use the scope's own `flush`). The flush itself
-    /// runs on a savepoint: if it fails, the database and the entities are as before the flush.
-    pub fn flush(&mut self, conn: &mut C) -> Result<CommitReport> {
-        if self.in_scope() {
-            return Err(Error::FlushInScope);
-        }
-        self.flush_on(conn)
-    }
-
     /// `flush` on a connection the caller vouches for (the scope's own): on a savepoint,
     /// applied to the entities as soon as the savepoint is released (a scope's level can still
     /// undo it).
-    pub(crate) fn flush_on(&mut self, conn: &mut C) -> Result<CommitReport> {
-        let depth_before = transaction::depth(conn)?;
+    pub(crate) async fn flush_on(&mut self, conn: &mut C::Conn) -> Result<CommitReport> {
+        let depth_before = transaction::depth::<C>(conn).await?;
         if depth_before.is_none() {
             return Err(Error::NoTransaction);
         }
@@ -206,40 +290,60 @@ where
         }
         let span = crate::trace::write_span("flush");
         let mut sent = CommitReport::default();
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
-            transaction::begin(conn)?;
-            {
-                let _entered = crate::trace::enter(&span);
-                self.send_plan(conn, &plan, &mut sent)?;
-            }
-            transaction::commit(conn, false)
-        }));
+        let mut write = Write {
+            uow: self,
+            conn,
+            how: Finish {
+                prepare: PrepareAt::BeforeWrite,
+                begin: false,
+                depth_before,
+                scope: false,
+                save_point: false,
+            },
+            ends_commit: false,
+            armed: true,
+        };
+        let flush = async {
+            transaction::begin::<C>(write.conn).await?;
+            let send = write.uow.send_plan(write.conn, &plan, &mut sent);
+            crate::trace::in_span(&span, send).await?;
+            transaction::commit::<C>(write.conn, false).await
+        };
+        let outcome = catch_unwind(flush).await;
+        if !outcome.as_ref().is_ok_and(|flushed| flushed.is_ok()) {
+            transaction::roll_back_to::<C>(write.conn, depth_before).await;
+        }
+        write.disarm();
+        let uow = &mut *write.uow;
         match outcome {
             Ok(Ok(())) => {
-                self.state.end_write(true);
+                uow.state.end_write(true);
                 crate::trace::write_done(&span, &sent);
-                self.state.scope_wrote(&sent);
+                uow.state.scope_wrote(&sent);
                 Ok(sent)
             }
             Ok(Err(error)) => {
                 let error = error.or_connection_lost(false);
-                transaction::roll_back_to(conn, depth_before);
-                self.state.end_write(false);
+                uow.state.end_write(false);
                 crate::trace::write_failed(&span, "flush", &sent, &error);
                 Err(error)
             }
             Err(panic) => {
-                transaction::roll_back_to(conn, depth_before);
-                self.state.end_write(false);
+                uow.state.end_write(false);
                 resume_unwind(panic)
             }
         }
     }
 
     /// Sends `plan` on the transaction open on `conn` (the execution layer's loop).
-    fn send_plan(&mut self, conn: &mut C, plan: &Plan, sent: &mut CommitReport) -> Result<()> {
+    async fn send_plan(
+        &mut self,
+        conn: &mut C::Conn,
+        plan: &Plan,
+        sent: &mut CommitReport,
+    ) -> Result<()> {
         let session = &mut self.session;
-        exec::send_plan(&mut self.state.stores, &self.io, conn, session, plan, sent)
+        exec::send_plan::<C>(&mut self.state.stores, &self.io, conn, session, plan, sent).await
     }
 
     /// The plan of a write about to be sent: new entities whose key was changed in Rust are

@@ -13,7 +13,8 @@ use diesel::connection::LoadConnection;
 use diesel::Connection;
 
 use crate::error::{Error, Result};
-use crate::exec::{transaction, Dialect};
+use crate::exec::driver::block;
+use crate::exec::{transaction, Dialect, Driver};
 use crate::protocol::{Finish, PrepareAt};
 use crate::report::CommitReport;
 use crate::unit_of_work::UnitOfWork;
@@ -25,46 +26,46 @@ use crate::unit_of_work::UnitOfWork;
 /// [`flush`](Scope::flush), [`load`](Scope::load), [`refresh`](Scope::refresh),
 /// [`nested`](Scope::nested), and [`connection`](Scope::connection) for your own queries. It
 /// is `Send` when the connection is.
-pub struct Scope<'s, C> {
+pub struct Scope<'s, C: Driver> {
     uow: &'s mut UnitOfWork<C>,
-    conn: &'s mut C,
+    conn: &'s mut C::Conn,
 }
 
-impl<C> Deref for Scope<'_, C> {
+impl<C: Driver> Deref for Scope<'_, C> {
     type Target = UnitOfWork<C>;
     fn deref(&self) -> &UnitOfWork<C> {
         self.uow
     }
 }
 
-impl<C> DerefMut for Scope<'_, C> {
+impl<C: Driver> DerefMut for Scope<'_, C> {
     fn deref_mut(&mut self) -> &mut UnitOfWork<C> {
         self.uow
     }
 }
 
-impl<C> Scope<'_, C> {
+impl<C: Driver> Scope<'_, C> {
     /// The unit of work and the scope's connection, both at once.
-    pub(crate) fn parts(&mut self) -> (&mut UnitOfWork<C>, &mut C) {
+    pub(crate) fn parts(&mut self) -> (&mut UnitOfWork<C>, &mut C::Conn) {
         (self.uow, self.conn)
     }
 
     /// The scope's connection, for queries of your own inside the same transaction.
-    pub fn connection(&mut self) -> &mut C {
+    pub fn connection(&mut self) -> &mut C::Conn {
         self.conn
     }
 }
 
 impl<C> Scope<'_, C>
 where
-    C: Connection + LoadConnection + 'static,
+    C: Connection + LoadConnection + Send + 'static,
     C::Backend: Dialect,
 {
     /// Sends every pending change now, inside the scope's transaction: generated keys are
     /// readable right after, and a later failure in the scope still rolls everything back,
     /// database and memory.
     pub fn flush(&mut self) -> Result<CommitReport> {
-        self.uow.flush_on(self.conn)
+        block(self.uow.flush_on(self.conn))
     }
 
     /// Runs `f` in a nested scope on a savepoint of this scope's connection. If `f` fails or
@@ -118,7 +119,7 @@ where
 /// ```
 pub fn transaction<C, R, E, F>(conn: &mut C, f: F) -> std::result::Result<R, E>
 where
-    C: Connection + LoadConnection + 'static,
+    C: Connection + LoadConnection + Send + 'static,
     C::Backend: Dialect,
     F: FnOnce(&mut Scope<'_, C>) -> std::result::Result<R, E>,
     E: From<Error>,
@@ -128,7 +129,7 @@ where
 
 impl<C> UnitOfWork<C>
 where
-    C: Connection + LoadConnection + 'static,
+    C: Connection + LoadConnection + Send + 'static,
     C::Backend: Dialect,
 {
     /// Runs `f` on this unit of work in one transaction on `conn`: commits (after sending every
@@ -154,68 +155,145 @@ fn run<C, R, E, F>(
     outermost: bool,
 ) -> std::result::Result<R, E>
 where
-    C: Connection + LoadConnection + 'static,
+    C: Connection + LoadConnection + Send + 'static,
     C::Backend: Dialect,
     F: FnOnce(&mut Scope<'_, C>) -> std::result::Result<R, E>,
     E: From<Error>,
 {
-    let depth_before = transaction::depth(conn)?;
-    transaction::begin(conn)?;
-    let own_depth = Some(depth_before.unwrap_or(0) + 1);
-    uow.state.begin_scope();
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut scope = Scope {
-            uow: &mut *uow,
-            conn: &mut *conn,
+    block(async {
+        let mut run = ScopeRun::begin(uow, conn, outermost).await?;
+        let outcome = catch_unwind(AssertUnwindSafe(|| f(&mut run.scope())));
+        let outcome = run.check_depth(outcome).await;
+        run.end(outcome).await
+    })
+}
+
+/// A scope in progress, from its BEGIN (or SAVEPOINT) to its end, on either driver. Until
+/// it ends, dropping it means the scope was cancelled (its future dropped), and `Drop`
+/// undoes it: memory as when the scope began, prepared participants compensated,
+/// after-rollback hooks run (outermost scope), and the connection marked broken, since the
+/// scope's transaction is open on it.
+pub(crate) struct ScopeRun<'s, C: Driver> {
+    uow: &'s mut UnitOfWork<C>,
+    conn: &'s mut C::Conn,
+    depth_before: Option<u32>,
+    outermost: bool,
+    armed: bool,
+}
+
+impl<C: Driver> Drop for ScopeRun<'_, C> {
+    fn drop(&mut self) {
+        if self.armed {
+            transaction::mark_broken::<C>(self.conn);
+            self.uow.state.participants.compensate_after_panic();
+            self.uow.state.end_scope(false);
+            if self.outermost {
+                self.uow.hooks.after_rollback(None);
+            }
+        }
+    }
+}
+
+impl<'s, C: Driver> ScopeRun<'s, C> {
+    /// BEGIN (or SAVEPOINT), and a save point for memory.
+    pub(crate) async fn begin(
+        uow: &'s mut UnitOfWork<C>,
+        conn: &'s mut C::Conn,
+        outermost: bool,
+    ) -> Result<Self> {
+        let depth_before = transaction::depth::<C>(conn).await?;
+        transaction::begin::<C>(conn).await?;
+        uow.state.begin_scope();
+        Ok(ScopeRun {
+            uow,
+            conn,
+            depth_before,
+            outermost,
+            armed: true,
+        })
+    }
+
+    /// The scope handed to the caller's closure.
+    pub(crate) fn scope(&mut self) -> Scope<'_, C> {
+        Scope {
+            uow: &mut *self.uow,
+            conn: &mut *self.conn,
+        }
+    }
+
+    /// A closure that returned `Ok` must leave the transaction levels as it found them: a
+    /// level it opened and did not close would take our COMMIT for its own.
+    pub(crate) async fn check_depth<R, E: From<Error>>(
+        &mut self,
+        outcome: std::thread::Result<std::result::Result<R, E>>,
+    ) -> std::thread::Result<std::result::Result<R, E>> {
+        let Ok(Ok(value)) = outcome else {
+            return outcome;
         };
-        let value = f(&mut scope)?;
-        // A level the closure opened and did not close would take our COMMIT for its own.
-        if transaction::depth(scope.conn)? != own_depth {
-            return Err(Error::TransactionLeftOpen.into());
-        }
-        Ok(value)
-    }));
-    match outcome {
-        Ok(Ok(value)) if outermost => {
-            let how = Finish {
-                prepare: PrepareAt::BeforeCommit,
-                begin: false,
-                depth_before,
-                scope: true,
-                save_point: false,
-            };
-            uow.finish(conn, how)?;
-            Ok(value)
-        }
-        Ok(Ok(value)) => match transaction::commit(conn, false) {
-            Ok(()) => {
-                uow.state.end_scope(true);
+        let own_depth = Some(self.depth_before.unwrap_or(0) + 1);
+        Ok(match transaction::depth::<C>(self.conn).await {
+            Ok(depth) if depth == own_depth => Ok(value),
+            Ok(_) => Err(Error::TransactionLeftOpen.into()),
+            Err(error) => Err(error.into()),
+        })
+    }
+
+    /// Ends the scope with the closure's outcome: committed through the commit protocol
+    /// (outermost), released (nested), or rolled back, database and memory; a panic continues
+    /// once everything is undone.
+    pub(crate) async fn end<R, E: From<Error>>(
+        mut self,
+        outcome: std::thread::Result<std::result::Result<R, E>>,
+    ) -> std::result::Result<R, E> {
+        let depth_before = self.depth_before;
+        match outcome {
+            Ok(Ok(value)) if self.outermost => {
+                let how = Finish {
+                    prepare: PrepareAt::BeforeCommit,
+                    begin: false,
+                    depth_before,
+                    scope: true,
+                    save_point: false,
+                };
+                // The protocol takes over undoing, cancellation included.
+                self.armed = false;
+                self.uow.finish(self.conn, how).await?;
                 Ok(value)
             }
-            Err(error) => {
-                transaction::roll_back_to(conn, depth_before);
-                uow.state.end_scope(false);
-                Err(error.into())
+            Ok(Ok(value)) => match transaction::commit::<C>(self.conn, false).await {
+                Ok(()) => {
+                    self.armed = false;
+                    self.uow.state.end_scope(true);
+                    Ok(value)
+                }
+                Err(error) => {
+                    transaction::roll_back_to::<C>(self.conn, depth_before).await;
+                    self.armed = false;
+                    self.uow.state.end_scope(false);
+                    Err(error.into())
+                }
+            },
+            Ok(Err(error)) => {
+                // The closure's error is what the caller needs; a failing ROLLBACK leaves the
+                // transaction manager broken, which the next use reports.
+                transaction::roll_back_to::<C>(self.conn, depth_before).await;
+                self.armed = false;
+                self.uow.state.end_scope(false);
+                if self.outermost {
+                    self.uow.hooks.after_rollback(None);
+                }
+                Err(error)
             }
-        },
-        Ok(Err(error)) => {
-            // The closure's error is what the caller needs; a failing ROLLBACK leaves the
-            // transaction manager broken, which the next use reports.
-            transaction::roll_back_to(conn, depth_before);
-            uow.state.end_scope(false);
-            if outermost {
-                uow.hooks.after_rollback(None);
+            Err(panic) => {
+                transaction::roll_back_to::<C>(self.conn, depth_before).await;
+                self.armed = false;
+                self.uow.state.participants.compensate_after_panic();
+                self.uow.state.end_scope(false);
+                if self.outermost {
+                    self.uow.hooks.after_rollback(None);
+                }
+                resume_unwind(panic)
             }
-            Err(error)
-        }
-        Err(panic) => {
-            transaction::roll_back_to(conn, depth_before);
-            uow.state.participants.compensate_after_panic();
-            uow.state.end_scope(false);
-            if outermost {
-                uow.hooks.after_rollback(None);
-            }
-            resume_unwind(panic)
         }
     }
 }

@@ -17,13 +17,6 @@ pub(crate) type Span = tracing::Span;
 #[cfg(not(feature = "tracing"))]
 pub(crate) struct Span;
 
-/// While alive, the write's span is the current span.
-#[cfg(feature = "tracing")]
-pub(crate) type Entered<'a> = tracing::span::Entered<'a>;
-/// Without the feature, entering is nothing at all.
-#[cfg(not(feature = "tracing"))]
-pub(crate) struct Entered<'a>(std::marker::PhantomData<&'a ()>);
-
 #[cfg(feature = "tracing")]
 fn totals(report: &CommitReport) -> (usize, usize, usize) {
     report.tables().iter().fold((0, 0, 0), |(i, u, d), t| {
@@ -51,16 +44,20 @@ pub(crate) fn write_span(what: &'static str) -> Span {
     }
 }
 
-/// Makes `span` the current span until the guard is dropped.
-pub(crate) fn enter(span: &Span) -> Entered<'_> {
+/// Runs `future` with `span` as the current span whenever it is polled (an entered span
+/// held across an `.await` would follow the task to other threads).
+pub(crate) fn in_span<F: std::future::Future>(
+    span: &Span,
+    future: F,
+) -> impl std::future::Future<Output = F::Output> {
     #[cfg(feature = "tracing")]
     {
-        span.enter()
+        tracing::Instrument::instrument(future, span.clone())
     }
     #[cfg(not(feature = "tracing"))]
     {
         let _ = span;
-        Entered(std::marker::PhantomData)
+        future
     }
 }
 

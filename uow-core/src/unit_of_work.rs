@@ -5,13 +5,10 @@
 use std::any::{Any, TypeId};
 use std::fmt;
 
-use diesel::connection::LoadConnection;
-use diesel::Connection;
-
 use crate::entity::{Entity, FieldSet, Persist};
 use crate::error::{Error, Result};
 use crate::events::{DomainEvent, EventSource};
-use crate::exec::{Changes, Dialect, Session, TableIo};
+use crate::exec::{Changes, Driver, Session, TableIo};
 use crate::handle::{EntitiesMut, Handle};
 use crate::hooks::{HookError, Hooks};
 use crate::relations::set_link;
@@ -59,7 +56,7 @@ use crate::tracking::{EntityState, Lifecycle, Link, Tracked};
 /// assert_eq!(rows[0].balance, 15);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct UnitOfWork<C> {
+pub struct UnitOfWork<C: Driver> {
     pub(crate) state: State,
     /// Per store (same index): the typed functions the execution layer writes it with.
     pub(crate) io: Vec<TableIo<C>>,
@@ -68,7 +65,7 @@ pub struct UnitOfWork<C> {
     pub(crate) hooks: Hooks<UnitOfWork<C>>,
 }
 
-impl<C> fmt::Debug for UnitOfWork<C> {
+impl<C: Driver> fmt::Debug for UnitOfWork<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UnitOfWork")
             .field("id", &self.state.id)
@@ -77,17 +74,13 @@ impl<C> fmt::Debug for UnitOfWork<C> {
     }
 }
 
-impl<C> Default for UnitOfWork<C>
-where
-    C: Connection + LoadConnection + 'static,
-    C::Backend: Dialect,
-{
+impl<C: Driver> Default for UnitOfWork<C> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<C> UnitOfWork<C> {
+impl<C: Driver> UnitOfWork<C> {
     /// Number of entities held (new, clean, dirty and removed).
     pub fn len(&self) -> usize {
         self.state.stores.entities()
@@ -135,11 +128,7 @@ impl<C> UnitOfWork<C> {
     }
 }
 
-impl<C> UnitOfWork<C>
-where
-    C: Connection + LoadConnection + 'static,
-    C::Backend: Dialect,
-{
+impl<C: Driver> UnitOfWork<C> {
     /// An empty unit of work.
     pub fn new() -> Self {
         UnitOfWork {
@@ -542,7 +531,7 @@ where
     }
 }
 
-impl<C> UnitOfWork<C> {
+impl<C: Driver> UnitOfWork<C> {
     /// Runs `hook` before every commit (and at the end of every outermost scope), before
     /// anything is written; it may still register changes. An error stops the commit.
     ///

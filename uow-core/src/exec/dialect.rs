@@ -2,14 +2,15 @@
 //! nothing else. Shared default methods serve backends that behave alike (the single-row
 //! `RETURNING` fallback, `DEFAULT VALUES`), so a backend states only where it differs.
 
+use std::future::Future;
+
 use diesel::backend::Backend;
-use diesel::connection::LoadConnection;
 use diesel::query_builder::AstPass;
-use diesel::query_dsl::RunQueryDsl;
 use diesel::QueryResult;
 
 use super::batched::{with_cte, Batch, FirstMissing, RowNumber, UpdateRows};
 use super::batching::{insert_width, update_base_width, MAX_ROWS_PER_UPDATE};
+use super::driver::Driver;
 use super::statements::{InsertOne, InsertRows, ReturnedRow};
 use crate::entity::{Entity, FieldSet, Persist};
 
@@ -35,46 +36,52 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
     /// columns of `fields`, and says how many rows matched and how many statements that took
     /// (by default one, [`UpdateRows`]).
     #[doc(hidden)]
-    fn update_rows<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    fn update_rows<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         session: &mut Session,
         rows: &[(&T, &T)],
         fields: FieldSet,
-    ) -> QueryResult<Sent> {
+    ) -> impl Future<Output = QueryResult<Sent>> + Send {
         let _ = session;
-        let rows = UpdateRows::new(rows, fields).execute(conn)?;
-        Ok(Sent {
-            rows,
-            statements: 1,
-        })
+        async move {
+            let rows = D::execute(conn, UpdateRows::new(rows, fields)).await?;
+            Ok(Sent {
+                rows,
+                statements: 1,
+            })
+        }
     }
 
     /// The number of the first of `rows` that no row of the table matches, by the key of the
     /// row's second value and the version of its first, with one query ([`FirstMissing`] by
     /// default).
     #[doc(hidden)]
-    fn first_missing<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    fn first_missing<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         rows: &[(&T, &T)],
-    ) -> QueryResult<Option<usize>> {
-        let found: Vec<RowNumber> = FirstMissing::new(rows).load(conn)?;
-        Ok(found.first().and_then(|n| usize::try_from(n.0).ok()))
+    ) -> impl Future<Output = QueryResult<Option<usize>>> + Send {
+        async move {
+            let found: Vec<RowNumber> = D::load(conn, FirstMissing::new(rows)).await?;
+            Ok(found.first().and_then(|n| usize::try_from(n.0).ok()))
+        }
     }
 
     /// Inserts `rows`, entities without generated fields (one statement unless the backend
     /// must cut it), and says how many rows and statements that took.
     #[doc(hidden)]
-    fn insert_rows<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    fn insert_rows<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         session: &mut Session,
         rows: &[&T],
-    ) -> QueryResult<Sent> {
+    ) -> impl Future<Output = QueryResult<Sent>> + Send {
         let _ = session;
-        let rows = InsertRows(rows).execute(conn)?;
-        Ok(Sent {
-            rows,
-            statements: 1,
-        })
+        async move {
+            let rows = D::execute(conn, InsertRows(rows)).await?;
+            Ok(Sent {
+                rows,
+                statements: 1,
+            })
+        }
     }
 
     /// Inserts `rows`, entities with generated fields, and returns the generated values of
@@ -85,13 +92,13 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
     /// By default one statement per row, each with its own `RETURNING`: exact on every
     /// backend that has `RETURNING`, whatever order it returns rows in.
     #[doc(hidden)]
-    fn insert_returning<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    fn insert_returning<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         session: &mut Session,
         rows: &[&T],
-    ) -> QueryResult<Inserted<T>> {
+    ) -> impl Future<Output = QueryResult<Inserted<T>>> + Send {
         let _ = session;
-        insert_one_by_one(conn, rows)
+        insert_one_by_one::<D, T>(conn, rows)
     }
 
     /// Rows with generated fields one INSERT statement carries on this backend.
@@ -188,12 +195,6 @@ pub(crate) mod sealed {
     }
 }
 
-/// A Diesel connection to backend `DB` that can read rows back: what a [`Dialect`] writes on.
-#[doc(hidden)]
-pub trait Conn<DB: Backend>: LoadConnection<Backend = DB> {}
-
-impl<DB: Backend, C: LoadConnection<Backend = DB>> Conn<DB> for C {}
-
 /// What the execution layer has learnt about the server a unit of work writes to. One lives
 /// in each unit of work, so facts that hold for a connection (MySQL's auto-increment lock mode
 /// and step) are asked for once, then checked for free after each INSERT that relies on them;
@@ -256,15 +257,17 @@ pub struct Inserted<T: Entity> {
 
 /// Inserts `rows` one statement each, reading each row's generated values from its own
 /// `RETURNING`.
-pub(super) fn insert_one_by_one<T, C>(conn: &mut C, rows: &[&T]) -> QueryResult<Inserted<T>>
+pub(super) async fn insert_one_by_one<D, T>(
+    conn: &mut D::Conn,
+    rows: &[&T],
+) -> QueryResult<Inserted<T>>
 where
-    C: LoadConnection,
-    C::Backend: Dialect,
-    T: Persist<C::Backend>,
+    D: Driver,
+    T: Persist<D::Backend>,
 {
     let mut generated = Vec::with_capacity(rows.len());
     for row in rows {
-        let mut returned: Vec<ReturnedRow<T>> = InsertOne(*row).load(conn)?;
+        let mut returned: Vec<ReturnedRow<T>> = D::load(conn, InsertOne(*row)).await?;
         // One row in, one row out. Anything else (a rule or trigger at work) leaves the
         // caller short of values, and the commit is refused rather than guessed.
         if returned.len() == 1 {

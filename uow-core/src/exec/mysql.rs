@@ -1,12 +1,12 @@
 //! MySQL and MariaDB: keys from `LAST_INSERT_ID()`, statements cut to `max_allowed_packet`.
 
 use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::query_dsl::RunQueryDsl;
 use diesel::QueryResult;
 
 use super::batched::UpdateRows;
 use super::batching::{key_width, update_base_width, MAX_ROWS_PER_INSERT};
-use super::dialect::{sealed, AutoIncrement, Conn, Dialect, Inserted, Sent, Session};
+use super::dialect::{sealed, AutoIncrement, Dialect, Inserted, Sent, Session};
+use super::driver::{one_row, Driver};
 use super::mysql_batched::{
     walk_case_update, CaseRow, FoundRow, FoundRows, MAX_ROWS_PER_CASE_UPDATE,
 };
@@ -135,9 +135,13 @@ fn bind_bytes(fragment: &impl QueryFragment<Mysql>) -> QueryResult<usize> {
 /// The auto-increment settings and `max_allowed_packet`, in one SELECT: asked for when a
 /// write first needs one of them and the unit of work does not know the auto-increment
 /// settings yet.
-fn read_settings(conn: &mut impl Conn<Mysql>, session: &mut Session) -> QueryResult<()> {
+async fn read_settings<D: Driver<Backend = Mysql>>(
+    conn: &mut D::Conn,
+    session: &mut Session,
+) -> QueryResult<()> {
+    let settings = diesel::select((lock_mode_sql(), increment_sql(), packet_sql()));
     let (lock_mode, increment, packet): (i64, i64, i64) =
-        diesel::select((lock_mode_sql(), increment_sql(), packet_sql())).get_result(conn)?;
+        one_row::<D, _, _>(conn, settings).await?;
     session.auto_increment = Some(AutoIncrement {
         lock_mode,
         increment: step(increment),
@@ -164,13 +168,13 @@ fn step(increment: i64) -> u64 {
 
 /// The auto-increment settings as last read on this unit of work's connection, asked for
 /// only if never read: after each INSERT they are read again with its keys, so a wrong
-/// guess from them is caught there (see [`keys_of_insert`]).
-fn auto_increment(
-    conn: &mut impl Conn<Mysql>,
+/// guess from them is caught there (see [`keys_step`]).
+async fn auto_increment<D: Driver<Backend = Mysql>>(
+    conn: &mut D::Conn,
     session: &mut Session,
 ) -> QueryResult<AutoIncrement> {
     if session.auto_increment.is_none() {
-        read_settings(conn, session)?;
+        read_settings::<D>(conn, session).await?;
     }
     session.auto_increment.ok_or_else(|| {
         diesel::result::Error::QueryBuilderError("MySQL's auto-increment settings".into())
@@ -178,15 +182,18 @@ fn auto_increment(
 }
 
 /// `max_allowed_packet`, asked for at most once per write.
-fn max_allowed_packet(conn: &mut impl Conn<Mysql>, session: &mut Session) -> QueryResult<u64> {
+async fn max_allowed_packet<D: Driver<Backend = Mysql>>(
+    conn: &mut D::Conn,
+    session: &mut Session,
+) -> QueryResult<u64> {
     match session.max_allowed_packet {
         Some(packet) => Ok(packet),
         None if session.auto_increment.is_none() => {
-            read_settings(conn, session)?;
+            read_settings::<D>(conn, session).await?;
             Ok(session.max_allowed_packet.unwrap_or(u64::MAX))
         }
         None => {
-            let packet: i64 = diesel::select(packet_sql()).get_result(conn)?;
+            let packet: i64 = one_row::<D, _, _>(conn, diesel::select(packet_sql())).await?;
             let packet = u64::try_from(packet).unwrap_or(u64::MAX);
             session.max_allowed_packet = Some(packet);
             Ok(packet)
@@ -213,8 +220,8 @@ pub(super) fn keys_step(rows: usize, actual: AutoIncrement) -> Option<u64> {
 /// larger than the packet makes the server drop the connection ("Server has gone away"); a
 /// row that alone does not fit is refused before anything is sent (`what` says which rows:
 /// "new", "changed").
-fn packets<'r, T: Entity, R>(
-    conn: &mut impl Conn<Mysql>,
+async fn packets<'r, D: Driver<Backend = Mysql>, T: Entity, R>(
+    conn: &mut D::Conn,
     session: &mut Session,
     rows: &'r [R],
     sizes: &[usize],
@@ -224,7 +231,7 @@ fn packets<'r, T: Entity, R>(
     if total <= SMALL_STATEMENT_BYTES {
         return Ok(vec![rows]);
     }
-    let packet = max_allowed_packet(conn, session)?;
+    let packet = max_allowed_packet::<D>(conn, session).await?;
     let budget = usize::try_from(packet)
         .unwrap_or(usize::MAX)
         .saturating_sub(PACKET_HEADROOM);
@@ -252,8 +259,8 @@ fn packets<'r, T: Entity, R>(
 }
 
 /// The groups of an INSERT of `rows` (see [`packets`]).
-fn statements_for<'r, T: Persist<Mysql>>(
-    conn: &mut impl Conn<Mysql>,
+async fn statements_for<'r, D: Driver<Backend = Mysql>, T: Persist<Mysql>>(
+    conn: &mut D::Conn,
     session: &mut Session,
     rows: &'r [&'r T],
 ) -> QueryResult<Vec<&'r [&'r T]>> {
@@ -261,15 +268,15 @@ fn statements_for<'r, T: Persist<Mysql>>(
         .iter()
         .map(|row| bind_bytes(&RowValues(*row)))
         .collect::<QueryResult<Vec<usize>>>()?;
-    packets::<T, _>(conn, session, rows, &sizes, "new")
+    packets::<D, T, _>(conn, session, rows, &sizes, "new").await
 }
 
 impl Dialect for Mysql {
     const NAME: &'static str = "MySQL";
     const MAX_BIND_PARAMS: usize = 65535;
 
-    fn insert_rows<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    async fn insert_rows<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         session: &mut Session,
         rows: &[&T],
     ) -> QueryResult<Sent> {
@@ -277,8 +284,8 @@ impl Dialect for Mysql {
             rows: 0,
             statements: 0,
         };
-        for group in statements_for(conn, session, rows)? {
-            sent.rows += InsertRows(group).execute(conn)?;
+        for group in statements_for::<D, T>(conn, session, rows).await? {
+            sent.rows += D::execute(conn, InsertRows(group)).await?;
             sent.statements += 1;
         }
         Ok(sent)
@@ -299,8 +306,8 @@ impl Dialect for Mysql {
     /// statement then. A generated key on MySQL must be the table's AUTO_INCREMENT
     /// column; other generated fields cannot be read back at all (MySQL has no
     /// `RETURNING`), and are refused.
-    fn insert_returning<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    async fn insert_returning<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         session: &mut Session,
         rows: &[&T],
     ) -> QueryResult<Inserted<T>> {
@@ -308,16 +315,19 @@ impl Dialect for Mysql {
             generated: Vec::with_capacity(rows.len()),
             statements: 0,
         };
-        for group in statements_for(conn, session, rows)? {
+        for group in statements_for::<D, T>(conn, session, rows).await? {
             let consecutive = group.len() > 1
-                && multi_row_ids_are_consecutive(auto_increment(conn, session)?.lock_mode);
+                && multi_row_ids_are_consecutive(
+                    auto_increment::<D>(conn, session).await?.lock_mode,
+                );
             if consecutive {
-                let keys = insert_with_insert_id(conn, session, group)?;
+                let keys = insert_with_insert_id::<D, T>(conn, session, group).await?;
                 inserted.generated.extend(keys);
                 inserted.statements += 1;
             } else {
                 for row in group {
-                    let key = insert_with_insert_id(conn, session, std::slice::from_ref(row))?;
+                    let one = std::slice::from_ref(row);
+                    let key = insert_with_insert_id::<D, T>(conn, session, one).await?;
                     inserted.generated.extend(key);
                     inserted.statements += 1;
                 }
@@ -355,8 +365,8 @@ impl Dialect for Mysql {
     }
 
     /// One [`UpdateRows`] per group of rows that fits the server's packet.
-    fn update_rows<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    async fn update_rows<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         session: &mut Session,
         rows: &[(&T, &T)],
         fields: FieldSet,
@@ -369,8 +379,8 @@ impl Dialect for Mysql {
             rows: 0,
             statements: 0,
         };
-        for group in packets::<T, _>(conn, session, rows, &sizes, "changed")? {
-            sent.rows += UpdateRows::new(group, fields).execute(conn)?;
+        for group in packets::<D, T, _>(conn, session, rows, &sizes, "changed").await? {
+            sent.rows += D::execute(conn, UpdateRows::new(group, fields)).await?;
             sent.statements += 1;
         }
         Ok(sent)
@@ -384,11 +394,11 @@ impl Dialect for Mysql {
     }
 
     /// The rows the table has ([`FoundRows`]); the first of the others is the one.
-    fn first_missing<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    async fn first_missing<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         rows: &[(&T, &T)],
     ) -> QueryResult<Option<usize>> {
-        let found: Vec<FoundRow> = FoundRows::new(rows).load(conn)?;
+        let found: Vec<FoundRow> = D::load(conn, FoundRows::new(rows)).await?;
         let mut present = vec![false; rows.len()];
         for FoundRow(number) in found {
             if let Some(seen) = usize::try_from(number)
@@ -407,19 +417,19 @@ impl Dialect for Mysql {
 /// (see `insert_returning` for why). Settings that do not promise consecutive keys refuse the
 /// commit with an error that asks for a rerun: the rows were sent on settings read on another
 /// connection, and a rerun sends one row per INSERT.
-fn insert_with_insert_id<T: Persist<Mysql>>(
-    conn: &mut impl Conn<Mysql>,
+async fn insert_with_insert_id<D: Driver<Backend = Mysql>, T: Persist<Mysql>>(
+    conn: &mut D::Conn,
     session: &mut Session,
     rows: &[&T],
 ) -> QueryResult<Vec<T::Generated>> {
-    let inserted = InsertRows(rows).execute(conn)?;
+    let inserted = D::execute(conn, InsertRows(rows)).await?;
     if inserted != rows.len() {
         return Err(diesel::result::Error::QueryBuilderError(
             format!("INSERT affected {inserted} rows, expected {}", rows.len()).into(),
         ));
     }
-    let (first, lock_mode, increment): (u64, i64, i64) =
-        diesel::select((last_insert_id(), lock_mode_sql(), increment_sql())).get_result(conn)?;
+    let keys = diesel::select((last_insert_id(), lock_mode_sql(), increment_sql()));
+    let (first, lock_mode, increment): (u64, i64, i64) = one_row::<D, _, _>(conn, keys).await?;
     let actual = AutoIncrement {
         lock_mode,
         increment: step(increment),

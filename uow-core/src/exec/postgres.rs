@@ -11,7 +11,8 @@ use super::batched::{Batch, FirstMissing, UpdateRows};
 use super::batching::{
     insert_width, rows_per_insert, update_base_width, MAX_CACHED_BATCH_BINDS, MAX_ROWS_PER_INSERT,
 };
-use super::dialect::{insert_one_by_one, sealed, Conn, Dialect, Inserted, Session};
+use super::dialect::{insert_one_by_one, sealed, Dialect, Inserted, Session};
+use super::driver::Driver;
 use super::postgres_arrays;
 use super::statements::{push_columns, walk_inserted_values};
 use crate::entity::{Entity, Persist};
@@ -65,19 +66,19 @@ impl Dialect for Pg {
     /// sequence itself ([`InsertAllocatingKeys`]), so each row's key is known before it is
     /// inserted. A key with no sequence of its own (a default expression, a trigger), or
     /// generated fields besides a key chosen in Rust: one statement per row.
-    fn insert_returning<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    async fn insert_returning<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         _: &mut Session,
         rows: &[&T],
     ) -> QueryResult<Inserted<T>> {
         if !key_is_generated::<T>() || rows.is_empty() {
-            return insert_one_by_one(conn, rows);
+            return insert_one_by_one::<D, T>(conn, rows).await;
         }
         let statement = InsertAllocatingKeys::new(rows)?;
-        let returned: Vec<NumberedRow<T>> = statement.load(conn)?;
+        let returned: Vec<NumberedRow<T>> = D::load(conn, statement).await?;
         if returned.is_empty() {
             // The statement inserts nothing when the key owns no sequence.
-            let mut inserted = insert_one_by_one(conn, rows)?;
+            let mut inserted = insert_one_by_one::<D, T>(conn, rows).await?;
             inserted.statements += 1;
             return Ok(inserted);
         }

@@ -1,22 +1,19 @@
 //! Reading one entity's row by key, for `load` and `refresh`.
 
-use diesel::connection::LoadConnection;
-use diesel::query_dsl::RunQueryDsl;
-
-use super::dialect::Dialect;
+use super::driver::Driver;
 use super::statements::{LoadedRow, SelectByKey};
 use crate::entity::Load;
 use crate::error::{Error, Operation, Result};
 use crate::store::key_text;
 
 /// The row of `T` with key `key`, read on `conn`; `NotFound` when there is none.
-pub(crate) fn select<T, C>(conn: &mut C, key: &T::Key) -> Result<T>
+pub(crate) async fn select<T, D>(conn: &mut D::Conn, key: &T::Key) -> Result<T>
 where
-    C: LoadConnection,
-    C::Backend: Dialect,
-    T: Load<C::Backend>,
+    D: Driver,
+    T: Load<D::Backend>,
 {
-    let found: std::result::Result<Vec<LoadedRow<T>>, _> = SelectByKey::<T>(key).load(conn);
+    let found: std::result::Result<Vec<LoadedRow<T>>, _> =
+        D::load(conn, SelectByKey::<T>(key)).await;
     match found {
         Ok(mut rows) => rows.pop().map(|r| r.0).ok_or_else(|| Error::NotFound {
             entity: T::ENTITY_NAME,

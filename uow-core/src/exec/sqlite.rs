@@ -7,7 +7,8 @@ use diesel::sql_types::Untyped;
 use diesel::QueryResult;
 
 use super::batching::{insert_width, rows_per_insert, MAX_CACHED_BATCH_BINDS, MAX_ROWS_PER_INSERT};
-use super::dialect::{insert_one_by_one, sealed, Conn, Dialect, Inserted, Session};
+use super::dialect::{insert_one_by_one, sealed, Dialect, Inserted, Session};
+use super::driver::{one_row, Driver};
 use super::statements::{push_columns, walk_insert, InsertRows};
 use crate::entity::{Entity, Persist};
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
@@ -37,29 +38,29 @@ impl Dialect for Sqlite {
     /// read with the table's state before each INSERT), the keys follow from `last_insert_rowid()` and the
     /// INSERT needs no `RETURNING` (SQLite keeps returned rows aside until the statement ends:
     /// 44 % of the instructions of a 10,000-row commit went there), [`insert_keyed_by_rowid`].
-    fn insert_returning<T: Persist<Self>>(
-        conn: &mut impl Conn<Self>,
+    async fn insert_returning<D: Driver<Backend = Self>, T: Persist<Self>>(
+        conn: &mut D::Conn,
         session: &mut Session,
         rows: &[&T],
     ) -> QueryResult<Inserted<T>> {
         // `DEFAULT VALUES` inserts one row, whatever the number of entities.
         if rows.len() < 2 || insert_width::<T>() == 0 {
-            return insert_one_by_one(conn, rows);
+            return insert_one_by_one::<D, T>(conn, rows).await;
         }
         if let Some(key) = rowid_key::<T>(session) {
-            if let Some(inserted) = insert_keyed_by_rowid(conn, session, key, rows)? {
+            if let Some(inserted) = insert_keyed_by_rowid::<D, T>(conn, session, key, rows).await? {
                 return Ok(inserted);
             }
         }
         let room = i64::try_from(rows.len()).unwrap_or(i64::MAX);
-        let largest = MaxRowid::<T>(std::marker::PhantomData).get_result::<Option<i64>>(conn);
+        let largest = largest_rowid::<D, T>(conn).await;
         match largest {
             Ok(largest) if largest.unwrap_or(0) < i64::MAX - room => {}
             // No rowid (`WITHOUT ROWID`), or random rowids ahead.
-            _ => return insert_one_by_one(conn, rows),
+            _ => return insert_one_by_one::<D, T>(conn, rows).await,
         }
-        let mut returned: Vec<RowidRow<T>> = InsertReturningRowid { rows }.load(conn)?;
-        let largest = MaxRowid::<T>(std::marker::PhantomData).get_result::<Option<i64>>(conn)?;
+        let mut returned: Vec<RowidRow<T>> = D::load(conn, InsertReturningRowid { rows }).await?;
+        let largest = largest_rowid::<D, T>(conn).await?;
         returned.sort_unstable_by_key(|r| r.rowid);
         let distinct = returned.windows(2).all(|w| w[0].rowid < w[1].rowid);
         let generated = if largest == Some(i64::MAX) || !distinct {
@@ -103,15 +104,15 @@ fn rowid_key<T: Persist<Sqlite>>(session: &Session) -> Option<&'static str> {
 /// every new rowid is above the largest before (SQLite numbers a new row one above the
 /// largest, the rows of a VALUES list in their order). Where that proof fails after the
 /// INSERT, no key is handed back and the commit is refused, never guessed.
-fn insert_keyed_by_rowid<T: Persist<Sqlite>>(
-    conn: &mut impl Conn<Sqlite>,
+async fn insert_keyed_by_rowid<D: Driver<Backend = Sqlite>, T: Persist<Sqlite>>(
+    conn: &mut D::Conn,
     session: &mut Session,
     key: &'static str,
     rows: &[&T],
 ) -> QueryResult<Option<Inserted<T>>> {
     let count = i64::try_from(rows.len()).unwrap_or(i64::MAX);
     // A table the check cannot read (an error: `WITHOUT ROWID` has no rowid) is not one.
-    let before = RowidState::<T, true>::new(key).get_result::<StateRow>(conn);
+    let before = one_row::<D, _, StateRow>(conn, RowidState::<T, true>::new(key)).await;
     let Ok((true, largest_before, changes_before, _)) = before else {
         session.rowid_refused.push(TypeId::of::<T>());
         return Ok(None);
@@ -120,9 +121,9 @@ fn insert_keyed_by_rowid<T: Persist<Sqlite>>(
     if largest_before < 0 || largest_before >= i64::MAX - count {
         return Ok(None);
     }
-    let written = InsertRows(rows).execute(conn)?;
+    let written = D::execute(conn, InsertRows(rows)).await?;
     let (_, largest, changes, last) =
-        RowidState::<T, false>::new(key).get_result::<StateRow>(conn)?;
+        one_row::<D, _, StateRow>(conn, RowidState::<T, false>::new(key)).await?;
     let first = last - (count - 1);
     let proven = written == rows.len()
         && changes - changes_before == count
@@ -144,6 +145,13 @@ fn insert_keyed_by_rowid<T: Persist<Sqlite>>(
         generated,
         statements: 1,
     }))
+}
+
+/// The table's largest rowid (`None` when empty).
+async fn largest_rowid<D: Driver<Backend = Sqlite>, T: Persist<Sqlite>>(
+    conn: &mut D::Conn,
+) -> QueryResult<Option<i64>> {
+    one_row::<D, _, Option<i64>>(conn, MaxRowid::<T>(std::marker::PhantomData)).await
 }
 
 /// What [`RowidState`] reads: whether the key is the rowid (`CHECK`; else true), the largest

@@ -2,11 +2,11 @@
 //! what it produced handed back to the store.
 
 use std::any::Any;
-
-use diesel::connection::LoadConnection;
-use diesel::query_dsl::RunQueryDsl;
+use std::future::Future;
+use std::pin::Pin;
 
 use super::dialect::{Dialect, Session};
+use super::driver::Driver;
 use super::statements::DeleteRows;
 use crate::entity::{Entity, Persist};
 use crate::error::{Error, Operation, Result};
@@ -15,18 +15,35 @@ use crate::report::CommitReport;
 use crate::store::{key_text, StepRows, Store};
 use crate::stores::AnyStore;
 
+/// What sending a step returns: boxed, as the function that sends it is reached through a
+/// pointer ([`TableIo`](super::TableIo)) that hides the entity type.
+pub(super) type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
 /// Sends `step` of the store of `T`.
-pub(super) fn send_step<T, C>(
-    conn: &mut C,
+pub(super) fn send_step<'a, T, D>(
+    conn: &'a mut D::Conn,
+    session: &'a mut Session,
+    store: &'a mut dyn AnyStore,
+    step: &'a Step,
+    report: &'a mut CommitReport,
+) -> StepFuture<'a>
+where
+    D: Driver,
+    T: Persist<D::Backend>,
+{
+    Box::pin(send_typed_step::<T, D>(conn, session, store, step, report))
+}
+
+async fn send_typed_step<T, D>(
+    conn: &mut D::Conn,
     session: &mut Session,
     store: &mut dyn AnyStore,
     step: &Step,
     report: &mut CommitReport,
 ) -> Result<()>
 where
-    C: LoadConnection,
-    C::Backend: Dialect,
-    T: Persist<C::Backend>,
+    D: Driver,
+    T: Persist<D::Backend>,
 {
     let store: &mut dyn Any = store;
     let Some(store) = store.downcast_mut::<Store<T>>() else {
@@ -49,16 +66,18 @@ where
                 returned,
             };
             if T::HAS_GENERATED {
-                let inserted =
-                    C::Backend::insert_returning(conn, session, &rows).map_err(statement_error)?;
+                let inserted = D::Backend::insert_returning::<D, T>(conn, session, &rows)
+                    .await
+                    .map_err(statement_error)?;
                 if inserted.generated.len() != count {
                     return Err(generated_keys(inserted.generated.len()));
                 }
                 store.keep_generated(&step.slots, inserted.generated);
                 (Operation::Insert, count, inserted.statements)
             } else {
-                let sent =
-                    C::Backend::insert_rows(conn, session, &rows).map_err(statement_error)?;
+                let sent = D::Backend::insert_rows::<D, T>(conn, session, &rows)
+                    .await
+                    .map_err(statement_error)?;
                 if sent.rows != count {
                     return Err(generated_keys(sent.rows));
                 }
@@ -73,21 +92,23 @@ where
             let versioned = T::version_field().is_some() && rows.len() > 1;
             if versioned {
                 let persisted: Vec<(&T, &T)> = rows.iter().map(|(_, p)| (*p, *p)).collect();
-                if let Some(row) =
-                    C::Backend::first_missing(conn, &persisted).map_err(statement_error)?
+                if let Some(row) = D::Backend::first_missing::<D, T>(conn, &persisted)
+                    .await
+                    .map_err(statement_error)?
                 {
                     return Err(conflict_at(Operation::Update, &rows, Some(row)));
                 }
             }
-            let sent =
-                C::Backend::update_rows(conn, session, &rows, fields).map_err(statement_error)?;
+            let sent = D::Backend::update_rows::<D, T>(conn, session, &rows, fields)
+                .await
+                .map_err(statement_error)?;
             if sent.rows != rows.len() {
                 return Err(match (rows.len(), versioned) {
                     (1, _) => conflict_at(Operation::Update, &rows, Some(0)),
                     // Changed between the search and the UPDATE.
                     (_, true) => conflict_at(Operation::Update, &rows, None),
                     // Without a version a missed row is one that is gone: found by its key.
-                    (_, false) => conflict(conn, Operation::Update, &rows),
+                    (_, false) => conflict::<T, D>(conn, Operation::Update, &rows).await,
                 });
             }
             (Operation::Update, rows.len(), sent.statements)
@@ -98,13 +119,16 @@ where
             let versioned = T::version_field().is_some() && rows.len() > 1;
             let pairs: Vec<(&T, &T)> = rows.iter().map(|r| (*r, *r)).collect();
             if versioned {
-                if let Some(row) =
-                    C::Backend::first_missing(conn, &pairs).map_err(statement_error)?
+                if let Some(row) = D::Backend::first_missing::<D, T>(conn, &pairs)
+                    .await
+                    .map_err(statement_error)?
                 {
                     return Err(conflict_at(Operation::Delete, &pairs, Some(row)));
                 }
             }
-            let deleted = DeleteRows(&rows).execute(conn).map_err(statement_error)?;
+            let deleted = D::execute(conn, DeleteRows(&rows))
+                .await
+                .map_err(statement_error)?;
             if deleted != rows.len() {
                 // A single row is the one; in a batch the rows it deleted are gone, so the
                 // missing one cannot be told apart any more.
@@ -120,13 +144,12 @@ where
 
 /// After a short UPDATE of rows without a version: the row it missed (deleted by someone else
 /// since it was read), found by its key with one more query in the same transaction.
-fn conflict<T, C>(conn: &mut C, operation: Operation, rows: &[(&T, &T)]) -> Error
+async fn conflict<T, D>(conn: &mut D::Conn, operation: Operation, rows: &[(&T, &T)]) -> Error
 where
-    C: LoadConnection,
-    C::Backend: Dialect,
-    T: Persist<C::Backend>,
+    D: Driver,
+    T: Persist<D::Backend>,
 {
-    match C::Backend::first_missing(conn, rows) {
+    match D::Backend::first_missing::<D, T>(conn, rows).await {
         Ok(row) => conflict_at(operation, rows, row),
         Err(source) => Error::Statement {
             operation: Operation::Select,

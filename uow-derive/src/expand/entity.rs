@@ -21,8 +21,9 @@ pub(super) fn entity_predicates(cx: &Context) -> Vec<TokenStream> {
     // Entities are `Clone` (the baseline is a copy); for generic structs `derive(Clone)` only
     // gives that under bounds of its own, so require it rather than restate them.
     predicates.push(quote!(#self_ty: #p::Clone));
-    // A unit of work moves between threads with its entities (`UnitOfWork: Send`).
-    predicates.push(quote!(#self_ty: #p::Send));
+    // A unit of work moves between threads with its entities (`UnitOfWork: Send`), and an
+    // async write holds them borrowed across `.await` (futures that are `Send`).
+    predicates.push(quote!(#self_ty: #p::Send + #p::Sync));
     for (field, ty, sql_type) in cx.fields.typed() {
         predicates.push(field_bound(field, ty, quote!(#p::PartialEq), quote!()));
         // Previews and messages print field values (Diesel's `ToSql` requires it as well).
