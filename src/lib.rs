@@ -81,6 +81,8 @@ pub struct ReadmeDoctests;
 
 /// Everything a typical user needs: `use uow::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "async")]
+    pub use uow_core::{AsyncUnitOfWork, ScopedFutureExt};
     pub use uow_core::{CommitReport, Entity, EntityState, Error, Handle, Persist, UnitOfWork};
     pub use uow_derive::Tracked;
 }

@@ -6,6 +6,69 @@ mod common;
 use common::*;
 use uow::prelude::*;
 
+/// A unit of work with six new `Keyed` entities (labels `row-0` .. `row-5`), not committed.
+/// A macro, so that the test module's own `UnitOfWork` (either driver) makes it.
+macro_rules! six_new_keyed {
+    () => {{
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles: Labelled = (0..6)
+            .map(|i| {
+                let label = format!("row-{i}");
+                uow.register_new(Keyed {
+                    id: 0,
+                    label: label.clone(),
+                })
+                .map(|h| (h, label))
+            })
+            .collect::<Result<_, _>>()?;
+        (uow, handles)
+    }};
+}
+
+/// Every held `Keyed` has the key of the row holding its own label, in memory, in the
+/// identity map, and for the UPDATE the next commit sends. A macro, for the test module's own
+/// `UnitOfWork` (either driver).
+macro_rules! check_keys_belong_to_their_rows {
+    ($uow:expr, $conn:expr, $handles:expr, $setup:expr) => {{
+        let (uow, conn, handles, setup) = ($uow, $conn, $handles, $setup);
+        let mut seen = std::collections::HashSet::new();
+        for (handle, label) in handles {
+            let held = uow.get(handle)?.clone();
+            assert_eq!(&held.label, label, "{setup}");
+            assert!(seen.insert(held.id), "{setup}: key {} given twice", held.id);
+            assert_eq!(
+                uow.find::<Keyed>(&held.id),
+                Some(*handle),
+                "{setup}: identity map"
+            );
+            // The row with this entity's key holds this entity's label.
+            let mut probe = UnitOfWork::<Conn>::new();
+            let row = probe.load::<Keyed>(conn, held.id)?;
+            assert_eq!(
+                probe.get(&row)?.label,
+                *label,
+                "{setup}: key {} is another row's",
+                held.id
+            );
+        }
+        // An UPDATE through the unit of work reaches the entity's own row.
+        for (handle, label) in handles {
+            uow.get_mut(handle)?.label = format!("{label}!");
+        }
+        uow.commit(conn)?;
+        for (handle, label) in handles {
+            let id = uow.get(handle)?.id;
+            let mut probe = UnitOfWork::<Conn>::new();
+            let row = probe.load::<Keyed>(conn, id)?;
+            assert_eq!(
+                probe.get(&row)?.label,
+                format!("{label}!"),
+                "{setup}: the UPDATE of {label} hit another row"
+            );
+        }
+    }};
+}
+
 /// `@@innodb_autoinc_lock_mode` on MySQL/MariaDB (read only there).
 fn autoinc_lock_mode<C: diesel::connection::LoadConnection + 'static>(conn: &mut C) -> i64
 where
@@ -89,9 +152,9 @@ backend_tests! {
             for statement in ddl {
                 db.exec(statement);
             }
-            let (mut uow, handles) = six_new_keyed::<Conn>()?;
+            let (mut uow, handles) = six_new_keyed!();
             uow.commit(&mut db.conn)?;
-            check_keys_belong_to_their_rows(&mut uow, &mut db.conn, &handles, setup)?;
+            check_keys_belong_to_their_rows!(&mut uow, &mut db.conn, &handles, setup);
         }
         Ok(())
     }
@@ -205,7 +268,7 @@ backend_module! { "sqlite", sqlite_rowid_keys, diesel::SqliteConnection;
             for statement in ddl {
                 db.exec(statement);
             }
-            let (mut uow, handles) = six_new_keyed::<Conn>()?;
+            let (mut uow, handles) = six_new_keyed!();
             let log = db.record();
             uow.commit(&mut db.conn)?;
             let inserts: Vec<String> =
@@ -215,7 +278,7 @@ backend_module! { "sqlite", sqlite_rowid_keys, diesel::SqliteConnection;
             if by_rowid {
                 assert_eq!(inserts.len(), 1, "{setup}: one INSERT for the six rows");
             }
-            check_keys_belong_to_their_rows(&mut uow, &mut db.conn, &handles, setup)?;
+            check_keys_belong_to_their_rows!(&mut uow, &mut db.conn, &handles, setup);
         }
         Ok(())
     }
@@ -422,75 +485,3 @@ fn unordered_key_tables(kind: Kind) -> Vec<(&'static str, Vec<&'static str>)> {
 
 /// Handles of new `Keyed` entities, each with its label.
 type Labelled = Vec<(Handle<Keyed>, String)>;
-
-/// A unit of work with six new `Keyed` entities (labels `row-0` .. `row-5`), not committed.
-fn six_new_keyed<C>() -> Result<(UnitOfWork<C>, Labelled), uow::Error>
-where
-    C: diesel::Connection + diesel::connection::LoadConnection + 'static,
-    C::Backend: uow::Dialect,
-    Keyed: uow::Persist<C::Backend>,
-{
-    let mut uow = UnitOfWork::<C>::new();
-    let handles = (0..6)
-        .map(|i| {
-            let label = format!("row-{i}");
-            uow.register_new(Keyed {
-                id: 0,
-                label: label.clone(),
-            })
-            .map(|h| (h, label))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok((uow, handles))
-}
-
-/// Every held `Keyed` has the key of the row holding its own label, in memory, in the
-/// identity map, and for the UPDATE the next commit sends.
-fn check_keys_belong_to_their_rows<C>(
-    uow: &mut UnitOfWork<C>,
-    conn: &mut C,
-    handles: &[(Handle<Keyed>, String)],
-    setup: &str,
-) -> TestResult
-where
-    C: diesel::Connection + diesel::connection::LoadConnection + 'static,
-    C::Backend: uow::Dialect,
-    Keyed: uow::Persist<C::Backend> + uow::Load<C::Backend>,
-{
-    let mut seen = std::collections::HashSet::new();
-    for (handle, label) in handles {
-        let held = uow.get(handle)?.clone();
-        assert_eq!(&held.label, label, "{setup}");
-        assert!(seen.insert(held.id), "{setup}: key {} given twice", held.id);
-        assert_eq!(
-            uow.find::<Keyed>(&held.id),
-            Some(*handle),
-            "{setup}: identity map"
-        );
-        // The row with this entity's key holds this entity's label.
-        let mut probe = UnitOfWork::<C>::new();
-        let row = probe.load::<Keyed>(conn, held.id)?;
-        assert_eq!(
-            probe.get(&row)?.label,
-            *label,
-            "{setup}: key {} is another row's",
-            held.id
-        );
-    }
-    // An UPDATE through the unit of work reaches the entity's own row.
-    for (handle, label) in handles {
-        uow.get_mut(handle)?.label = format!("{label}!");
-    }
-    uow.commit(conn)?;
-    for (handle, label) in handles {
-        let id = uow.get(handle)?.id;
-        let mut probe = UnitOfWork::<C>::new();
-        let row = probe.load::<Keyed>(conn, id)?;
-        assert_eq!(
-            probe.get(&row)?.label,
-            format!("{label}!"),
-            "{setup}: the UPDATE of {label} hit another row"
-        );
-    }
-    Ok(())
-}

@@ -119,6 +119,7 @@ backend_tests! {
         let ann = uow.register_new(account("ann", 1))?;
         uow.commit(&mut db.conn)?;
         let mut victim = db.connect();
+        let session = backend_specific::session_id(&mut victim);
         let result: Result<(), uow::Error> = uow.transaction(&mut victim, |scope| {
             scope.get_mut(&ann)?.balance = 2;
             scope.flush()?;
@@ -129,7 +130,7 @@ backend_tests! {
                     use diesel::connection::SimpleConnection;
                     scope.connection().batch_execute("COMMIT").map_err(uow::Error::Transaction)?;
                 }
-                _ => backend_specific::kill(&mut db, scope.connection()),
+                _ => backend_specific::end_session(&mut db, session),
             }
             Err(uow::Error::NoTransaction)
         });
@@ -205,132 +206,183 @@ fn break_connection<C: TestBackend>(db: &mut TestDb<C>, broken: &mut C) {
 mod backend_specific {
     use super::*;
 
+    /// The server's id of a connection's session, and how to end it from another one.
     #[allow(dead_code)] // unused when only SQLite is on
-    pub trait Kill {
-        fn kill(admin: &mut Self, victim: &mut Self);
+    pub trait Session: 'static {
+        fn id(&mut self) -> u64;
+        fn end(admin: &mut Self, id: u64);
     }
 
-    pub fn kill<C: TestBackend>(db: &mut TestDb<C>, broken: &mut C) {
-        // Dispatch through `Any`: the kill statement differs per server.
+    /// The session id of `victim` (`None` on SQLite, which has no session to end).
+    pub fn session_id<C: TestBackend>(victim: &mut C) -> Option<u64> {
+        let victim: &mut dyn std::any::Any = victim;
+        macro_rules! try_as {
+            ($($feature:literal => $conn:ty),*) => {$(
+                #[cfg(feature = $feature)]
+                if let Some(v) = victim.downcast_mut::<$conn>() {
+                    return Some(Session::id(v));
+                }
+            )*};
+        }
+        sessions!(try_as);
+        let _ = victim;
+        None
+    }
+
+    /// Ends session `id` from `db`'s own connection (nothing for `None`).
+    pub fn end_session<C: TestBackend>(db: &mut TestDb<C>, id: Option<u64>) {
+        let Some(id) = id else { return };
         let admin: &mut dyn std::any::Any = &mut db.conn;
-        let victim: &mut dyn std::any::Any = broken;
-        #[cfg(feature = "postgres")]
-        #[allow(clippy::needless_return)]
-        if let (Some(a), Some(v)) = (
-            admin.downcast_mut::<diesel::PgConnection>(),
-            victim.downcast_mut::<diesel::PgConnection>(),
-        ) {
-            return Kill::kill(a, v);
+        macro_rules! try_as {
+            ($($feature:literal => $conn:ty),*) => {$(
+                #[cfg(feature = $feature)]
+                if let Some(a) = admin.downcast_mut::<$conn>() {
+                    return <$conn as Session>::end(a, id);
+                }
+            )*};
         }
-        #[cfg(feature = "mysql")]
-        if let (Some(a), Some(v)) = (
-            admin.downcast_mut::<diesel::MysqlConnection>(),
-            victim.downcast_mut::<diesel::MysqlConnection>(),
-        ) {
-            return Kill::kill(a, v);
-        }
-        let _ = (admin, victim);
+        sessions!(try_as);
+        let _ = (admin, id);
+        panic!("no way to end a session on {}", std::any::type_name::<C>());
+    }
+
+    pub fn kill<C: TestBackend>(db: &mut TestDb<C>, victim: &mut C) {
+        let id = session_id(victim);
+        end_session(db, id);
+    }
+
+    #[allow(unused_macros)] // unused when only SQLite is on
+    macro_rules! pg_session {
+        ($conn:ty) => {
+            impl Session for $conn {
+                fn id(&mut self) -> u64 {
+                    use diesel::prelude::*;
+                    let pid = diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
+                        "pg_backend_pid()",
+                    ))
+                    .get_result::<i32>(self);
+                    match pid {
+                        Ok(pid) => pid as u64,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                fn end(admin: &mut Self, id: u64) {
+                    use diesel::prelude::*;
+                    diesel::define_sql_function! { fn pg_terminate_backend(pid: diesel::sql_types::Integer) -> diesel::sql_types::Bool; }
+                    if let Err(e) = diesel::select(pg_terminate_backend(id as i32)).get_result::<bool>(admin) {
+                        panic!("{e}");
+                    }
+                }
+            }
+        };
+    }
+
+    #[allow(unused_macros)] // unused when only SQLite is on
+    macro_rules! mysql_session {
+        ($conn:ty) => {
+            impl Session for $conn {
+                fn id(&mut self) -> u64 {
+                    use diesel::prelude::*;
+                    let id = diesel::select(diesel::dsl::sql::<
+                        diesel::sql_types::Unsigned<diesel::sql_types::BigInt>,
+                    >("CONNECTION_ID()"))
+                    .get_result::<u64>(self);
+                    match id {
+                        Ok(id) => id,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                fn end(admin: &mut Self, id: u64) {
+                    use diesel::connection::SimpleConnection;
+                    // KILL takes no bind parameter; the id is a number the server gave us.
+                    if let Err(e) = admin.batch_execute(&format!("KILL {id}")) {
+                        panic!("{e}");
+                    }
+                }
+            }
+        };
     }
 
     #[cfg(feature = "postgres")]
-    impl Kill for diesel::PgConnection {
-        fn kill(admin: &mut Self, victim: &mut Self) {
-            use diesel::prelude::*;
-            let pid: i32 = match diesel::select(diesel::dsl::sql::<diesel::sql_types::Integer>(
-                "pg_backend_pid()",
-            ))
-            .get_result(victim)
-            {
-                Ok(pid) => pid,
-                Err(e) => panic!("{e}"),
-            };
-            diesel::define_sql_function! { fn pg_terminate_backend(pid: diesel::sql_types::Integer) -> diesel::sql_types::Bool; }
-            if let Err(e) = diesel::select(pg_terminate_backend(pid)).get_result::<bool>(admin) {
-                panic!("{e}");
-            }
-        }
-    }
-
+    pg_session!(diesel::PgConnection);
     #[cfg(feature = "mysql")]
-    impl Kill for diesel::MysqlConnection {
-        fn kill(admin: &mut Self, victim: &mut Self) {
-            use diesel::connection::SimpleConnection;
-            use diesel::prelude::*;
-            let id: u64 = match diesel::select(diesel::dsl::sql::<
-                diesel::sql_types::Unsigned<diesel::sql_types::BigInt>,
-            >("CONNECTION_ID()"))
-            .get_result(victim)
-            {
-                Ok(id) => id,
-                Err(e) => panic!("{e}"),
-            };
-            // KILL takes no bind parameter; the id is a number the server gave us.
-            if let Err(e) = admin.batch_execute(&format!("KILL {id}")) {
-                panic!("{e}");
-            }
-        }
-    }
+    mysql_session!(diesel::MysqlConnection);
+    #[cfg(all(feature = "async", feature = "postgres"))]
+    pg_session!(common::on_async::AsyncConnectionWrapper<diesel_async::AsyncPgConnection>);
+    #[cfg(all(feature = "async", feature = "mysql"))]
+    mysql_session!(common::on_async::AsyncConnectionWrapper<diesel_async::AsyncMysqlConnection>);
 }
+
+/// Every server connection type of the tests, for `backend_specific`'s dispatch.
+macro_rules! sessions {
+    ($then:ident) => {
+        $then!(
+            "postgres" => diesel::PgConnection,
+            "mysql" => diesel::MysqlConnection
+        );
+        #[cfg(feature = "async")]
+        $then!(
+            "postgres" => common::on_async::AsyncConnectionWrapper<diesel_async::AsyncPgConnection>,
+            "mysql" => common::on_async::AsyncConnectionWrapper<diesel_async::AsyncMysqlConnection>
+        );
+    };
+}
+use sessions;
 
 // A server connection that dies in the middle of a scope or before a commit (PostgreSQL and
 // MySQL/MariaDB: an embedded SQLite database has no connection to lose). The error says the
 // connection was lost, on the call that met it and on every later use of that connection.
-macro_rules! connection_lost_tests {
-    ($($feature:literal, $module:ident, $conn:ty;)*) => {$(
-        backend_module! { $feature, $module, $conn;
-            fn a_connection_lost_in_the_middle_of_a_scope_is_reported_as_lost(db) {
-                let mut uow = UnitOfWork::<Conn>::new();
-                let ann = uow.register_new(account("ann", 1))?;
-                uow.commit(&mut db.conn)?;
-                let mut victim = db.connect();
-                let result: Result<(), uow::Error> = uow.transaction(&mut victim, |scope| {
-                    scope.get_mut(&ann)?.balance = 2;
-                    scope.flush()?;
-                    backend_specific::kill(&mut db, scope.connection());
-                    scope.register_new(account("bob", 1))?;
-                    Ok(()) // the scope's last flush meets the dead connection
-                });
-                let error = result.expect_err("the connection is gone");
-                assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
-                assert!(error.to_string().contains("connection to the database was lost"), "{error}");
-                assert!(error.database_error().is_some(), "the driver's error is kept: {error:?}");
-                assert!(error.is_transient(), "nothing was committed: rerunning on a new connection is safe");
-                assert_eq!(uow.get(&ann)?.balance, 1, "memory as before the scope");
-                assert_eq!(uow.state(&ann)?, EntityState::Clean);
-                assert_eq!(uow.len(), 1, "bob, registered in the scope, is gone with it");
+mod connection_lost {
+    use super::*;
+    server_backend_tests! {
+        fn a_connection_lost_in_the_middle_of_a_scope_is_reported_as_lost(db) {
+            let mut uow = UnitOfWork::<Conn>::new();
+            let ann = uow.register_new(account("ann", 1))?;
+            uow.commit(&mut db.conn)?;
+            let mut victim = db.connect();
+            let session = backend_specific::session_id(&mut victim);
+            let result: Result<(), uow::Error> = uow.transaction(&mut victim, |scope| {
+                scope.get_mut(&ann)?.balance = 2;
+                scope.flush()?;
+                backend_specific::end_session(&mut db, session);
+                scope.register_new(account("bob", 1))?;
+                Ok(()) // the scope's last flush meets the dead connection
+            });
+            let error = result.expect_err("the connection is gone");
+            assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
+            assert!(error.to_string().contains("connection to the database was lost"), "{error}");
+            assert!(error.database_error().is_some(), "the driver's error is kept: {error:?}");
+            assert!(error.is_transient(), "nothing was committed: rerunning on a new connection is safe");
+            assert_eq!(uow.get(&ann)?.balance, 1, "memory as before the scope");
+            assert_eq!(uow.state(&ann)?, EntityState::Clean);
+            assert_eq!(uow.len(), 1, "bob, registered in the scope, is gone with it");
 
-                // The next unit of work on the dead connection is told the same.
-                let mut next = UnitOfWork::<Conn>::new();
-                let cy = next.register_new(account("cy", 1))?;
-                let error = next.commit(&mut victim).expect_err("still gone");
-                assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
-                assert_eq!(next.state(&cy)?, EntityState::New);
-                let scoped: Result<(), uow::Error> = next.transaction(&mut victim, |_| Ok(()));
-                assert!(matches!(scoped, Err(uow::Error::ConnectionLost { .. })), "{scoped:?}");
-                // A new connection commits the same work.
-                next.commit(&mut db.conn)?;
-                let rows = account_rows(&mut db.conn);
-                assert_eq!(rows.iter().map(|a| (a.owner.as_str(), a.balance)).collect::<Vec<_>>(), [("ann", 1), ("cy", 1)]);
-                Ok(())
-            }
-
-            fn a_commit_on_a_connection_the_server_closed_is_reported_as_lost(db) {
-                let mut uow = UnitOfWork::<Conn>::new();
-                let ann = uow.register_new(account("ann", 1))?;
-                let mut victim = db.connect();
-                backend_specific::kill(&mut db, &mut victim);
-                let error = uow.commit(&mut victim).expect_err("the connection is gone");
-                assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
-                assert_eq!(uow.state(&ann)?, EntityState::New);
-                uow.commit(&mut db.conn)?;
-                assert_eq!(account_rows(&mut db.conn).len(), 1);
-                Ok(())
-            }
+            // The next unit of work on the dead connection is told the same.
+            let mut next = UnitOfWork::<Conn>::new();
+            let cy = next.register_new(account("cy", 1))?;
+            let error = next.commit(&mut victim).expect_err("still gone");
+            assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
+            assert_eq!(next.state(&cy)?, EntityState::New);
+            let scoped: Result<(), uow::Error> = next.transaction(&mut victim, |_| Ok(()));
+            assert!(matches!(scoped, Err(uow::Error::ConnectionLost { .. })), "{scoped:?}");
+            // A new connection commits the same work.
+            next.commit(&mut db.conn)?;
+            let rows = account_rows(&mut db.conn);
+            assert_eq!(rows.iter().map(|a| (a.owner.as_str(), a.balance)).collect::<Vec<_>>(), [("ann", 1), ("cy", 1)]);
+            Ok(())
         }
-    )*};
-}
 
-connection_lost_tests! {
-    "postgres", postgres_lost, diesel::PgConnection;
-    "mysql", mysql_lost, diesel::MysqlConnection;
+        fn a_commit_on_a_connection_the_server_closed_is_reported_as_lost(db) {
+            let mut uow = UnitOfWork::<Conn>::new();
+            let ann = uow.register_new(account("ann", 1))?;
+            let mut victim = db.connect();
+            backend_specific::kill(&mut db, &mut victim);
+            let error = uow.commit(&mut victim).expect_err("the connection is gone");
+            assert!(matches!(error, uow::Error::ConnectionLost { .. }), "{error:?}");
+            assert_eq!(uow.state(&ann)?, EntityState::New);
+            uow.commit(&mut db.conn)?;
+            assert_eq!(account_rows(&mut db.conn).len(), 1);
+            Ok(())
+        }
+    }
 }

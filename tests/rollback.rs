@@ -11,31 +11,28 @@ use common::*;
 use uow::prelude::*;
 
 /// A unit of work with one committed state and, on top of it, pending work of every kind:
-/// returns (uow, [new, dirty, removed, clean] handles).
-fn pending_work<C>(conn: &mut C) -> Result<(UnitOfWork<C>, [Handle<Account>; 4]), uow::Error>
-where
-    C: diesel::Connection + diesel::connection::LoadConnection + 'static,
-    C::Backend: uow::Dialect,
-    Account: Persist<C::Backend>,
-{
-    let mut uow = UnitOfWork::new();
-    let dirty = uow.register_new(account("dirty", 10))?;
-    let removed = uow.register_new(account("removed", 20))?;
-    let clean = uow.register_new(account("clean", 30))?;
-    uow.commit(conn)?;
-    let new = uow.register_new(account("new", 40))?;
-    uow.get_mut(&dirty)?.balance = 11;
-    uow.get_mut(&dirty)?.note = Some("touched".into());
-    uow.register_removed(&removed)?;
-    Ok((uow, [new, dirty, removed, clean]))
+/// `(uow, [new, dirty, removed, clean] handles)`. A macro, so that the test module's own
+/// `UnitOfWork` (synchronous or async driver) makes it.
+macro_rules! pending_work {
+    ($conn:expr) => {{
+        let mut uow = UnitOfWork::<Conn>::new();
+        let dirty = uow.register_new(account("dirty", 10))?;
+        let removed = uow.register_new(account("removed", 20))?;
+        let clean = uow.register_new(account("clean", 30))?;
+        uow.commit($conn)?;
+        let new = uow.register_new(account("new", 40))?;
+        uow.get_mut(&dirty)?.balance = 11;
+        uow.get_mut(&dirty)?.note = Some("touched".into());
+        uow.register_removed(&removed)?;
+        (uow, [new, dirty, removed, clean])
+    }};
 }
 
 type Observed = Vec<(Account, EntityState, Vec<&'static str>)>;
 
 fn observe_all<C>(uow: &UnitOfWork<C>, handles: &[Handle<Account>]) -> Observed
 where
-    C: diesel::Connection + diesel::connection::LoadConnection + 'static,
-    C::Backend: uow::Dialect,
+    C: uow::Driver,
     Account: Persist<C::Backend>,
 {
     handles.iter().map(|h| observe(uow, h)).collect()
@@ -43,7 +40,7 @@ where
 
 backend_tests! {
     fn failure_at_the_first_statement_changes_nothing(db) {
-        let (mut uow, handles) = pending_work(&mut db.conn)?;
+        let (mut uow, handles) = pending_work!(&mut db.conn);
         let [_, _, removed, _] = handles;
         // The DELETE, first statement, is stopped by a trigger: the removed row is made
         // "locked" in the database behind the unit of work's back.
@@ -81,7 +78,7 @@ backend_tests! {
     }
 
     fn failure_at_a_middle_statement_rolls_back_the_delete_before_it(db) {
-        let (mut uow, handles) = pending_work(&mut db.conn)?;
+        let (mut uow, handles) = pending_work!(&mut db.conn);
         let [new, dirty, ..] = handles;
         uow.get_mut(&dirty)?.balance = -5; // the UPDATE, after the DELETE, breaks the CHECK
         let rows_before = account_rows(&mut db.conn);
@@ -106,7 +103,7 @@ backend_tests! {
     }
 
     fn failure_at_the_last_statement_rolls_back_everything(db) {
-        let (mut uow, handles) = pending_work(&mut db.conn)?;
+        let (mut uow, handles) = pending_work!(&mut db.conn);
         let [new, ..] = handles;
         uow.get_mut(&new)?.balance = -1; // the INSERT, last statement, breaks the CHECK
         let rows_before = account_rows(&mut db.conn);
@@ -153,7 +150,7 @@ backend_tests! {
     }
 
     fn the_same_unit_of_work_can_fail_twice_and_then_succeed(db) {
-        let (mut uow, handles) = pending_work(&mut db.conn)?;
+        let (mut uow, handles) = pending_work!(&mut db.conn);
         let [new, dirty, ..] = handles;
         let memory_before = observe_all(&uow, &handles);
         uow.get_mut(&new)?.balance = -1;

@@ -201,19 +201,9 @@ backend_tests! {
         assert!(matches!(error, uow::Error::NoTransaction), "{error}");
         assert!(error.to_string().contains("uow.transaction"), "{error}");
 
-        let mut other = db.connect();
-        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
-            let commit = scope.commit(&mut other).expect_err("the scope owns the transaction");
-            assert!(matches!(commit, uow::Error::CommitInScope), "{commit}");
-            let nested: Result<(), uow::Error> = scope.transaction(&mut other, |_| Ok(()));
-            assert!(matches!(nested, Err(uow::Error::ScopeOnOtherConnection)), "{nested:?}");
-            // Through `Deref`, the unit of work's own flush would write on another connection.
-            let flush = UnitOfWork::flush(&mut **scope, &mut other).expect_err("not the scope's connection");
-            assert!(matches!(flush, uow::Error::FlushInScope), "{flush}");
-            Ok(())
-        });
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |_| Ok(()));
         result?;
-        assert_eq!(account_rows(&mut db.conn).len(), 1, "the scope still committed its work");
+        assert_eq!(account_rows(&mut db.conn).len(), 1, "the scope committed the pending work");
 
         // flush inside a transaction the caller opened works.
         uow.register_new(account("bob", 1))?;
@@ -359,13 +349,11 @@ backend_tests! {
     }
 
     fn a_transaction_left_open_in_a_scope_rolls_the_scope_back(db) {
-        use diesel::connection::TransactionManager;
         let mut uow = UnitOfWork::<Conn>::new();
         let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
             scope.register_new(account("new", 1))?;
             scope.flush()?;
-            <Conn as Connection>::TransactionManager::begin_transaction(scope.connection())
-                .map_err(uow::Error::Transaction)?;
+            begin_level(scope.connection()).map_err(uow::Error::Transaction)?;
             Ok(()) // without closing the level it opened: a COMMIT now would only release it
         });
         assert!(matches!(result, Err(uow::Error::TransactionLeftOpen)), "{result:?}");
@@ -400,6 +388,31 @@ backend_tests! {
         uow.commit(&mut db.conn)?;
         assert_eq!(account_rows(&mut db.connect())[0].balance, 11);
         assert_eq!(uow.len(), 2);
+        Ok(())
+    }
+}
+
+// The synchronous driver only: a scope dereferences to a `UnitOfWork<C>` whose `commit`,
+// `transaction` and `flush` take a connection, so the calls below compile and must be refused
+// at run time. On the async driver they do not compile: a scope dereferences to
+// `UnitOfWork<Async<C>>`, and those methods exist only on `AsyncUnitOfWork`.
+sync_backend_tests! {
+    fn the_unit_of_works_own_writes_are_refused_inside_a_scope(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        uow.register_new(account("ann", 10))?;
+        let mut other = db.connect();
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            let commit = scope.commit(&mut other).expect_err("the scope owns the transaction");
+            assert!(matches!(commit, uow::Error::CommitInScope), "{commit}");
+            let nested: Result<(), uow::Error> = scope.transaction(&mut other, |_| Ok(()));
+            assert!(matches!(nested, Err(uow::Error::ScopeOnOtherConnection)), "{nested:?}");
+            // Through `Deref`, the unit of work's own flush would write on another connection.
+            let flush = UnitOfWork::flush(&mut **scope, &mut other).expect_err("not the scope's connection");
+            assert!(matches!(flush, uow::Error::FlushInScope), "{flush}");
+            Ok(())
+        });
+        result?;
+        assert_eq!(account_rows(&mut db.conn).len(), 1, "the scope still committed its work");
         Ok(())
     }
 }

@@ -8,6 +8,9 @@
 //! server cannot be reached fails the test with a message naming the variable to set.
 #![allow(dead_code)]
 
+#[cfg(feature = "async")]
+pub mod on_async;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -173,7 +176,47 @@ pub enum Kind {
 /// A connection type the tests can run on.
 pub trait TestBackend: Connection + LoadConnection + Sized + 'static {
     const KIND: Kind;
-    fn open_isolated() -> TestDb<Self>;
+
+    /// Makes a new database (or schema) of this backend for one test.
+    fn isolate() -> Isolated;
+
+    /// Connects to `target`.
+    fn connect(target: &Target) -> Self;
+
+    /// A connection to a new isolated database, dropped with the returned value.
+    fn open_isolated() -> TestDb<Self> {
+        let Isolated { target, cleanup } = Self::isolate();
+        let connect = move || Self::connect(&target);
+        TestDb {
+            conn: connect(),
+            reconnect: Box::new(connect),
+            cleanup: Some(cleanup),
+            log: StatementLog::default(),
+        }
+    }
+}
+
+/// Where a test's database is: its URL, and the statements each connection starts with.
+#[derive(Clone)]
+pub struct Target {
+    pub url: String,
+    pub setup: Vec<String>,
+}
+
+/// A test's database, and how to remove it.
+pub struct Isolated {
+    pub target: Target,
+    pub cleanup: Box<dyn FnOnce()>,
+}
+
+/// Runs `target`'s setup statements on a new connection.
+fn set_up<C: Connection>(mut conn: C, target: &Target) -> C {
+    for statement in &target.setup {
+        if let Err(e) = conn.batch_execute(statement) {
+            panic!("connection setup failed: {e}\n{statement}");
+        }
+    }
+    conn
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -190,34 +233,30 @@ fn unique_name() -> String {
 impl TestBackend for diesel::SqliteConnection {
     const KIND: Kind = Kind::Sqlite;
 
-    fn open_isolated() -> TestDb<Self> {
+    fn isolate() -> Isolated {
         // A file, not `:memory:`, so a second connection sees the same database.
         let dir = std::env::temp_dir().join(unique_name());
         if let Err(e) = std::fs::create_dir_all(&dir) {
             panic!("cannot create {}: {e}", dir.display());
         }
-        let path = dir.join("test.db").to_string_lossy().into_owned();
-        let connect = move || {
-            let mut conn = match diesel::SqliteConnection::establish(&path) {
-                Ok(conn) => conn,
-                Err(e) => panic!("cannot open SQLite database {path}: {e}"),
-            };
-            if let Err(e) = diesel::sql_query("PRAGMA foreign_keys = ON").execute(&mut conn) {
-                panic!("PRAGMA failed: {e}");
-            }
-            if let Err(e) = diesel::sql_query("PRAGMA busy_timeout = 5000").execute(&mut conn) {
-                panic!("PRAGMA failed: {e}");
-            }
-            conn
-        };
-        let conn = connect();
-        TestDb {
-            conn,
-            reconnect: Box::new(connect),
-            cleanup: Some(Box::new(move || {
+        Isolated {
+            target: Target {
+                url: dir.join("test.db").to_string_lossy().into_owned(),
+                setup: vec![
+                    "PRAGMA foreign_keys = ON".into(),
+                    "PRAGMA busy_timeout = 5000".into(),
+                ],
+            },
+            cleanup: Box::new(move || {
                 let _ = std::fs::remove_dir_all(&dir);
-            })),
-            log: StatementLog::default(),
+            }),
+        }
+    }
+
+    fn connect(target: &Target) -> Self {
+        match diesel::SqliteConnection::establish(&target.url) {
+            Ok(conn) => set_up(conn, target),
+            Err(e) => panic!("cannot open SQLite database {}: {e}", target.url),
         }
     }
 }
@@ -228,54 +267,45 @@ pub const POSTGRES_URL_VAR: &str = "UOW_TEST_POSTGRES_URL";
 pub const POSTGRES_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 #[cfg(feature = "postgres")]
+fn postgres(url: &str) -> diesel::PgConnection {
+    match diesel::PgConnection::establish(url) {
+        Ok(conn) => conn,
+        Err(e) => panic!(
+            "the `postgres` feature is on but PostgreSQL at {url} cannot be reached ({e}); \
+             start the server or set {POSTGRES_URL_VAR} to its URL"
+        ),
+    }
+}
+
+#[cfg(feature = "postgres")]
 impl TestBackend for diesel::PgConnection {
     const KIND: Kind = Kind::Postgres;
 
-    fn open_isolated() -> TestDb<Self> {
+    fn isolate() -> Isolated {
         let url =
             std::env::var(POSTGRES_URL_VAR).unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_string());
         let schema = unique_name();
-        let connect_url = url.clone();
-        let connect_schema = schema.clone();
-        let connect = move || {
-            let mut conn = match diesel::PgConnection::establish(&connect_url) {
-                Ok(conn) => conn,
-                Err(e) => panic!(
-                    "the `postgres` feature is on but PostgreSQL at {connect_url} cannot be \
-                     reached ({e}); start the server or set {POSTGRES_URL_VAR} to its URL"
-                ),
-            };
-            let sql = format!("SET search_path TO {connect_schema}");
-            if let Err(e) = diesel::sql_query(sql).execute(&mut conn) {
-                panic!("cannot select schema {connect_schema}: {e}");
-            }
-            conn
-        };
+        if let Err(e) =
+            diesel::sql_query(format!("CREATE SCHEMA {schema}")).execute(&mut postgres(&url))
         {
-            let mut admin = match diesel::PgConnection::establish(&url) {
-                Ok(conn) => conn,
-                Err(e) => panic!(
-                    "the `postgres` feature is on but PostgreSQL at {url} cannot be reached \
-                     ({e}); start the server or set {POSTGRES_URL_VAR} to its URL"
-                ),
-            };
-            if let Err(e) = diesel::sql_query(format!("CREATE SCHEMA {schema}")).execute(&mut admin)
-            {
-                panic!("cannot create schema {schema}: {e}");
-            }
+            panic!("cannot create schema {schema}: {e}");
         }
-        let conn = connect();
-        TestDb {
-            conn,
-            reconnect: Box::new(connect),
-            cleanup: Some(Box::new(move || {
+        Isolated {
+            target: Target {
+                url: url.clone(),
+                setup: vec![format!("SET search_path TO {schema}")],
+            },
+            cleanup: Box::new(move || {
                 if let Ok(mut admin) = diesel::PgConnection::establish(&url) {
                     let _ = diesel::sql_query(format!("DROP SCHEMA {schema} CASCADE"))
                         .execute(&mut admin);
                 }
-            })),
-            log: StatementLog::default(),
+            }),
         }
+    }
+
+    fn connect(target: &Target) -> Self {
+        set_up(postgres(&target.url), target)
     }
 }
 
@@ -285,48 +315,89 @@ pub const MYSQL_URL_VAR: &str = "UOW_TEST_MYSQL_URL";
 pub const MYSQL_URL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
 
 #[cfg(feature = "mysql")]
+fn mysql(url: &str) -> diesel::MysqlConnection {
+    match diesel::MysqlConnection::establish(url) {
+        Ok(conn) => conn,
+        Err(e) => panic!(
+            "the `mysql` feature is on but MySQL/MariaDB at {url} cannot be reached ({e}); \
+             start the server or set {MYSQL_URL_VAR} to its URL"
+        ),
+    }
+}
+
+#[cfg(feature = "mysql")]
 impl TestBackend for diesel::MysqlConnection {
     const KIND: Kind = Kind::Mysql;
 
-    fn open_isolated() -> TestDb<Self> {
+    fn isolate() -> Isolated {
         let url = std::env::var(MYSQL_URL_VAR).unwrap_or_else(|_| MYSQL_URL_DEFAULT.to_string());
         let database = unique_name();
-        let establish = |url: &str| match diesel::MysqlConnection::establish(url) {
-            Ok(conn) => conn,
-            Err(e) => panic!(
-                "the `mysql` feature is on but MySQL/MariaDB at {url} cannot be reached ({e}); \
-                 start the server or set {MYSQL_URL_VAR} to its URL"
-            ),
-        };
+        if let Err(e) =
+            diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut mysql(&url))
         {
-            let mut admin = establish(&url);
-            if let Err(e) =
-                diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut admin)
-            {
-                panic!("cannot create database {database}: {e}");
-            }
+            panic!("cannot create database {database}: {e}");
         }
         // Same server, the new database: replace the path of the URL.
         let base = match url.rfind('/') {
             Some(i) if i > "mysql://".len() => &url[..i],
             _ => url.as_str(),
         };
-        let db_url = format!("{base}/{database}");
-        let connect = move || establish(&db_url);
-        let conn = connect();
-        TestDb {
-            conn,
-            reconnect: Box::new(connect),
-            cleanup: Some(Box::new(move || {
+        Isolated {
+            target: Target {
+                url: format!("{base}/{database}"),
+                setup: Vec::new(),
+            },
+            cleanup: Box::new(move || {
                 if let Ok(mut admin) = diesel::MysqlConnection::establish(&url) {
                     let _ =
                         diesel::sql_query(format!("DROP DATABASE {database}")).execute(&mut admin);
                 }
-            })),
-            log: StatementLog::default(),
+            }),
         }
     }
+
+    fn connect(target: &Target) -> Self {
+        mysql(&target.url)
+    }
 }
+
+/// The async driver's connections: the same databases, reached through diesel-async.
+#[cfg(feature = "async")]
+macro_rules! async_test_backend {
+    ($feature:literal, $async_conn:ty, $sync_conn:ty) => {
+        #[cfg(feature = $feature)]
+        impl TestBackend for on_async::AsyncConnectionWrapper<$async_conn> {
+            const KIND: Kind = <$sync_conn as TestBackend>::KIND;
+
+            fn isolate() -> Isolated {
+                <$sync_conn as TestBackend>::isolate()
+            }
+
+            fn connect(target: &Target) -> Self {
+                set_up(on_async::connect::<$async_conn>(&target.url), target)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "async")]
+async_test_backend!(
+    "sqlite",
+    diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>,
+    diesel::SqliteConnection
+);
+#[cfg(feature = "async")]
+async_test_backend!(
+    "postgres",
+    diesel_async::AsyncPgConnection,
+    diesel::PgConnection
+);
+#[cfg(feature = "async")]
+async_test_backend!(
+    "mysql",
+    diesel_async::AsyncMysqlConnection,
+    diesel::MysqlConnection
+);
 
 /// Creates the test tables (and the trigger used for failure injection) in `db`.
 ///
@@ -485,14 +556,23 @@ impl Instrumentation for StatementLog {
     }
 }
 
-/// One backend's module of tests: `$module::name` for each body, when `$feature` is on.
+/// One backend's module of tests: `$module::name` for each body, when `$feature` is on
+/// (and the other features in `[..]`), with the `use` items in `{..}`.
 #[macro_export]
 macro_rules! backend_module {
-    ($feature:literal, $module:ident, $conn:ty; $(fn $name:ident($db:ident) $body:block)*) => {
-        #[cfg(feature = $feature)]
+    ($feature:literal, $module:ident, $conn:ty; $($tests:tt)*) => {
+        $crate::backend_module!(@in [$feature] {} $module, $conn; $($tests)*);
+    };
+    (@in [$($features:literal),*] {$($uses:item)*} $module:ident, $conn:ty;
+        $(fn $name:ident($db:ident) $body:block)*) => {
+        #[cfg(all($(feature = $features),*))]
         mod $module {
             #[allow(unused_imports)]
             use super::*;
+            $(
+                #[allow(unused_imports)]
+                $uses
+            )*
             #[allow(dead_code)]
             type Conn = $conn;
             $(
@@ -508,15 +588,90 @@ macro_rules! backend_module {
     };
 }
 
-/// Expands each test body into one `#[test]` per enabled backend. Inside a body, `Conn` is the
-/// connection type and `$db` a fresh [`TestDb`] with the test schema created.
+/// One backend's module of tests on the async driver (see `on_async.rs`): the bodies of
+/// `backend_module!`, with the unit of work's reads and writes going through uow's
+/// `AsyncUnitOfWork` on a diesel-async connection.
+#[macro_export]
+macro_rules! async_backend_module {
+    ($feature:literal, $module:ident, $conn:ty; $($tests:tt)*) => {
+        $crate::backend_module!(@in ["async", $feature] {
+            use common::on_async as uow;
+            use common::on_async::{Scope, UnitOfWork};
+        } $module, common::on_async::AsyncConnectionWrapper<$conn>; $($tests)*);
+    };
+}
+
+/// Expands each test body into one `#[test]` per enabled backend, on the synchronous driver
+/// and (feature `async`) on the asynchronous one. Inside a body, `Conn` is the connection type
+/// and `$db` a fresh [`TestDb`] with the test schema created.
 #[macro_export]
 macro_rules! backend_tests {
     ($($tests:tt)*) => {
         $crate::backend_module!("sqlite", sqlite, diesel::SqliteConnection; $($tests)*);
         $crate::backend_module!("postgres", postgres, diesel::PgConnection; $($tests)*);
         $crate::backend_module!("mysql", mysql, diesel::MysqlConnection; $($tests)*);
+        $crate::async_backend_tests!($($tests)*);
     };
+}
+
+/// The bodies on the async driver, on every backend: `Conn` wraps the async connection
+/// (`on_async::Wrapped::inner` reaches it). `backend_tests!` uses it; alone, it is for
+/// behaviours of the async driver only (cancellation).
+#[macro_export]
+macro_rules! async_backend_tests {
+    ($($tests:tt)*) => {
+        $crate::async_backend_module!("sqlite", sqlite_async,
+            diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>;
+            $($tests)*);
+        $crate::async_backend_module!("postgres", postgres_async, diesel_async::AsyncPgConnection; $($tests)*);
+        $crate::async_backend_module!("mysql", mysql_async, diesel_async::AsyncMysqlConnection; $($tests)*);
+    };
+}
+
+/// Like `backend_tests!` on the synchronous driver only: for the few calls that exist only
+/// there (each use says why).
+#[macro_export]
+macro_rules! sync_backend_tests {
+    ($($tests:tt)*) => {
+        $crate::backend_module!("sqlite", sqlite_sync_only, diesel::SqliteConnection; $($tests)*);
+        $crate::backend_module!("postgres", postgres_sync_only, diesel::PgConnection; $($tests)*);
+        $crate::backend_module!("mysql", mysql_sync_only, diesel::MysqlConnection; $($tests)*);
+    };
+}
+
+/// A scope's connection for the body's own Diesel calls: `&mut C` on the synchronous driver,
+/// a wrapper around the borrowed async connection on the async one.
+pub trait ScopeConnection {
+    type Conn: Connection;
+    fn with<R>(self, f: impl FnOnce(&mut Self::Conn) -> R) -> R;
+}
+
+impl<C: Connection> ScopeConnection for &mut C {
+    type Conn = C;
+    fn with<R>(self, f: impl FnOnce(&mut C) -> R) -> R {
+        f(self)
+    }
+}
+
+#[cfg(feature = "async")]
+impl<I> ScopeConnection for on_async::AsyncConnectionWrapper<&mut I>
+where
+    I: diesel_async::AsyncConnection + 'static,
+    Self: Connection,
+{
+    type Conn = Self;
+    fn with<R>(mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        f(&mut self)
+    }
+}
+
+/// Opens a transaction level on a scope's connection behind uow's back.
+pub fn begin_level(conn: impl ScopeConnection) -> diesel::QueryResult<()> {
+    use diesel::connection::TransactionManager;
+    fn begin<C: Connection>(conn: &mut C) -> diesel::QueryResult<()> {
+        C::TransactionManager::begin_transaction(conn)
+    }
+    conn.with(begin)
 }
 
 /// Like `backend_tests!`, for behaviours that need a server's concurrent sessions
@@ -526,6 +681,8 @@ macro_rules! server_backend_tests {
     ($($tests:tt)*) => {
         $crate::backend_module!("postgres", postgres, diesel::PgConnection; $($tests)*);
         $crate::backend_module!("mysql", mysql, diesel::MysqlConnection; $($tests)*);
+        $crate::async_backend_module!("postgres", postgres_async, diesel_async::AsyncPgConnection; $($tests)*);
+        $crate::async_backend_module!("mysql", mysql_async, diesel_async::AsyncMysqlConnection; $($tests)*);
     };
 }
 
@@ -725,12 +882,19 @@ macro_rules! account_rows_for {
     )*};
 }
 account_rows_for!("sqlite" => diesel::SqliteConnection, "postgres" => diesel::PgConnection, "mysql" => diesel::MysqlConnection);
+#[cfg(feature = "async")]
+account_rows_for!(
+    "sqlite" => on_async::AsyncConnectionWrapper<
+        diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>,
+    >,
+    "postgres" => on_async::AsyncConnectionWrapper<diesel_async::AsyncPgConnection>,
+    "mysql" => on_async::AsyncConnectionWrapper<diesel_async::AsyncMysqlConnection>
+);
 
 /// Everything observable about one held entity: value, state, changed columns.
 pub fn observe<C, T>(uow: &UnitOfWork<C>, handle: &Handle<T>) -> (T, EntityState, Vec<&'static str>)
 where
-    C: Connection + LoadConnection + 'static,
-    C::Backend: uow::Dialect,
+    C: uow::Driver,
     T: Persist<C::Backend>,
 {
     match (

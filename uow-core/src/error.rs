@@ -427,6 +427,12 @@ pub(crate) fn is_connection_lost(error: &diesel::result::Error) -> bool {
                 "connection to server was lost",
                 "could not receive data from server",
                 "could not send data to server",
+                // tokio-postgres (diesel-async)
+                "connection closed",
+                // mysql_async (diesel-async)
+                "connection to the server is closed",
+                "broken pipe",
+                "connection reset by peer",
             ]
             .iter()
             .any(|needle| message.contains(needle))

@@ -20,10 +20,15 @@
 //! - `postgres`: PostgreSQL through Diesel (links libpq).
 //! - `mysql`: MySQL and MariaDB through Diesel (links libmysqlclient).
 //! - `tracing`: `tracing` spans for commit, flush and scope rollback, with row counts.
+//! - `async`: `AsyncUnitOfWork<C>` over diesel-async connections
+//!   (`AsyncPgConnection`, `AsyncMysqlConnection`, `SyncConnectionWrapper<SqliteConnection>`,
+//!   pooled ones): `async` `commit`, `flush`, `load`, `refresh`, scopes, and `retry_async`.
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod any_store;
+#[cfg(feature = "async")]
+mod asynchronous;
 pub mod entity;
 mod error;
 mod events;
@@ -49,19 +54,25 @@ mod trace;
 mod tracking;
 mod unit_of_work;
 
+#[cfg(feature = "async")]
+pub use asynchronous::{transaction_async, AsyncUnitOfWork, ScopeBody};
 pub use entity::{
     AutoIncrementKey, Entity, FieldInfo, FieldSet, ForeignKey, Load, Persist, Relation,
     RelationVisitor, SkippedDefault, VersionField, MAX_FIELDS,
 };
 pub use error::{Error, Operation, Result};
 pub use events::DomainEvent;
+#[cfg(feature = "async")]
+pub use exec::Async;
 pub use exec::{Changes, Dialect, Driver};
 pub use handle::{EntitiesMut, Handle};
 pub use preview::PlanPreview;
 pub use report::{CommitReport, TableReport};
 pub use resource::{AtomicFile, Participant, ParticipantError};
-pub use retry::{retry, RetryPolicy, Retryable};
+pub use retry::{retry, retry_async, RetryPolicy, Retryable};
 pub use scope::{transaction, Scope};
+#[cfg(feature = "async")]
+pub use scoped_futures::{ScopedBoxFuture, ScopedFutureExt};
 pub use tracking::EntityState;
 pub use unit_of_work::UnitOfWork;
 

@@ -215,6 +215,61 @@ pub fn retry<T, E: Retryable>(
     }
 }
 
+/// [`retry`] for async code: waits between runs with `sleep` (your runtime's timer, so that
+/// the thread is not blocked: `tokio::time::sleep`), and runs `run`, an async closure that can
+/// borrow what it captures (a connection, a pool) mutably, once per attempt. Inside a spawned
+/// task, write `async move |attempt| ..` (moving the connection in): rustc cannot yet prove
+/// `Send` for a task whose async closure borrows its captures (rust-lang/rust#100013).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// let policy = uow::RetryPolicy::default().backoff(Duration::ZERO, Duration::ZERO);
+/// let mut runs = Vec::new();
+/// let outcome = tokio::runtime::Runtime::new()?.block_on(uow::retry_async(
+///     &policy,
+///     tokio::time::sleep,
+///     async |attempt| {
+///         runs.push(attempt);
+///         if attempt < 3 {
+///             // What a deadlock looks like: transient, so it is run again.
+///             return Err(uow::Error::Transaction(diesel::result::Error::DatabaseError(
+///                 diesel::result::DatabaseErrorKind::SerializationFailure,
+///                 Box::new("could not serialize access".to_string()),
+///             )));
+///         }
+///         Ok(attempt)
+///     },
+/// ));
+/// assert_eq!(outcome?, 3);
+/// assert_eq!(runs, [1, 2, 3]);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn retry_async<T, E, S>(
+    policy: &RetryPolicy,
+    mut sleep: impl FnMut(Duration) -> S,
+    mut run: impl AsyncFnMut(u32) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    E: Retryable,
+    S: std::future::Future<Output = ()>,
+{
+    let mut attempt = 1;
+    loop {
+        match run(attempt).await {
+            Err(error)
+                if attempt < policy.attempts
+                    && error.uow_error().is_some_and(|e| policy.should_retry(e)) =>
+            {
+                sleep(policy.delay(attempt)).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

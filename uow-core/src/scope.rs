@@ -124,7 +124,7 @@ where
     F: FnOnce(&mut Scope<'_, C>) -> std::result::Result<R, E>,
     E: From<Error>,
 {
-    UnitOfWork::new().transaction(conn, f)
+    UnitOfWork::<C>::new().transaction(conn, f)
 }
 
 impl<C> UnitOfWork<C>

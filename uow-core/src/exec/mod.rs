@@ -24,6 +24,8 @@ pub(crate) mod driver;
 mod mysql;
 #[cfg(feature = "mysql")]
 mod mysql_batched;
+#[cfg(feature = "async")]
+mod nonblocking;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]
@@ -37,6 +39,8 @@ pub(crate) mod transaction;
 
 pub use dialect::{Dialect, Session};
 pub use driver::Driver;
+#[cfg(feature = "async")]
+pub use nonblocking::Async;
 pub use statements::Changes;
 
 use crate::entity::Persist;
