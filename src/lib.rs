@@ -74,7 +74,8 @@ pub use uow_core::*;
 pub use uow_derive::Tracked;
 
 /// The README's code blocks, run as doctests so the "In short" example cannot go stale. Its
-/// other blocks are tagged `sh`/`text`; the example opens an SQLite database, hence the feature.
+/// other blocks are tagged `sh`/`text`, except "Async and web", which runs with `async` on; the
+/// examples open SQLite databases, hence the feature.
 #[cfg(all(doctest, feature = "sqlite"))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -202,15 +202,21 @@ impl<'s, C: Driver> ScopeRun<'s, C> {
         outermost: bool,
     ) -> Result<Self> {
         let depth_before = transaction::depth::<C>(conn).await?;
-        transaction::begin::<C>(conn).await?;
         uow.state.begin_scope();
-        Ok(ScopeRun {
+        // Armed before BEGIN is sent: a BEGIN cut short leaves the connection in doubt.
+        let mut run = ScopeRun {
             uow,
             conn,
             depth_before,
             outermost,
             armed: true,
-        })
+        };
+        if let Err(error) = transaction::begin::<C>(run.conn).await {
+            run.armed = false;
+            run.uow.state.end_scope(false);
+            return Err(error);
+        }
+        Ok(run)
     }
 
     /// The scope handed to the caller's closure.
