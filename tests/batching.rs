@@ -312,7 +312,7 @@ backend_tests! {
 
 // MySQL/MariaDB only: a single row larger than `max_allowed_packet` cannot be sent at all; it is
 // refused before it is sent, so the server does not drop the connection.
-backend_module! { "mysql", mysql_packet, diesel::MysqlConnection;
+backend_tests_on! { mysql: mysql_packet, mysql_packet_async;
     fn a_row_larger_than_one_packet_is_refused_before_it_is_sent(db) {
         create_blobs(&mut db);
         let mut uow = UnitOfWork::<Conn>::new();

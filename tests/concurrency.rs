@@ -403,7 +403,7 @@ mod contention {
 }
 
 // SQLite's transient failure: another connection holds the write lock.
-backend_module! { "sqlite", sqlite_busy, diesel::SqliteConnection;
+backend_tests_on! { sqlite: sqlite_busy, sqlite_busy_async;
     fn a_busy_database_is_transient_and_retry_commits_once_it_is_free(db) {
         db.exec("PRAGMA busy_timeout = 0");
         let mut blocker = db.connect();

@@ -78,12 +78,17 @@ where
     #[cfg(feature = "mysql")]
     {
         let any: &mut dyn std::any::Any = conn;
+        use diesel::prelude::*;
+        let mode = diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "CAST(@@innodb_autoinc_lock_mode AS SIGNED)",
+        );
         if let Some(mysql) = any.downcast_mut::<diesel::MysqlConnection>() {
-            use diesel::prelude::*;
-            let mode = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-                "CAST(@@innodb_autoinc_lock_mode AS SIGNED)",
-            ))
-            .get_result::<i64>(mysql);
+            let mode = diesel::select(mode).get_result::<i64>(mysql);
+            return mode.unwrap_or_else(|e| panic!("{e}"));
+        }
+        #[cfg(feature = "async")]
+        if let Some(mysql) = any.downcast_mut::<common::on_async::AsyncConnectionWrapper<diesel_async::AsyncMysqlConnection>>() {
+            let mode = diesel::select(mode).get_result::<i64>(mysql);
             return mode.unwrap_or_else(|e| panic!("{e}"));
         }
     }
@@ -183,7 +188,7 @@ backend_tests! {
 
 // MySQL/MariaDB only: a session may set `auto_increment_increment` (replication setups do), and
 // the ids of a multi-row INSERT then step by it.
-backend_module! { "mysql", mysql_increment, diesel::MysqlConnection;
+backend_tests_on! { mysql: mysql_increment, mysql_increment_async;
     fn ids_of_a_multi_row_insert_follow_the_auto_increment_step(db) {
         db.exec("SET SESSION auto_increment_increment = 3");
         let mut uow = UnitOfWork::<Conn>::new();
@@ -261,7 +266,7 @@ backend_module! { "mysql", mysql_increment, diesel::MysqlConnection;
 // `last_insert_rowid()`, and the INSERT goes without `RETURNING`. Every table below must end
 // with each entity holding its own row's key; the ones the schema check must refuse go through
 // `RETURNING` as before.
-backend_module! { "sqlite", sqlite_rowid_keys, diesel::SqliteConnection;
+backend_tests_on! { sqlite: sqlite_rowid_keys, sqlite_rowid_keys_async;
     fn keys_read_from_the_rowid_only_where_the_key_is_the_rowid_and_nothing_else_inserts(db) {
         for (setup, ddl, by_rowid) in sqlite_rowid_tables() {
             db.exec("DROP TABLE IF EXISTS keyed");

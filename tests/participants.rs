@@ -464,8 +464,8 @@ struct DeferredNote {
 /// The bodies below, on the backends that have deferred constraints.
 macro_rules! deferrable_backend_tests {
     ($($tests:tt)*) => {
-        backend_module!("sqlite", sqlite_deferred, diesel::SqliteConnection; $($tests)*);
-        backend_module!("postgres", postgres_deferred, diesel::PgConnection; $($tests)*);
+        backend_tests_on!(sqlite: sqlite_deferred, sqlite_deferred_async; $($tests)*);
+        backend_tests_on!(postgres: postgres_deferred, postgres_deferred_async; $($tests)*);
     };
 }
 

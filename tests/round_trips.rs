@@ -286,7 +286,7 @@ struct Tagged {
     version: i32,
 }
 
-backend_module! { "postgres", postgres_array_fields, diesel::PgConnection;
+backend_tests_on! { postgres: postgres_array_fields, postgres_array_fields_async;
     fn a_field_of_an_array_type_is_batched_as_a_table_of_values(db) {
         db.exec("CREATE TABLE tagged (id SERIAL PRIMARY KEY, tags INT4[] NOT NULL, label TEXT NOT NULL, version INT NOT NULL)");
         let mut uow = UnitOfWork::<Conn>::new();

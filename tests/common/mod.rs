@@ -628,6 +628,26 @@ macro_rules! async_backend_tests {
     };
 }
 
+/// The bodies on one backend only, on both drivers: `backend_tests_on!(mysql: sync_module,
+/// async_module; fn .. )`.
+#[macro_export]
+macro_rules! backend_tests_on {
+    (sqlite: $sync:ident, $async:ident; $($tests:tt)*) => {
+        $crate::backend_module!("sqlite", $sync, diesel::SqliteConnection; $($tests)*);
+        $crate::async_backend_module!("sqlite", $async,
+            diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>;
+            $($tests)*);
+    };
+    (postgres: $sync:ident, $async:ident; $($tests:tt)*) => {
+        $crate::backend_module!("postgres", $sync, diesel::PgConnection; $($tests)*);
+        $crate::async_backend_module!("postgres", $async, diesel_async::AsyncPgConnection; $($tests)*);
+    };
+    (mysql: $sync:ident, $async:ident; $($tests:tt)*) => {
+        $crate::backend_module!("mysql", $sync, diesel::MysqlConnection; $($tests)*);
+        $crate::async_backend_module!("mysql", $async, diesel_async::AsyncMysqlConnection; $($tests)*);
+    };
+}
+
 /// Like `backend_tests!` on the synchronous driver only: for the few calls that exist only
 /// there (each use says why).
 #[macro_export]
