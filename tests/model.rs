@@ -123,15 +123,6 @@ struct Pet {
     weight: i32,
 }
 
-// The model's runner drives the synchronous `UnitOfWork` itself (its `Top` and `Scoped`
-// sessions); it has no async variant yet.
-sync_backend_tests! {
-    fn random_operations_agree_with_the_model(db) {
-        run_model(&mut db.conn);
-        Ok(())
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Schema and reading rows back with plain Diesel
 // ---------------------------------------------------------------------------------------------
@@ -224,6 +215,19 @@ macro_rules! model_rows_for {
     )*};
 }
 model_rows_for!("sqlite" => diesel::SqliteConnection, "postgres" => diesel::PgConnection, "mysql" => diesel::MysqlConnection);
+#[cfg(feature = "async")]
+model_rows_for!(
+    "sqlite" => common::on_async::AsyncConnectionWrapper<
+        diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>,
+    >,
+    "postgres" => common::on_async::AsyncConnectionWrapper<diesel_async::AsyncPgConnection>,
+    "mysql" => common::on_async::AsyncConnectionWrapper<diesel_async::AsyncMysqlConnection>,
+    "sqlite" => common::on_async::AsyncConnectionWrapper<
+        &'_ mut diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>,
+    >,
+    "postgres" => common::on_async::AsyncConnectionWrapper<&'_ mut diesel_async::AsyncPgConnection>,
+    "mysql" => common::on_async::AsyncConnectionWrapper<&'_ mut diesel_async::AsyncMysqlConnection>
+);
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness and configuration
@@ -1337,14 +1341,21 @@ impl Model {
     }
 }
 
+/// The runner, expanded in each test module so that `UnitOfWork`, `Scope` and
+/// `uow::transaction` are that module's (synchronous, or the async driver's):
+/// `$def_bound` is what `UnitOfWork<C>` needs of `C` there, `$use_bound` the same in bounds
+/// that also name `C::Backend` (`Sized` where `Connection` says it already).
+macro_rules! model_runner {
+    () => {
 // ---------------------------------------------------------------------------------------------
 // Where operations run: the top level (commit) or a scope (flush)
 // ---------------------------------------------------------------------------------------------
 
-trait Session<C: uow::Driver> {
-    fn uow(&mut self) -> &mut UnitOfWork<C>;
-    fn uow_ref(&self) -> &UnitOfWork<C>;
-    fn conn(&mut self) -> &mut C;
+trait Session<C: UowDef> {
+    fn uow(&mut self) -> &mut CoreUow<C>;
+    fn uow_ref(&self) -> &CoreUow<C>;
+    /// Every row of the model's tables, read on the session's connection.
+    fn rows(&mut self) -> Result<Rows, String>;
     /// `commit` at the top level, `flush` inside a scope.
     fn write(&mut self) -> uow::Result<CommitReport>;
     fn refresh_any(&mut self, h: AnyHandle) -> uow::Result<()>;
@@ -1352,27 +1363,27 @@ trait Session<C: uow::Driver> {
     fn load_pet(&mut self, id: i32) -> uow::Result<Handle<Pet>>;
 }
 
-struct Top<'a, C: uow::Driver> {
+struct Top<'a, C: UowDef> {
     uow: &'a mut UnitOfWork<C>,
     conn: &'a mut C,
 }
 
 impl<C> Session<C> for Top<'_, C>
 where
-    C: Connection + diesel::connection::LoadConnection + 'static,
-    C::Backend: uow::Dialect,
-    Owner: uow::Load<C::Backend>,
-    Shelter: uow::Load<C::Backend>,
-    Pet: uow::Load<C::Backend>,
+    C: Connection + diesel::connection::LoadConnection + ModelRows + UowConn + 'static,
+    <C as Connection>::Backend: uow::Dialect,
+    Owner: uow::Load<<C as Connection>::Backend>,
+    Shelter: uow::Load<<C as Connection>::Backend>,
+    Pet: uow::Load<<C as Connection>::Backend>,
 {
-    fn uow(&mut self) -> &mut UnitOfWork<C> {
+    fn uow(&mut self) -> &mut CoreUow<C> {
         self.uow
     }
-    fn uow_ref(&self) -> &UnitOfWork<C> {
+    fn uow_ref(&self) -> &CoreUow<C> {
         self.uow
     }
-    fn conn(&mut self) -> &mut C {
-        self.conn
+    fn rows(&mut self) -> Result<Rows, String> {
+        self.conn.model_rows()
     }
     fn write(&mut self) -> uow::Result<CommitReport> {
         self.uow.commit(self.conn)
@@ -1394,20 +1405,21 @@ where
 
 impl<C> Session<C> for Scope<'_, C>
 where
-    C: Connection + diesel::connection::LoadConnection + 'static,
-    C::Backend: uow::Dialect,
-    Owner: uow::Load<C::Backend>,
-    Shelter: uow::Load<C::Backend>,
-    Pet: uow::Load<C::Backend>,
+    C: Connection + diesel::connection::LoadConnection + UowConn + 'static,
+    for<'x> Scope<'x, C>: ScopeRows,
+    <C as Connection>::Backend: uow::Dialect,
+    Owner: uow::Load<<C as Connection>::Backend>,
+    Shelter: uow::Load<<C as Connection>::Backend>,
+    Pet: uow::Load<<C as Connection>::Backend>,
 {
-    fn uow(&mut self) -> &mut UnitOfWork<C> {
+    fn uow(&mut self) -> &mut CoreUow<C> {
         self
     }
-    fn uow_ref(&self) -> &UnitOfWork<C> {
+    fn uow_ref(&self) -> &CoreUow<C> {
         self
     }
-    fn conn(&mut self) -> &mut C {
-        self.connection()
+    fn rows(&mut self) -> Result<Rows, String> {
+        ScopeRows::rows(self)
     }
     fn write(&mut self) -> uow::Result<CommitReport> {
         self.flush()
@@ -1472,11 +1484,12 @@ struct Runner<C> {
 
 impl<C> Runner<C>
 where
-    C: TestBackend + ModelRows,
-    C::Backend: uow::Dialect,
-    Owner: uow::Load<C::Backend>,
-    Shelter: uow::Load<C::Backend>,
-    Pet: uow::Load<C::Backend>,
+    C: TestBackend + ModelRows + UowConn,
+    for<'x> Scope<'x, C>: ScopeRows,
+    <C as Connection>::Backend: uow::Dialect,
+    Owner: uow::Load<<C as Connection>::Backend>,
+    Shelter: uow::Load<<C as Connection>::Backend>,
+    Pet: uow::Load<<C as Connection>::Backend>,
 {
     fn new() -> Self {
         Runner {
@@ -2421,7 +2434,7 @@ where
             "get_mut(Owner)",
         )?;
         self.check_unchanged(s.uow_ref(), &before, "refused-write-changed-memory")?;
-        self.check_db(s.conn())?;
+        self.check_db(s.rows())?;
         Ok(Outcome::WriteFailed)
     }
 
@@ -2563,7 +2576,7 @@ where
                 ));
                 if let Expect::Fail(why) = &expect {
                     // What it wrote, against the rows before it.
-                    let rows = match self.check_db(s.conn()) {
+                    let rows = match self.check_db(s.rows()) {
                         Ok(()) => "the database is unchanged".to_string(),
                         Err(f) => f.message,
                     };
@@ -2615,7 +2628,7 @@ where
                 }
                 self.tally(expect == Expect::Ok);
                 self.settle(s.uow_ref())?;
-                self.check_db(s.conn())?;
+                self.check_db(s.rows())?;
                 self.check_memory(s.uow_ref())?;
                 Ok(Outcome::WriteOk)
             }
@@ -2628,7 +2641,7 @@ where
                     ));
                 }
                 self.check_unchanged(s.uow_ref(), &before, "failed-write-changed-memory")?;
-                self.check_db(s.conn())?;
+                self.check_db(s.rows())?;
                 Ok(Outcome::WriteFailed)
             }
         }
@@ -2713,7 +2726,7 @@ where
 
     /// After a successful write: generated keys read from the unit of work, persisted values
     /// become the committed rows, removed entities go.
-    fn settle(&mut self, uow: &UnitOfWork<C>) -> Check {
+    fn settle(&mut self, uow: &CoreUow<C>) -> Check {
         let mut gone_owner_codes = Vec::new();
         let mut gone_pet_ids = Vec::new();
         for i in 0..self.model.shelters.len() {
@@ -2904,7 +2917,7 @@ where
                 }
                 self.tally(expect == Some(Expect::Ok));
                 self.settle(uow)?;
-                self.check_db(conn)?;
+                self.check_db(conn.model_rows())?;
                 self.check_memory(uow)?;
                 Ok(Outcome::WriteOk)
             }
@@ -3011,7 +3024,7 @@ where
         self.model = snapshot;
         self.model.stale.extend(born);
         self.check_unchanged(s.uow_ref(), before, kind)?;
-        self.check_db(s.conn())?;
+        self.check_db(s.rows())?;
         self.check_memory(s.uow_ref())
     }
 
@@ -3168,8 +3181,8 @@ where
 
     // --- checks -----------------------------------------------------------------------------
 
-    fn check_db(&self, conn: &mut C) -> Check {
-        let rows = conn.model_rows().map_err(|e| self.fail("db-read", e))?;
+    fn check_db(&self, rows: Result<Rows, String>) -> Check {
+        let rows = rows.map_err(|e| self.fail("db-read", e))?;
         let expected = self.model.expected_rows();
         fn diff<T: Debug + PartialEq>(table: &str, got: &[T], want: &[T]) -> Option<String> {
             if got == want {
@@ -3201,12 +3214,12 @@ where
     }
 
     /// Everything observable about every held entity, to compare before and after a failure.
-    fn observe_all(&self, uow: &UnitOfWork<C>) -> Vec<String> {
-        fn one<C, T>(uow: &UnitOfWork<C>, label: String, h: &Handle<T>) -> String
+    fn observe_all(&self, uow: &CoreUow<C>) -> Vec<String> {
+        fn one<C, T>(uow: &CoreUow<C>, label: String, h: &Handle<T>) -> String
         where
-            C: TestBackend,
-            C::Backend: uow::Dialect,
-            T: uow::Persist<C::Backend> + Debug,
+            C: TestBackend + UowConn,
+            <C as Connection>::Backend: uow::Dialect,
+            T: uow::Persist<<C as Connection>::Backend> + Debug,
         {
             match (uow.get(h), uow.state(h), uow.changed_columns(h)) {
                 (Ok(v), Ok(s), Ok(c)) => format!("{label}: {v:?} {s:?} {c:?}"),
@@ -3217,23 +3230,23 @@ where
         let mut out = Vec::new();
         for (i, o) in m.owners.iter().enumerate() {
             if let Some(o) = o {
-                out.push(one(uow, format!("owner#{i}"), &o.h));
+                out.push(one::<C, _>(uow, format!("owner#{i}"), &o.h));
             }
         }
         for (i, sh) in m.shelters.iter().enumerate() {
             if let Some(sh) = sh {
-                out.push(one(uow, format!("shelter#{i}"), &sh.h));
+                out.push(one::<C, _>(uow, format!("shelter#{i}"), &sh.h));
             }
         }
         for (i, p) in m.pets.iter().enumerate() {
             if let Some(p) = p {
-                out.push(one(uow, format!("pet#{i}"), &p.h));
+                out.push(one::<C, _>(uow, format!("pet#{i}"), &p.h));
             }
         }
         out
     }
 
-    fn check_unchanged(&self, uow: &UnitOfWork<C>, before: &[String], kind: &str) -> Check {
+    fn check_unchanged(&self, uow: &CoreUow<C>, before: &[String], kind: &str) -> Check {
         let after = self.observe_all(uow);
         if after.len() != before.len() {
             return Err(self.fail(
@@ -3265,7 +3278,7 @@ where
     }
 
     /// Every held handle against the model, stale handles, `len`, `has_changes`.
-    fn check_memory(&self, uow: &UnitOfWork<C>) -> Check {
+    fn check_memory(&self, uow: &CoreUow<C>) -> Check {
         let m = &self.model;
         for (i, o) in m.owners.iter().enumerate() {
             let Some(o) = o else { continue };
@@ -3444,11 +3457,12 @@ where
 /// of the top-level operation it happened in) and the log.
 fn replay<C>(conn: &mut C, ops: &[Op]) -> (Option<(usize, Failure)>, Vec<String>)
 where
-    C: TestBackend + ModelRows,
-    C::Backend: uow::Dialect,
-    Owner: uow::Load<C::Backend>,
-    Shelter: uow::Load<C::Backend>,
-    Pet: uow::Load<C::Backend>,
+    C: TestBackend + ModelRows + UowConn,
+    for<'x> Scope<'x, C>: ScopeRows,
+    <C as Connection>::Backend: uow::Dialect,
+    Owner: uow::Load<<C as Connection>::Backend>,
+    Shelter: uow::Load<<C as Connection>::Backend>,
+    Pet: uow::Load<<C as Connection>::Backend>,
 {
     if let Err(e) = create_tables(conn) {
         let failure = Failure {
@@ -3493,11 +3507,12 @@ fn panic_failure(step: usize, panic: Box<dyn std::any::Any + Send>) -> Failure {
 /// with the same kind of failure.
 fn shrink<C>(conn: &mut C, ops: Vec<Op>, kind: &str, deadline: Instant) -> (Vec<Op>, usize)
 where
-    C: TestBackend + ModelRows,
-    C::Backend: uow::Dialect,
-    Owner: uow::Load<C::Backend>,
-    Shelter: uow::Load<C::Backend>,
-    Pet: uow::Load<C::Backend>,
+    C: TestBackend + ModelRows + UowConn,
+    for<'x> Scope<'x, C>: ScopeRows,
+    <C as Connection>::Backend: uow::Dialect,
+    Owner: uow::Load<<C as Connection>::Backend>,
+    Shelter: uow::Load<<C as Connection>::Backend>,
+    Pet: uow::Load<<C as Connection>::Backend>,
 {
     fn size(ops: &[Op]) -> usize {
         ops.iter()
@@ -3616,11 +3631,12 @@ fn op_kind(op: &Op) -> String {
 
 fn run_model<C>(conn: &mut C)
 where
-    C: TestBackend + ModelRows,
-    C::Backend: uow::Dialect,
-    Owner: uow::Load<C::Backend>,
-    Shelter: uow::Load<C::Backend>,
-    Pet: uow::Load<C::Backend>,
+    C: TestBackend + ModelRows + UowConn,
+    for<'x> Scope<'x, C>: ScopeRows,
+    <C as Connection>::Backend: uow::Dialect,
+    Owner: uow::Load<<C as Connection>::Backend>,
+    Shelter: uow::Load<<C as Connection>::Backend>,
+    Pet: uow::Load<<C as Connection>::Backend>,
 {
     let backend = format!("{:?}", C::KIND).to_lowercase();
     let cfg = Config::from_env(&backend);
@@ -3760,4 +3776,52 @@ where
         }
     }
     panic!("{message}");
+}
+
+    };
+}
+
+/// What a scope's connection reads of the model's tables, on either driver.
+trait ScopeRows {
+    fn rows(&mut self) -> Result<Rows, String>;
+}
+
+impl<C> ScopeRows for uow::Scope<'_, C>
+where
+    C: TestBackend + ModelRows + Send,
+    C::Backend: uow::Dialect,
+{
+    fn rows(&mut self) -> Result<Rows, String> {
+        self.connection().model_rows()
+    }
+}
+
+/// The async harness's scopes, one impl per connection type (the rows are read through a
+/// synchronous wrapper around the scope's own async connection).
+#[cfg(feature = "async")]
+macro_rules! async_scope_rows {
+    ($($feature:literal => $inner:ty),*) => {$(
+        #[cfg(feature = $feature)]
+        impl ScopeRows for common::on_async::Scope<'_, common::on_async::AsyncConnectionWrapper<$inner>> {
+            fn rows(&mut self) -> Result<Rows, String> {
+                self.connection().model_rows()
+            }
+        }
+    )*};
+}
+#[cfg(feature = "async")]
+async_scope_rows!(
+    "sqlite" => diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>,
+    "postgres" => diesel_async::AsyncPgConnection,
+    "mysql" => diesel_async::AsyncMysqlConnection
+);
+
+// The model test on both drivers: the runner is expanded in each module, with that module's
+// `UnitOfWork` and `Scope`.
+backend_tests! {
+    fn random_operations_agree_with_the_model(db) {
+        model_runner!();
+        run_model(&mut db.conn);
+        Ok(())
+    }
 }

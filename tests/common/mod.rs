@@ -561,7 +561,12 @@ impl Instrumentation for StatementLog {
 #[macro_export]
 macro_rules! backend_module {
     ($feature:literal, $module:ident, $conn:ty; $($tests:tt)*) => {
-        $crate::backend_module!(@in [$feature] {} $module, $conn; $($tests)*);
+        $crate::backend_module!(@in [$feature] {
+            use uow::Driver as UowDef;
+            use common::Unbounded as UowConn;
+            /// The unit of work type behind a scope's `Deref` (the same on this driver).
+            type CoreUow<C> = uow::UnitOfWork<C>;
+        } $module, $conn; $($tests)*);
     };
     (@in [$($features:literal),*] {$($uses:item)*} $module:ident, $conn:ty;
         $(fn $name:ident($db:ident) $body:block)*) => {
@@ -570,7 +575,7 @@ macro_rules! backend_module {
             #[allow(unused_imports)]
             use super::*;
             $(
-                #[allow(unused_imports)]
+                #[allow(unused_imports, dead_code)]
                 $uses
             )*
             #[allow(dead_code)]
@@ -596,7 +601,9 @@ macro_rules! async_backend_module {
     ($feature:literal, $module:ident, $conn:ty; $($tests:tt)*) => {
         $crate::backend_module!(@in ["async", $feature] {
             use common::on_async as uow;
-            use common::on_async::{Scope, UnitOfWork};
+            use common::on_async::{Scope, UnitOfWork, Wrapped as UowConn, Wrapped as UowDef};
+            /// The unit of work type behind a scope's `Deref`.
+            type CoreUow<W> = ::uow::UnitOfWork<::uow::Async<<W as common::on_async::Wrapped>::Inner>>;
         } $module, common::on_async::AsyncConnectionWrapper<$conn>; $($tests)*);
     };
 }
@@ -658,6 +665,13 @@ macro_rules! sync_backend_tests {
         $crate::backend_module!("mysql", mysql_sync_only, diesel::MysqlConnection; $($tests)*);
     };
 }
+
+/// No bound at all: in a synchronous test module, generic test code bounds a connection `C`
+/// by what its calls need, and `UnitOfWork<C>`'s own bound follows from those; an explicit
+/// `C: uow::Driver` there would hide that its backend is the connection's.
+pub trait Unbounded {}
+
+impl<T: ?Sized> Unbounded for T {}
 
 /// A scope's connection for the body's own Diesel calls: `&mut C` on the synchronous driver,
 /// a wrapper around the borrowed async connection on the async one.

@@ -23,7 +23,6 @@ use std::task::{Context, Poll, Wake, Waker};
 
 pub use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::AsyncConnection;
-use uow::{Async, CommitReport, Dialect, Handle, Load};
 
 pub use ::uow::*;
 
@@ -71,10 +70,10 @@ pub fn connect<C: AsyncConnection>(url: &str) -> AsyncConnectionWrapper<C> {
     }
 }
 
-/// A connection of the async test modules: the async connection inside.
-pub trait Wrapped: Send + 'static {
+/// A connection of the async test modules: a synchronous Diesel connection on the outside,
+/// the async connection inside.
+pub trait Wrapped: diesel::Connection<Backend: Dialect> + Send + 'static {
     type Inner: AsyncConnection<Backend = Self::Backend> + 'static;
-    type Backend: Dialect;
     fn inner(&mut self) -> &mut Self::Inner;
 }
 
@@ -82,9 +81,9 @@ impl<C> Wrapped for AsyncConnectionWrapper<C>
 where
     C: AsyncConnection + 'static,
     C::Backend: Dialect,
+    Self: diesel::Connection<Backend = C::Backend>,
 {
     type Inner = C;
-    type Backend = C::Backend;
     fn inner(&mut self) -> &mut C {
         self
     }
@@ -111,7 +110,7 @@ impl<F: Future + Unpin> Future for OnThisThread<F> {
 type Body<W> = BorrowingBody<'static, W>;
 
 /// [`Body`] before its lifetime is erased.
-type BorrowingBody<'a, W> = Box<dyn for<'x, 's> FnOnce(&mut Scope<'x, 's, W>) -> bool + 'a>;
+type BorrowingBody<'a, W> = Box<dyn for<'x> FnOnce(&mut Scope<'x, W>) -> bool + 'a>;
 
 /// What a body returns to make uow roll the scope back, the test's own error being kept
 /// aside.
@@ -129,11 +128,11 @@ fn rolled_back_by_test() -> uow::Error {
 unsafe fn erase<'a, W, R, E, F>(f: F, slot: &'a mut Option<Result<R, E>>) -> Body<W>
 where
     W: Wrapped,
-    F: FnOnce(&mut Scope<'_, '_, W>) -> Result<R, E> + 'a,
+    F: FnOnce(&mut Scope<'_, W>) -> Result<R, E> + 'a,
     R: 'a,
     E: 'a,
 {
-    let body: BorrowingBody<'a, W> = Box::new(move |scope: &mut Scope<'_, '_, W>| {
+    let body: BorrowingBody<'a, W> = Box::new(move |scope: &mut Scope<'_, W>| {
         let result = f(scope);
         let ok = result.is_ok();
         *slot = Some(result);
@@ -151,7 +150,7 @@ fn scope_body<'r, W: Wrapped>(
 ) -> uow::ScopedBoxFuture<'static, 'r, uow::Result<()>> {
     let run = Box::pin(async move {
         let body = body;
-        let mut scope = Scope { scope };
+        let mut scope = Scope::new(scope);
         if (body.0)(&mut scope) {
             Ok(())
         } else {
@@ -253,7 +252,7 @@ impl<W: Wrapped> UnitOfWork<W> {
 
     pub fn transaction<R, E, F>(&mut self, conn: &mut W, f: F) -> Result<R, E>
     where
-        F: FnOnce(&mut Scope<'_, '_, W>) -> Result<R, E>,
+        F: FnOnce(&mut Scope<'_, W>) -> Result<R, E>,
         E: From<uow::Error>,
     {
         let mut slot = None;
@@ -268,58 +267,78 @@ impl<W: Wrapped> UnitOfWork<W> {
 pub fn transaction<W, R, E, F>(conn: &mut W, f: F) -> Result<R, E>
 where
     W: Wrapped,
-    F: FnOnce(&mut Scope<'_, '_, W>) -> Result<R, E>,
+    F: FnOnce(&mut Scope<'_, W>) -> Result<R, E>,
     E: From<uow::Error>,
 {
     UnitOfWork::<W>::new().transaction(conn, f)
 }
 
 /// The tests' scope in the async modules: uow's async `Scope` with the test's synchronous
-/// calls.
-pub struct Scope<'a, 's, W: Wrapped> {
-    scope: &'a mut uow::Scope<'s, Async<W::Inner>>,
+/// calls. One lifetime, as the synchronous `Scope<'_, C>` has, so that generic test code
+/// names both alike: it holds the scope by pointer, valid for `'a`.
+pub struct Scope<'a, W: Wrapped> {
+    scope: std::ptr::NonNull<uow::Scope<'static, Async<W::Inner>>>,
+    _borrow: std::marker::PhantomData<&'a mut ()>,
 }
 
-impl<'s, W: Wrapped> Deref for Scope<'_, 's, W> {
-    type Target = uow::Scope<'s, Async<W::Inner>>;
+impl<'a, W: Wrapped> Scope<'a, W> {
+    fn new(scope: &'a mut uow::Scope<'_, Async<W::Inner>>) -> Self {
+        Scope {
+            scope: std::ptr::NonNull::from(scope).cast(),
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    fn get(&mut self) -> &mut uow::Scope<'static, Async<W::Inner>> {
+        // SAFETY: the pointer came from a `&'a mut` that this value stands in for, so it is
+        // valid and unaliased for as long as `self` is borrowed here. The scope's own lifetime
+        // is widened to `'static` only in the type: every use goes through this borrow of
+        // `self`, and no reference it hands out outlives that borrow.
+        unsafe { self.scope.as_mut() }
+    }
+}
+
+impl<W: Wrapped> Deref for Scope<'_, W> {
+    type Target = uow::UnitOfWork<Async<W::Inner>>;
     fn deref(&self) -> &Self::Target {
-        self.scope
+        // SAFETY: as in `get`, for a shared borrow.
+        unsafe { self.scope.as_ref() }
     }
 }
 
-impl<W: Wrapped> DerefMut for Scope<'_, '_, W> {
+impl<W: Wrapped> DerefMut for Scope<'_, W> {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.scope
+        self.get()
     }
 }
 
-impl<W: Wrapped> Scope<'_, '_, W> {
+impl<W: Wrapped> Scope<'_, W> {
     /// The scope's connection, for the body's own synchronous queries.
     pub fn connection(&mut self) -> AsyncConnectionWrapper<&mut W::Inner> {
-        AsyncConnectionWrapper::from(self.scope.connection())
+        AsyncConnectionWrapper::from(self.get().connection())
     }
 
     pub fn flush(&mut self) -> uow::Result<CommitReport> {
-        wait(self.scope.flush())
+        wait(self.get().flush())
     }
 
     pub fn load<T: Load<W::Backend>>(&mut self, key: T::Key) -> uow::Result<Handle<T>> {
-        wait(self.scope.load(key))
+        wait(self.get().load(key))
     }
 
     pub fn refresh<T: Load<W::Backend>>(&mut self, handle: &Handle<T>) -> uow::Result<()> {
-        wait(self.scope.refresh(handle))
+        wait(self.get().refresh(handle))
     }
 
     pub fn nested<R, E, F>(&mut self, f: F) -> Result<R, E>
     where
-        F: FnOnce(&mut Scope<'_, '_, W>) -> Result<R, E>,
+        F: FnOnce(&mut Scope<'_, W>) -> Result<R, E>,
         E: From<uow::Error>,
     {
         let mut slot = None;
         // SAFETY: `nested_with` waits for the scope to end.
         let body = unsafe { erase(f, &mut slot) };
-        let ended = nested_with(self.scope, body);
+        let ended = nested_with(self.get(), body);
         outcome(slot, ended)
     }
 }
