@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,6 +162,17 @@ pub struct AppState {
     pub retry: RetryPolicy,
     /// See [`CommitGate`]; `None` in production.
     pub gate: Option<Arc<CommitGate>>,
+    /// Transfer runs that failed and were rerun (or answered, after the last attempt).
+    pub failed_runs: Arc<FailedRuns>,
+}
+
+/// Transfer runs that failed, by kind.
+#[derive(Debug, Default)]
+pub struct FailedRuns {
+    /// Lost a race: a version check found the row changed (`Error::Conflict`).
+    pub conflicts: AtomicUsize,
+    /// The database was busy, or another transient error.
+    pub transient: AtomicUsize,
 }
 
 impl AppState {
@@ -179,6 +191,7 @@ impl AppState {
                 .backoff(Duration::from_millis(2), Duration::from_millis(50))
                 .retry_conflicts(true),
             gate: None,
+            failed_runs: Arc::default(),
         })
     }
 }
@@ -329,6 +342,11 @@ impl IntoResponse for ApiError {
             ApiError::Uow(e) if is_check_violation(&e) => {
                 format!("insufficient funds (the balance cannot go below 0): {e}")
             }
+            // The library's messages speak to the programmer; these to the API's client.
+            ApiError::Uow(uow::Error::NotFound { key, .. }) => format!("no account with id {key}"),
+            ApiError::Uow(e) if e.is_conflict() => {
+                format!("the account changed while this request ran; read it again and retry ({e})")
+            }
             ApiError::Uow(e) => e.to_string(),
         };
         (status, Json(serde_json::json!({ "error": message }))).into_response()
@@ -447,7 +465,16 @@ async fn transfer(
     let policy = state.retry.clone();
     // `async move`: the handler's future must be `Send` (see `uow::retry_async`).
     let done = uow::retry_async(&policy, tokio::time::sleep, async move |_attempt| {
-        transfer_once(&state, &transfer).await
+        let outcome = transfer_once(&state, &transfer).await;
+        if let Err(ApiError::Uow(e)) = &outcome {
+            let failed = &state.failed_runs;
+            match () {
+                _ if e.is_conflict() => failed.conflicts.fetch_add(1, Ordering::Relaxed),
+                _ if e.is_transient() => failed.transient.fetch_add(1, Ordering::Relaxed),
+                _ => 0,
+            };
+        }
+        outcome
     })
     .await?;
     Ok(Json(done))
