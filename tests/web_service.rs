@@ -471,7 +471,15 @@ async fn a_transfer_cancelled_inside_its_transaction_writes_nothing() {
     server.create("ann", 100).await;
     server.create("bob", 20).await;
     let before = server.rows().await;
+    // Two idle connections in the pool: the next request after the cancelled one gets the
+    // other, and would wait on the write lock if the cancelled one's stayed in the pool.
+    let (first, second) = (
+        server.state.pool.get().await.unwrap(),
+        server.state.pool.get().await.unwrap(),
+    );
+    drop((first, second));
     let pool_size = server.state.pool.status().size;
+    assert_eq!(pool_size, 2);
 
     // A client starts a transfer; the handler loads both accounts, sends both UPDATEs inside
     // its transaction and waits at the gate, before the COMMIT.
@@ -516,10 +524,18 @@ async fn a_transfer_cancelled_inside_its_transaction_writes_nothing() {
         before,
         "nothing of the cancelled transfer was committed"
     );
-    assert_eq!(
-        server.call(Method::GET, "/accounts", None).await,
-        (200, serde_json::to_value(&before).unwrap())
-    );
+
+    // And it did so at once: another connection can take the write lock now (without the
+    // app's `PooledConn`, the broken connection would wait idle in the pool, its transaction
+    // open and the lock held, until the pool next handed it out and discarded it).
+    let mut probe = Conn::establish(&server.database_url)
+        .await
+        .expect("connect");
+    probe
+        .batch_execute("PRAGMA busy_timeout = 1000; BEGIN IMMEDIATE; ROLLBACK")
+        .await
+        .expect("the write lock is free: the cancelled transaction was rolled back");
+    drop(probe);
 
     // The service goes on: the next transfer passes the gate (released beforehand) and
     // commits at once, without waiting for a write lock the cancelled one held.
@@ -544,21 +560,23 @@ async fn a_transfer_cancelled_inside_its_transaction_writes_nothing() {
         "no wait on a lock: {:?}",
         started.elapsed()
     );
+    let after = [
+        Account {
+            id: 1,
+            owner: "ann".into(),
+            balance: 70,
+            version: 2,
+        },
+        Account {
+            id: 2,
+            owner: "bob".into(),
+            balance: 50,
+            version: 2,
+        },
+    ];
+    assert_eq!(server.rows().await, after);
     assert_eq!(
-        server.rows().await,
-        [
-            Account {
-                id: 1,
-                owner: "ann".into(),
-                balance: 70,
-                version: 2
-            },
-            Account {
-                id: 2,
-                owner: "bob".into(),
-                balance: 50,
-                version: 2
-            },
-        ]
+        server.call(Method::GET, "/accounts", None).await,
+        (200, serde_json::to_value(&after).unwrap())
     );
 }
