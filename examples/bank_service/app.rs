@@ -497,9 +497,10 @@ async fn transfer_once(state: &AppState, transfer: &Transfer) -> ApiResult<Trans
     }
     uow.get_mut(&from)?.balance -= transfer.amount;
     uow.get_mut(&to)?.balance += transfer.amount;
-    // The commit: BEGIN, both UPDATEs (each checking the version loaded), COMMIT, written as a
-    // scope that flushes and ends so that the test's gate can sit between the UPDATEs and the
-    // COMMIT; without a gate it sends exactly what `uow.commit(&mut conn)` sends.
+    // The commit: BEGIN, both UPDATEs (each checking the version loaded), COMMIT. Written as a
+    // scope that flushes and then ends, not as `uow.commit(&mut conn)`, so that the test's gate
+    // can sit between the UPDATEs and the COMMIT; the statements are meant to be the same (not
+    // compared against a statement log here).
     let gate = state.gate.clone();
     uow.transaction(&mut conn, |scope| {
         async move {
