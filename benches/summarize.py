@@ -138,19 +138,19 @@ ASYNC_GROUPS = [
         ("diesel_async_multi_row", "diesel-async multi-row INSERT (ids not read)"),
         ("diesel_async_multi_row_returning", "diesel-async multi-row INSERT .. RETURNING id"),
         ("diesel_async_row_by_row", "diesel-async one INSERT per row, one transaction"),
-        ("uow_sync", "uow_sync: UnitOfWork<PgConnection>, the same job"),
+        ("uow_sync", "uow_sync: UnitOfWork on PgConnection, the same job"),
     ]),
     ("w1_async_insert_10000", "W1: commit 10,000 new entities", None),
     ("w2_async_update_10000", "W2: load 10,000, change one field each, commit", [
         ("uow_async", "uow_async: load, attach_all, get_mut x10,000, commit"),
         ("diesel_async_update_loop", "diesel-async: load, per-row UPDATE loop in one transaction"),
         ("diesel_async_update_from_unnest", "diesel-async: load, one UPDATE .. FROM unnest(bound arrays)"),
-        ("uow_sync", "uow_sync: UnitOfWork<PgConnection>, the same job"),
+        ("uow_sync", "uow_sync: UnitOfWork on PgConnection, the same job"),
     ]),
     ("w6_async_mixed", "W6: mixed commit on authors/books (120 INSERTs, 200 UPDATEs, 110 DELETEs)", [
         ("uow_async", "uow_async: register_new + set_parent, get_mut, register_removed, commit"),
         ("diesel_async", "diesel-async: INSERT .. RETURNING x2, UPDATE loop, DELETE .. IN x2"),
-        ("uow_sync", "uow_sync: UnitOfWork<PgConnection>, the same job"),
+        ("uow_sync", "uow_sync: UnitOfWork on PgConnection, the same job"),
     ]),
 ]
 ASYNC_GROUPS[1] = (ASYNC_GROUPS[1][0], ASYNC_GROUPS[1][1], ASYNC_GROUPS[0][2])
