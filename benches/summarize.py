@@ -12,7 +12,9 @@ library only.
 `--markdown` also writes the tables as Markdown, `--svg` the plot of W1 and W2, `--backend`
 limits the tables to those backends (`sqlite`, `postgres`, `postgres_rtt1ms`). Groups named
 `<workload>_<backend>_rtt<RTT>` (benches/latency.sh) are the runs over a link with that
-round trip, tabled as a backend of their own.
+round trip, tabled as a backend of their own. The groups of benches/async_workloads.rs
+(`w1_async_insert_100_postgres`, ...) are tabled apart, as "async": their medians, and per
+workload uow_async / the best diesel-async variant, / the diesel-async loop, / uow_sync.
 """
 
 import argparse
@@ -127,6 +129,42 @@ TARGETS = [
     ("Bulk: scope vs commit per chunk", ("bulk_100000", "scope_flush_per_chunk"), ("bulk_100000", "commit_per_chunk"), "le", 1.1),
     ("Bulk: commit per chunk vs Diesel", ("bulk_100000", "commit_per_chunk"), ("bulk_100000", "diesel_multi_row_returning"), "info", None),
 ]
+
+# The async bench (benches/async_workloads.rs, `--features async,postgres`): groups named
+# `<prefix>_<backend>`, tabled apart ("async"): (group prefix, title, [(function id, label)]).
+ASYNC_GROUPS = [
+    ("w1_async_insert_100", "W1: commit 100 new entities", [
+        ("uow_async", "uow_async: AsyncUnitOfWork, register_new each + commit"),
+        ("diesel_async_multi_row", "diesel-async multi-row INSERT (ids not read)"),
+        ("diesel_async_multi_row_returning", "diesel-async multi-row INSERT .. RETURNING id"),
+        ("diesel_async_row_by_row", "diesel-async one INSERT per row, one transaction"),
+        ("uow_sync", "uow_sync: UnitOfWork on PgConnection, the same job"),
+    ]),
+    ("w1_async_insert_10000", "W1: commit 10,000 new entities", None),
+    ("w2_async_update_10000", "W2: load 10,000, change one field each, commit", [
+        ("uow_async", "uow_async: load, attach_all, get_mut x10,000, commit"),
+        ("diesel_async_update_loop", "diesel-async: load, per-row UPDATE loop in one transaction"),
+        ("diesel_async_update_from_unnest", "diesel-async: load, one UPDATE .. FROM unnest(bound arrays)"),
+        ("uow_sync", "uow_sync: UnitOfWork on PgConnection, the same job"),
+    ]),
+    ("w6_async_mixed", "W6: mixed commit on authors/books (120 INSERTs, 200 UPDATEs, 110 DELETEs)", [
+        ("uow_async", "uow_async: register_new + set_parent, get_mut, register_removed, commit"),
+        ("diesel_async", "diesel-async: INSERT .. RETURNING x2, UPDATE loop, DELETE .. IN x2"),
+        ("uow_sync", "uow_sync: UnitOfWork on PgConnection, the same job"),
+    ]),
+]
+ASYNC_GROUPS[1] = (ASYNC_GROUPS[1][0], ASYNC_GROUPS[1][1], ASYNC_GROUPS[0][2])
+
+# (group prefix, workload, the diesel-async variants that do the whole job set-based (the best
+# is the fastest of them), the per-row loop, bound on uow_async / best or None, bound on
+# uow_async / loop or None).
+ASYNC_RATIOS = [
+    ("w1_async_insert_100", "W1 n=100", ["diesel_async_multi_row", "diesel_async_multi_row_returning"], "diesel_async_row_by_row", 1.1, None),
+    ("w1_async_insert_10000", "W1 n=10,000", ["diesel_async_multi_row", "diesel_async_multi_row_returning"], "diesel_async_row_by_row", 1.1, None),
+    ("w2_async_update_10000", "W2", ["diesel_async_update_from_unnest"], "diesel_async_update_loop", None, 1.0),
+    ("w6_async_mixed", "W6", ["diesel_async"], "diesel_async", 1.1, None),
+]
+
 
 # (key in uow-memory.json, description, bound in bytes or None): the bulk bench's heap counts.
 MEMORY = [
@@ -291,6 +329,51 @@ def target_rows(medians, backend):
     return out
 
 
+def async_rows(medians, backend):
+    """The async bench's medians: (title, label, median, uow_async / this) per group."""
+    out = []
+    for prefix, title, variants in ASYNC_GROUPS:
+        reference = medians.get((backend, prefix, "uow_async"))
+        for fn, label in variants:
+            ns = medians.get((backend, prefix, fn))
+            if ns is None:
+                continue
+            ratio = reference / ns if reference and fn != "uow_async" else None
+            out.append((title, label, ns, ratio))
+    return out
+
+
+def async_ratio_rows(medians, backend):
+    """Per workload: uow_async / the best (fastest) diesel-async variant, / the diesel-async
+    loop, / uow_sync, each with its goal where there is one."""
+    def goal(value, bound):
+        if value is None or bound is None:
+            return "-"
+        return f"<= {bound}x: " + ("met" if value <= bound else "MISSED")
+
+    out = []
+    for prefix, name, best_of, loop, best_bound, loop_bound in ASYNC_RATIOS:
+        uow = medians.get((backend, prefix, "uow_async"))
+        if uow is None:
+            continue
+        measured = [(medians[(backend, prefix, fn)], fn) for fn in best_of if (backend, prefix, fn) in medians]
+        best = min(measured) if measured else None
+        loop_ns = medians.get((backend, prefix, loop))
+        sync_ns = medians.get((backend, prefix, "uow_sync"))
+        r_best = uow / best[0] if best else None
+        r_loop = uow / loop_ns if loop_ns else None
+        r_sync = uow / sync_ns if sync_ns else None
+        out.append((
+            name,
+            f"{fmt_ratio(r_best)} ({best[1]})" if best else "-",
+            goal(r_best, best_bound),
+            fmt_ratio(r_loop),
+            goal(r_loop, loop_bound),
+            fmt_ratio(r_sync),
+        ))
+    return out
+
+
 def print_table(headers, rows, out):
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
@@ -420,6 +503,24 @@ def main():
             print(f"\n== {title(backend)}: targets ==\n")
             print_table(headers, targets, sys.stdout)
             md += [f"### Targets, {title(backend)}", "", markdown_table(headers, targets), ""]
+    for backend in backends_of(medians):
+        if args.backend and backend not in args.backend:
+            continue
+        rows = async_rows(medians, backend)
+        if not rows:
+            continue
+        table = [(t, l, fmt_time(ns), fmt_ratio(r), fmt_versus(r)) for t, l, ns, r in rows]
+        headers = ["workload", "variant", "median", "uow_async ÷ variant", "so uow_async is"]
+        print(f"\n== async (diesel-async), {title(backend)}: medians ==\n")
+        print_table(headers, table, sys.stdout)
+        md += [f"### Async (diesel-async), {title(backend)}", "", markdown_table(headers, table), ""]
+        ratios = async_ratio_rows(medians, backend)
+        if ratios:
+            headers = ["workload", "uow_async / best diesel-async", "goal", "uow_async / diesel-async loop",
+                       "goal", "uow_async / uow_sync"]
+            print(f"\n== async (diesel-async), {title(backend)}: ratios ==\n")
+            print_table(headers, ratios, sys.stdout)
+            md += [f"### Async ratios, {title(backend)}", "", markdown_table(headers, ratios), ""]
     if memory:
         headers = ["heap", "measured", "goal", "status"]
         rows = memory_rows(memory)

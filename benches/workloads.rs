@@ -914,8 +914,7 @@ workloads!(postgres, diesel::PgConnection, postgres_own);
 mod postgres_own {
     use super::*;
 
-    use diesel::sql_types::{Array, BigInt, Integer};
-    use diesel::{PgConnection, RunQueryDsl};
+    use diesel::PgConnection;
 
     pub fn w1(_group: &mut BenchmarkGroup<'_, WallTime>, _n: usize) {}
     pub fn w1_returning(_group: &mut BenchmarkGroup<'_, WallTime>, _n: usize) {}
@@ -932,25 +931,16 @@ mod postgres_own {
         ("diesel_update_from_unnest", update_qty_from_unnest),
     ];
 
-    /// The fastest W2 commit by hand found: every row's key and new `qty` bound as two arrays
-    /// (`items.id` is `int4`, `qty` `int8`) and joined to the table in one statement, so the
-    /// whole commit is one round trip whatever the number of rows, and the statement's text
-    /// never changes. It runs on its own (one statement is atomic), without the BEGIN and
-    /// COMMIT round trips a unit of work sends.
+    /// The fastest W2 commit by hand found: `common::update_qty_from_unnest_query`, two bound
+    /// arrays joined to the table in one statement (also the async bench's baseline). It runs
+    /// on its own (one statement is atomic), without the BEGIN and COMMIT round trips a unit
+    /// of work sends.
     #[inline(never)]
     fn update_qty_from_unnest(
         conn: &mut PgConnection,
         rows: &[Item],
     ) -> diesel::QueryResult<usize> {
-        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
-        let qtys: Vec<i64> = rows.iter().map(|r| r.qty).collect();
-        diesel::sql_query(
-            "UPDATE items SET qty = v.qty \
-             FROM unnest($1::int4[], $2::int8[]) AS v (id, qty) WHERE items.id = v.id",
-        )
-        .bind::<Array<Integer>, _>(ids)
-        .bind::<Array<BigInt>, _>(qtys)
-        .execute(conn)
+        diesel::query_dsl::methods::ExecuteDsl::execute(update_qty_from_unnest_query(rows), conn)
     }
 }
 

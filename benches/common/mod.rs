@@ -237,6 +237,101 @@ impl BenchBackend for diesel::PgConnection {
     }
 }
 
+/// W2's commit by hand as one statement on PostgreSQL, the fastest found: every row's key and
+/// new `qty` bound as two arrays (`items.id` is `int4`, `qty` `int8`) and joined to the table,
+/// so the whole commit is one round trip whatever the number of rows and the statement's text
+/// never changes. The query alone, for Diesel (`diesel::query_dsl::methods::ExecuteDsl`) and
+/// diesel-async (`diesel_async::RunQueryDsl`) alike.
+#[cfg(feature = "postgres")]
+pub fn update_qty_from_unnest_query(
+    rows: &[Item],
+) -> impl diesel::query_builder::QueryFragment<diesel::pg::Pg>
+       + diesel::query_builder::QueryId
+       + Send
+       + 'static {
+    use diesel::sql_types::{Array, BigInt, Integer};
+    let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+    let qtys: Vec<i64> = rows.iter().map(|r| r.qty).collect();
+    diesel::sql_query(
+        "UPDATE items SET qty = v.qty \
+         FROM unnest($1::int4[], $2::int8[]) AS v (id, qty) WHERE items.id = v.id",
+    )
+    .bind::<Array<Integer>, _>(ids)
+    .bind::<Array<BigInt>, _>(qtys)
+}
+
+/// PostgreSQL through diesel-async (`benches/async_workloads.rs`): a schema of its own made
+/// and dropped by a [`BenchDb<PgConnection>`](BenchDb), and an `AsyncPgConnection` set to it.
+#[cfg(all(feature = "async", feature = "postgres"))]
+pub mod on_async {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+    use super::{BenchBackend, BenchDb, StatementLog, POSTGRES_URL_DEFAULT, POSTGRES_URL_VAR};
+
+    /// An async connection on a schema of its own with the benchmark tables, empty; the schema
+    /// is dropped when the value is (after the async connection is closed).
+    pub struct AsyncBenchDb {
+        pub conn: AsyncPgConnection,
+        /// The synchronous connection that made the schema; dropping it drops the schema.
+        _schema: BenchDb<PgConnection>,
+    }
+
+    impl AsyncBenchDb {
+        /// Must run inside a tokio runtime (the connection's task is spawned on it).
+        pub async fn open() -> Self {
+            let mut schema_db = <PgConnection as BenchBackend>::open();
+            let schema: String = match diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+                "current_schema()",
+            ))
+            .get_result(&mut schema_db.conn)
+            {
+                Ok(schema) => schema,
+                Err(e) => panic!("current_schema(): {e}"),
+            };
+            let url = std::env::var(POSTGRES_URL_VAR)
+                .unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_string());
+            let mut conn = match AsyncPgConnection::establish(&url).await {
+                Ok(conn) => conn,
+                Err(e) => panic!("diesel-async cannot reach PostgreSQL at {url}: {e}"),
+            };
+            let mut db = AsyncBenchDb {
+                conn: match conn
+                    .batch_execute(&format!("SET search_path TO {schema}"))
+                    .await
+                {
+                    Ok(()) => conn,
+                    Err(e) => panic!("SET search_path: {e}"),
+                },
+                _schema: schema_db,
+            };
+            db.exec(<PgConnection as BenchBackend>::RESET).await;
+            db
+        }
+
+        /// Runs statements without values (DDL, reset).
+        pub async fn exec(&mut self, sql: &str) {
+            if let Err(e) = self.conn.batch_execute(sql).await {
+                panic!("benchmark setup statement failed: {e}\n{sql}");
+            }
+        }
+
+        /// Empties every table and restarts the generated keys.
+        pub async fn reset(&mut self) {
+            self.exec(<PgConnection as BenchBackend>::RESET).await;
+        }
+    }
+
+    impl StatementLog {
+        /// [`StatementLog::attach`] for a diesel-async connection (same instrumentation).
+        pub fn attach_async<C: AsyncConnection>(conn: &mut C) -> Self {
+            let log = StatementLog::default();
+            conn.set_instrumentation(log.clone());
+            log
+        }
+    }
+}
+
 /// Counts the statements Diesel sends (transaction control included), for the sanity checks
 /// that run before each benchmark, on a connection of their own.
 #[derive(Clone, Default)]
