@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::on_async::{wait, Wrapped};
+use common::on_async::wait;
 use common::*;
 use diesel::connection::SimpleConnection;
 use uow::prelude::*;
