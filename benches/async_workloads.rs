@@ -259,6 +259,27 @@ mod on_async {
         }
     }
 
+    /// `w1_multi_row_returning` inside `conn.transaction`: the hand-written form with the
+    /// unit of work's guarantee that a future dropped half way writes nothing (a lone
+    /// statement already sent commits whether or not its future is still awaited).
+    pub async fn w1_returning_in_transaction(conn: &mut Conn, rows: &mut [Item]) {
+        let new: Vec<NewItem<'_>> = rows.iter().map(NewItem::from).collect();
+        let ids: Vec<i32> = ok(
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                diesel::insert_into(items::table)
+                    .values(&new)
+                    .returning(items::id)
+                    .get_results(conn)
+                    .await
+            })
+            .await,
+            "insert returning in a transaction",
+        );
+        for (row, id) in rows.iter_mut().zip(ids) {
+            row.id = id;
+        }
+    }
+
     pub async fn w1_row_by_row(conn: &mut Conn, rows: &[Item]) {
         ok(
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -628,11 +649,12 @@ fn w1_check(n: usize) {
         let mut db = AsyncBenchDb::open().await;
         let log = StatementLog::attach_async(&mut db.conn);
         let mut uow = on_async::w1_uow(&mut db.conn, new_items(n)).await;
-        // uow sends batches of at most 1,000 rows, the same as on the synchronous driver.
+        // uow sends one INSERT of up to 65,535 rows (every column one array), the same as on
+        // the synchronous driver.
         assert_eq!(
             log.take_writes().len(),
-            n.div_ceil(1000),
-            "uow_async: multi-row INSERTs of 1,000 rows"
+            n.div_ceil(65_535),
+            "uow_async: one multi-row INSERT"
         );
         assert_eq!(on_async::count_items(&mut db.conn).await, n as i64);
         assert_eq!(uow.len(), n);
@@ -668,6 +690,18 @@ fn w1_check(n: usize) {
         assert_eq!(on_async::count_items(&mut db.conn).await, n as i64);
 
         db.reset().await;
+        let mut rows = new_items(n);
+        log.take();
+        on_async::w1_returning_in_transaction(&mut db.conn, &mut rows).await;
+        assert_eq!(
+            log.take_writes().len(),
+            1,
+            "diesel-async: one INSERT RETURNING in a transaction"
+        );
+        assert!(rows.iter().all(|r| r.id > 0));
+        assert_eq!(on_async::count_items(&mut db.conn).await, n as i64);
+
+        db.reset().await;
         log.take();
         on_async::w1_row_by_row(&mut db.conn, &new_items(n)).await;
         assert_eq!(
@@ -681,7 +715,7 @@ fn w1_check(n: usize) {
     let mut db = <PgConnection as BenchBackend>::open();
     let log = StatementLog::attach(&mut db.conn);
     let uow = on_sync::w1_uow(&mut db.conn, new_items(n));
-    assert_eq!(log.take_writes().len(), n.div_ceil(1000), "uow_sync");
+    assert_eq!(log.take_writes().len(), n.div_ceil(65_535), "uow_sync");
     assert_eq!(on_sync::count_items(&mut db.conn), n as i64);
     assert_eq!(uow.len(), n);
 }
@@ -735,6 +769,24 @@ fn w1(c: &mut Criterion) {
                     },
                     async |db: &mut AsyncBenchDb, mut rows: Vec<Item>| {
                         on_async::w1_multi_row_returning(&mut db.conn, &mut rows).await;
+                        rows
+                    },
+                )
+            });
+            block_on(async move { drop(db) });
+        });
+        g.bench_function("diesel_async_returning_in_transaction", |b| {
+            let mut db = block_on(AsyncBenchDb::open());
+            b.iter_custom(|iters| {
+                timed_async(
+                    iters,
+                    &mut db,
+                    async |db: &mut AsyncBenchDb| {
+                        db.reset().await;
+                        new_items(n)
+                    },
+                    async |db: &mut AsyncBenchDb, mut rows: Vec<Item>| {
+                        on_async::w1_returning_in_transaction(&mut db.conn, &mut rows).await;
                         rows
                     },
                 )

@@ -137,6 +137,7 @@ ASYNC_GROUPS = [
         ("uow_async", "uow_async: AsyncUnitOfWork, register_new each + commit"),
         ("diesel_async_multi_row", "diesel-async multi-row INSERT (ids not read)"),
         ("diesel_async_multi_row_returning", "diesel-async multi-row INSERT .. RETURNING id"),
+        ("diesel_async_returning_in_transaction", "diesel-async multi-row INSERT .. RETURNING id in conn.transaction"),
         ("diesel_async_row_by_row", "diesel-async one INSERT per row, one transaction"),
         ("uow_sync", "uow_sync: UnitOfWork on PgConnection, the same job"),
     ]),
@@ -360,13 +361,16 @@ def async_ratio_rows(medians, backend):
         best = min(measured) if measured else None
         loop_ns = medians.get((backend, prefix, loop))
         sync_ns = medians.get((backend, prefix, "uow_sync"))
+        guarded_ns = medians.get((backend, prefix, "diesel_async_returning_in_transaction"))
         r_best = uow / best[0] if best else None
+        r_guarded = uow / guarded_ns if guarded_ns else None
         r_loop = uow / loop_ns if loop_ns else None
         r_sync = uow / sync_ns if sync_ns else None
         out.append((
             name,
             f"{fmt_ratio(r_best)} ({best[1]})" if best else "-",
             goal(r_best, best_bound),
+            fmt_ratio(r_guarded),
             fmt_ratio(r_loop),
             goal(r_loop, loop_bound),
             fmt_ratio(r_sync),
@@ -516,7 +520,8 @@ def main():
         md += [f"### Async (diesel-async), {title(backend)}", "", markdown_table(headers, table), ""]
         ratios = async_ratio_rows(medians, backend)
         if ratios:
-            headers = ["workload", "uow_async / best diesel-async", "goal", "uow_async / diesel-async loop",
+            headers = ["workload", "uow_async / best diesel-async", "goal",
+                       "uow_async / RETURNING in a transaction", "uow_async / diesel-async loop",
                        "goal", "uow_async / uow_sync"]
             print(f"\n== async (diesel-async), {title(backend)}: ratios ==\n")
             print_table(headers, ratios, sys.stdout)

@@ -75,7 +75,7 @@ impl<T> std::fmt::Debug for ColumnValues<'_, T> {
 }
 
 impl<'a, T: Entity> Batch<'a, T> {
-    fn new(columns: Vec<Column>, rows: &'a [(&'a T, &'a T)]) -> Self {
+    pub(super) fn new(columns: Vec<Column>, rows: &'a [(&'a T, &'a T)]) -> Self {
         let numbers = (0..rows.len())
             .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
             .collect();

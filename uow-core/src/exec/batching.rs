@@ -34,8 +34,9 @@ pub(crate) fn key_width<T: Entity>() -> usize {
 
 /// Rows of `T` one INSERT step carries on `DB`: as many as the bind limit allows, at most
 /// [`MAX_ROWS_PER_INSERT`]. A backend may send a step with generated fields in several
-/// statements ([`Dialect::generated_rows_per_statement`]).
-pub(crate) fn rows_per_insert<T: Entity, DB: Dialect>() -> usize {
+/// statements ([`Dialect::generated_rows_per_statement`]); one that binds nothing per row
+/// (PostgreSQL's arrays) says itself how many rows a statement carries.
+pub(crate) fn rows_per_insert<T: Persist<DB>, DB: Dialect>() -> usize {
     let width = insert_width::<T>();
     if !T::HAS_GENERATED {
         if width == 0 {
@@ -45,16 +46,14 @@ pub(crate) fn rows_per_insert<T: Entity, DB: Dialect>() -> usize {
         return rows_per_statement(width, DB::MAX_BIND_PARAMS, MAX_ROWS_PER_INSERT);
     }
     let (per_row, fixed) = DB::generated_insert_binds::<T>();
-    let by_binds = rows_per_statement(
+    if per_row == 0 {
+        return DB::generated_rows_per_statement::<T>().max(1);
+    }
+    rows_per_statement(
         per_row,
         DB::MAX_BIND_PARAMS.saturating_sub(fixed),
         MAX_ROWS_PER_INSERT,
-    );
-    if per_row == 0 {
-        by_binds.min(DB::generated_rows_per_statement::<T>())
-    } else {
-        by_binds
-    }
+    )
 }
 
 /// What the planner needs to know about `T` on `DB`: rows per INSERT and DELETE step, and

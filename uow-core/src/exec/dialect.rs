@@ -103,14 +103,14 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
 
     /// Rows with generated fields one INSERT statement carries on this backend.
     #[doc(hidden)]
-    fn generated_rows_per_statement<T: Entity>() -> usize {
+    fn generated_rows_per_statement<T: Persist<Self>>() -> usize {
         1
     }
 
     /// Bind parameters an INSERT of `T` with generated fields carries per row, and once per
     /// statement.
     #[doc(hidden)]
-    fn generated_insert_binds<T: Entity>() -> (usize, usize) {
+    fn generated_insert_binds<T: Persist<Self>>() -> (usize, usize) {
         (insert_width::<T>(), 0)
     }
 

@@ -336,7 +336,7 @@ impl Dialect for Mysql {
         Ok(inserted)
     }
 
-    fn generated_rows_per_statement<T: Entity>() -> usize {
+    fn generated_rows_per_statement<T: Persist<Self>>() -> usize {
         // Only an AUTO_INCREMENT key can be read back (through LAST_INSERT_ID).
         let only_key_generated = T::FIELDS.iter().all(|f| !f.generated || f.key);
         if only_key_generated {

@@ -7,7 +7,7 @@ use diesel::row::NamedRow;
 use diesel::sql_types::Untyped;
 use diesel::QueryResult;
 
-use super::batched::{Batch, FirstMissing, UpdateRows};
+use super::batched::{Batch, Column, FirstMissing, Source, UpdateRows, ROW};
 use super::batching::{
     insert_width, rows_per_insert, update_base_width, MAX_CACHED_BATCH_BINDS, MAX_ROWS_PER_INSERT,
 };
@@ -74,7 +74,9 @@ impl Dialect for Pg {
         if !key_is_generated::<T>() || rows.is_empty() {
             return insert_one_by_one::<D, T>(conn, rows).await;
         }
-        let statement = InsertAllocatingKeys::new(rows)?;
+        // Each row paired with itself: the array form reads a batch's columns from pairs.
+        let pairs: Vec<(&T, &T)> = rows.iter().map(|row| (*row, *row)).collect();
+        let statement = InsertAllocatingKeys::new(rows, &pairs)?;
         let returned: Vec<NumberedRow<T>> = D::load(conn, statement).await?;
         if returned.is_empty() {
             // The statement inserts nothing when the key owns no sequence.
@@ -103,20 +105,27 @@ impl Dialect for Pg {
         })
     }
 
-    fn generated_rows_per_statement<T: Entity>() -> usize {
-        if key_is_generated::<T>() {
-            MAX_ROWS_PER_INSERT
-        } else {
+    /// Arrays: as many rows as an UPDATE carries (one statement text for every batch, so
+    /// no cap is needed to keep it cached); a table of bound values: [`MAX_ROWS_PER_INSERT`].
+    fn generated_rows_per_statement<T: Persist<Self>>() -> usize {
+        if !key_is_generated::<T>() {
             1
+        } else if postgres_arrays::arrays_fit::<T>() {
+            Self::MAX_ROWS_PER_UPDATE
+        } else {
+            MAX_ROWS_PER_INSERT
         }
     }
 
-    fn generated_insert_binds<T: Entity>() -> (usize, usize) {
-        if key_is_generated::<T>() {
+    fn generated_insert_binds<T: Persist<Self>>() -> (usize, usize) {
+        if !key_is_generated::<T>() {
+            (insert_width::<T>(), 0)
+        } else if postgres_arrays::arrays_fit::<T>() {
+            // The table and key column names, the numbers' array and one array per column.
+            (0, insert_width::<T>() + 3)
+        } else {
             // Each row's number, and the table and key column names once.
             (insert_width::<T>() + 1, 2)
-        } else {
-            (insert_width::<T>(), 0)
         }
     }
 }
@@ -130,8 +139,8 @@ fn key_is_generated<T: Entity>() -> bool {
 ///
 /// ```sql
 /// WITH "__uow_rows" AS (
-///     SELECT nextval((SELECT pg_get_serial_sequence($1, $2))) AS "__uow_key", "__uow_v".*
-///     FROM (VALUES ($3, $4, ..), ..) AS "__uow_v" ("__uow_row", "name", ..)
+///     SELECT nextval((SELECT CAST(pg_get_serial_sequence($1, $2) AS regclass))) AS "__uow_key", "__uow_v".*
+///     FROM unnest($3, $4, ..) AS "__uow_v" ("__uow_row", "name", ..)
 /// ), "__uow_inserted" AS (
 ///     INSERT INTO "t" ("id", "name", ..) OVERRIDING SYSTEM VALUE
 ///     SELECT "__uow_key", "name", .. FROM "__uow_rows" WHERE "__uow_key" IS NOT NULL
@@ -150,8 +159,16 @@ fn key_is_generated<T: Entity>() -> bool {
 /// same). A key with no such sequence makes `$1, $2` name none: nothing is inserted and
 /// nothing returned, and the caller falls back to one statement per row. A trigger that
 /// changes a key leaves that row without a number, and the commit is refused.
+///
+/// The rows come as arrays, one per column (`$3` the numbers 0.., `$4` the first column's
+/// values, ..: `postgres_arrays.rs`), so the statement's text is the same for every batch
+/// of a table and stays in the prepared-statement cache, and planning it does not grow with
+/// the rows. An entity with a field of an array type (PostgreSQL has no arrays of arrays)
+/// sends its rows as `(VALUES ($3, $4, ..), ..)` instead, at most [`MAX_ROWS_PER_INSERT`].
 pub(super) struct InsertAllocatingKeys<'a, T> {
     rows: &'a [&'a T],
+    /// The rows as arrays, or `None` for the `VALUES` form.
+    arrays: Option<Batch<'a, T>>,
     /// The table as a (quoted, possibly schema-qualified) name, and the key column, bound
     /// as text for `pg_get_serial_sequence`.
     table: String,
@@ -160,7 +177,8 @@ pub(super) struct InsertAllocatingKeys<'a, T> {
 }
 
 impl<'a, T: Persist<Pg>> InsertAllocatingKeys<'a, T> {
-    pub(super) fn new(rows: &'a [&'a T]) -> QueryResult<Self> {
+    /// `pairs` holds each row of `rows` paired with itself.
+    pub(super) fn new(rows: &'a [&'a T], pairs: &'a [(&'a T, &'a T)]) -> QueryResult<Self> {
         let mut table = PgQueryBuilder::new();
         TableName::<T>(std::marker::PhantomData).to_sql(&mut table, &Pg)?;
         let key_column = T::FIELDS
@@ -173,8 +191,26 @@ impl<'a, T: Persist<Pg>> InsertAllocatingKeys<'a, T> {
         let numbers = (0..rows.len())
             .map(|n| i32::try_from(n).unwrap_or(i32::MAX))
             .collect();
+        let arrays = postgres_arrays::arrays_fit::<T>().then(|| {
+            let mut columns = vec![Column {
+                name: ROW,
+                source: Source::Number,
+            }];
+            columns.extend(
+                T::FIELDS
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| !f.generated)
+                    .map(|(n, f)| Column {
+                        name: f.column,
+                        source: Source::First(n),
+                    }),
+            );
+            Batch::new(columns, pairs)
+        });
         Ok(InsertAllocatingKeys {
             rows,
+            arrays,
             table: table.finish(),
             key_column,
             numbers,
@@ -204,30 +240,18 @@ impl<T: Entity> Query for InsertAllocatingKeys<'_, T> {
 
 impl<T: Persist<Pg>> QueryFragment<Pg> for InsertAllocatingKeys<'_, T> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let full = self.rows.len() == rows_per_insert::<T, Pg>();
-        if !full && self.rows.len() * (insert_width::<T>() + 1) > MAX_CACHED_BATCH_BINDS {
-            out.unsafe_to_cache_prepared();
-        }
-        out.push_sql("WITH \"__uow_rows\" AS (SELECT nextval((SELECT pg_get_serial_sequence(");
+        // The sequence is looked up, and its name resolved, once per statement (the sub-select
+        // is evaluated once), not once per row as `nextval(text)` would.
+        out.push_sql("WITH \"__uow_rows\" AS (SELECT nextval((SELECT CAST(pg_get_serial_sequence(");
         out.push_bind_param::<Text, str>(self.table.as_str())?;
         out.push_sql(", ");
         out.push_bind_param::<Text, str>(self.key_column)?;
-        out.push_sql("))) AS \"__uow_key\", \"__uow_v\".* FROM (VALUES ");
-        for (index, (row, number)) in self.rows.iter().zip(&self.numbers).enumerate() {
-            out.push_sql(if index == 0 { "(" } else { ", (" });
-            out.push_bind_param::<Integer, i32>(number)?;
-            if insert_width::<T>() > 0 {
-                out.push_sql(", ");
-                walk_inserted_values(*row, &mut out)?;
-            }
-            out.push_sql(")");
+        out.push_sql(") AS regclass))) AS \"__uow_key\", \"__uow_v\".* FROM ");
+        match &self.arrays {
+            Some(batch) => postgres_arrays::walk_unnest(batch, &mut out)?,
+            None => self.walk_values(&mut out)?,
         }
-        out.push_sql(") AS \"__uow_v\" (\"__uow_row\"");
-        if insert_width::<T>() > 0 {
-            out.push_sql(", ");
-            push_columns::<T, Pg>(&mut out, |f| !f.generated)?;
-        }
-        out.push_sql(")), \"__uow_inserted\" AS (INSERT INTO ");
+        out.push_sql("), \"__uow_inserted\" AS (INSERT INTO ");
         T::walk_table(out.reborrow())?;
         out.push_sql(" (");
         out.push_identifier(self.key_column)?;
@@ -245,6 +269,33 @@ impl<T: Persist<Pg>> QueryFragment<Pg> for InsertAllocatingKeys<'_, T> {
         out.push_sql(") SELECT \"__uow_rows\".\"__uow_row\", \"__uow_inserted\".* FROM \"__uow_inserted\" LEFT JOIN \"__uow_rows\" ON \"__uow_inserted\".");
         out.push_identifier(self.key_column)?;
         out.push_sql(" = \"__uow_rows\".\"__uow_key\"");
+        Ok(())
+    }
+}
+
+impl<'a, T: Persist<Pg>> InsertAllocatingKeys<'a, T> {
+    /// `(VALUES ($3, $4, ..), ..) AS "__uow_v" ("__uow_row", "name", ..)`.
+    fn walk_values<'b>(&'b self, out: &mut AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let full = self.rows.len() == rows_per_insert::<T, Pg>();
+        if !full && self.rows.len() * (insert_width::<T>() + 1) > MAX_CACHED_BATCH_BINDS {
+            out.unsafe_to_cache_prepared();
+        }
+        out.push_sql("(VALUES ");
+        for (index, (row, number)) in self.rows.iter().zip(&self.numbers).enumerate() {
+            out.push_sql(if index == 0 { "(" } else { ", (" });
+            out.push_bind_param::<Integer, i32>(number)?;
+            if insert_width::<T>() > 0 {
+                out.push_sql(", ");
+                walk_inserted_values(*row, out)?;
+            }
+            out.push_sql(")");
+        }
+        out.push_sql(") AS \"__uow_v\" (\"__uow_row\"");
+        if insert_width::<T>() > 0 {
+            out.push_sql(", ");
+            push_columns::<T, Pg>(out, |f| !f.generated)?;
+        }
+        out.push_sql(")");
         Ok(())
     }
 }

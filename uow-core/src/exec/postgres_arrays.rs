@@ -90,7 +90,7 @@ pub(super) fn walk_first_missing<'b, T: Persist<Pg>>(
 }
 
 /// `unnest($1, $2, ..) AS "__uow_v" ("c1", "c2", ..)`: one array per column of the batch.
-fn walk_unnest<'b, T: Persist<Pg>>(
+pub(super) fn walk_unnest<'b, T: Persist<Pg>>(
     batch: &'b Batch<'_, T>,
     out: &mut AstPass<'_, 'b, Pg>,
 ) -> QueryResult<()> {

@@ -74,7 +74,7 @@ impl Dialect for Sqlite {
         })
     }
 
-    fn generated_rows_per_statement<T: Entity>() -> usize {
+    fn generated_rows_per_statement<T: Persist<Self>>() -> usize {
         MAX_ROWS_PER_INSERT
     }
 }
