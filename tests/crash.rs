@@ -1,7 +1,9 @@
 //! Crash safety of a commit that updates a database row and replaces a file together.
 //!
 //! A child process commits in a loop (the row's version and checksum, and the file through
-//! `AtomicFile`); the parent kills it with SIGKILL at random moments, 200 times. After every
+//! `AtomicFile`); the parent kills it with SIGKILL at random moments, 200 times, once with a
+//! child on the synchronous driver and (feature `async`) once with a child committing through
+//! `AsyncUnitOfWork` on a tokio runtime. After every
 //! kill the file holds the complete old or the complete new content, never a mix; after the
 //! repair a real program runs at start, the row and the file agree.
 //!
@@ -21,7 +23,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::SqliteConnection;
 use uow::prelude::*;
-use uow::{AtomicFile, Participant, ParticipantError};
+use uow::{AtomicFile, Handle, Participant, ParticipantError};
 
 diesel::table! {
     documents (id) {
@@ -114,6 +116,24 @@ impl Participant for Pause {
     }
 }
 
+/// The change every commit of a child makes: the next version in the row and in the file.
+fn next_version<C: uow::Driver<Backend = diesel::sqlite::Sqlite>>(
+    uow: &mut UnitOfWork<C>,
+    doc: &Handle<Document>,
+    file: &Path,
+) -> uow::Result<()> {
+    let next = uow.get(doc)?.version + 1;
+    let bytes = content(next);
+    {
+        let d = uow.get_mut(doc)?;
+        d.version = next;
+        d.checksum = checksum(&bytes);
+    }
+    uow.enlist(Pause);
+    uow.enlist(AtomicFile::new(file, bytes));
+    Ok(())
+}
+
 /// Started by `kill_a_committing_process_200_times` as a child process: commits forever.
 #[test]
 #[ignore = "the child process of kill_a_committing_process_200_times; does nothing on its own"]
@@ -126,17 +146,40 @@ fn crash_child() -> Result<(), Box<dyn std::error::Error>> {
     loop {
         let mut uow = UnitOfWork::<SqliteConnection>::new();
         let doc = uow.load::<Document>(&mut conn, 1)?;
-        let next = uow.get(&doc)?.version + 1;
-        let bytes = content(next);
-        {
-            let d = uow.get_mut(&doc)?;
-            d.version = next;
-            d.checksum = checksum(&bytes);
-        }
-        uow.enlist(Pause);
-        uow.enlist(AtomicFile::new(&file, bytes));
+        next_version(&mut uow, &doc, &file)?;
         uow.commit(&mut conn)?;
     }
+}
+
+/// Started by `kill_an_async_committing_process_200_times`: commits forever through the async
+/// driver, from a task on a multi-threaded tokio runtime.
+#[cfg(feature = "async")]
+#[test]
+#[ignore = "the child process of kill_an_async_committing_process_200_times; does nothing on its own"]
+fn crash_child_async() -> Result<(), Box<dyn std::error::Error>> {
+    use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+    use uow::AsyncUnitOfWork;
+
+    let Ok(dir) = std::env::var(CHILD_VAR) else {
+        return Ok(());
+    };
+    let (db, file) = paths(Path::new(&dir));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let committing = runtime.spawn(async move {
+        let mut conn = SyncConnectionWrapper::new(connect(&db));
+        loop {
+            let mut uow = AsyncUnitOfWork::<SyncConnectionWrapper<SqliteConnection>>::new();
+            let doc = uow.load::<Document>(&mut conn, 1).await?;
+            next_version(&mut uow, &doc, &file)?;
+            uow.commit(&mut conn).await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), uow::Error>(())
+    });
+    runtime.block_on(committing)??;
+    Ok(())
 }
 
 /// What a program does at start: finish or discard a staged file.
@@ -148,7 +191,19 @@ fn repair(conn: &mut SqliteConnection, file: &Path) -> Result<(), Box<dyn std::e
 
 #[test]
 fn kill_a_committing_process_200_times() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::temp_dir().join(format!("uow-crash-{}", std::process::id()));
+    kill_200_times("crash_child")
+}
+
+#[cfg(feature = "async")]
+#[test]
+fn kill_an_async_committing_process_200_times() -> Result<(), Box<dyn std::error::Error>> {
+    kill_200_times("crash_child_async")
+}
+
+/// Kills the child test `child` 200 times at random moments, checking the row and the file
+/// after each kill.
+fn kill_200_times(child: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("uow-crash-{}-{child}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let (db, file) = paths(&dir);
@@ -175,7 +230,7 @@ fn kill_a_committing_process_200_times() -> Result<(), Box<dyn std::error::Error
     let mut last_version = 0;
     for round in 0..200 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--ignored", "--test-threads=1"])
+            .args(["--exact", child, "--ignored", "--test-threads=1"])
             .env(CHILD_VAR, &dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -225,7 +280,7 @@ fn kill_a_committing_process_200_times() -> Result<(), Box<dyn std::error::Error
         last_version = row.version;
     }
     eprintln!(
-        "200 kills: reached version {last_version}; {staged_found} left a staged file, {windows} of \
+        "{child}: 200 kills: reached version {last_version}; {staged_found} left a staged file, {windows} of \
          them between the database commit and the rename (rolled forward)"
     );
     assert!(last_version > 0, "the child committed at least once");
