@@ -27,6 +27,40 @@ where
     }
 }
 
+diesel::table! {
+    markers (id) {
+        id -> Integer,
+        version -> Integer,
+    }
+}
+
+/// A row holding only its key and its version (a root whose data lives in other rows).
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = markers)]
+#[diesel(table_name = markers)]
+struct Marker {
+    id: i32,
+    #[tracked(version)]
+    version: i32,
+}
+
+fn marker_versions<C>(conn: &mut C) -> Vec<i32>
+where
+    C: diesel::connection::LoadConnection + 'static,
+    C::Backend: diesel::backend::Backend,
+    for<'a> diesel::dsl::Order<diesel::dsl::Select<markers::table, markers::version>, markers::id>:
+        diesel::query_dsl::LoadQuery<'a, C, i32>,
+{
+    match markers::table
+        .select(markers::version)
+        .order(markers::id)
+        .load(conn)
+    {
+        Ok(rows) => rows,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 backend_tests! {
     fn versions_are_checked_and_advanced_only_when_the_commit_succeeds(db) {
         let mut uow = UnitOfWork::<Conn>::new();
@@ -79,6 +113,104 @@ backend_tests! {
         uow.commit(&mut db.conn)?;
         let row = ledger_rows(&mut db.conn).remove(0);
         assert_eq!((row.balance, row.version), (11, 2));
+        Ok(())
+    }
+
+    fn a_forced_version_increment_writes_only_the_version(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(ledger("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        uow.force_version_increment(&ann)?;
+        assert_eq!(uow.state(&ann)?, EntityState::Dirty);
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        let sql = writes[0].split(" -- binds").next().unwrap_or(&writes[0]).to_lowercase();
+        assert!(sql.starts_with("update") && sql.contains("version") && !sql.contains("balance") && !sql.contains("owner"), "only the version is set: {sql}");
+        let row = ledger_rows(&mut db.conn).remove(0);
+        assert_eq!((row.balance, row.version), (10, 2));
+        assert_eq!(uow.get(&ann)?.version, 2);
+        assert_eq!(uow.state(&ann)?, EntityState::Clean);
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        assert!(log.all().is_empty(), "forced once, written once: {:?}", log.all());
+
+        // Together with a changed column: one UPDATE, the version advanced once.
+        uow.get_mut(&ann)?.balance = 11;
+        uow.force_version_increment(&ann)?;
+        uow.commit(&mut db.conn)?;
+        let row = ledger_rows(&mut db.conn).remove(0);
+        assert_eq!((row.balance, row.version), (11, 3));
+        Ok(())
+    }
+
+    fn a_forced_version_increment_conflicts_with_a_concurrent_change(db) {
+        let mut seed = UnitOfWork::<Conn>::new();
+        let h = seed.register_new(ledger("ann", 100))?;
+        seed.commit(&mut db.conn)?;
+        let id = seed.get(&h)?.id;
+        let mut other_conn = db.connect();
+        let mut root = UnitOfWork::<Conn>::new();
+        let mut rival = UnitOfWork::<Conn>::new();
+        let mine = root.load::<LedgerAccount>(&mut db.conn, id)?;
+        let theirs = rival.load::<LedgerAccount>(&mut other_conn, id)?;
+        rival.get_mut(&theirs)?.balance = 50;
+        rival.commit(&mut other_conn)?;
+
+        // Only rows the root guards changed (here: a new account), the root's version forced.
+        root.force_version_increment(&mine)?;
+        let child = root.register_new(account("guarded", 1))?;
+        let error = root.commit(&mut db.conn).expect_err("the row moved on");
+        assert!(matches!(&error, uow::Error::Conflict { entity: "LedgerAccount", key, .. } if *key == id.to_string()), "{error}");
+        assert!(account_rows(&mut db.conn).is_empty(), "rolled back with the conflict");
+        assert_eq!(root.get(&mine)?.version, 1, "memory as before");
+        assert_eq!(root.state(&mine)?, EntityState::Dirty, "still forced: a retry checks again");
+        assert_eq!(root.state(&child)?, EntityState::New);
+
+        root.refresh(&mut db.conn, &mine)?;
+        assert_eq!(root.state(&mine)?, EntityState::Clean, "refresh discards the forced increment");
+        root.force_version_increment(&mine)?;
+        root.commit(&mut db.conn)?;
+        let row = ledger_rows(&mut db.conn).remove(0);
+        assert_eq!((row.balance, row.version), (50, 3));
+        assert_eq!(account_rows(&mut db.conn).len(), 1);
+        Ok(())
+    }
+
+    fn a_forced_version_increment_needs_a_version(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 1))?;
+        uow.commit(&mut db.conn)?;
+        let error = uow.force_version_increment(&ann).expect_err("accounts have no version");
+        assert!(matches!(error, uow::Error::NoVersion { entity: "Account" }), "{error}");
+        assert!(error.to_string().contains("#[tracked(version)]"), "{error}");
+        assert_eq!(uow.state(&ann)?, EntityState::Clean);
+        Ok(())
+    }
+
+    fn register_dirty_writes_the_version_of_a_row_that_holds_only_a_key_and_a_version(db) {
+        db.exec("CREATE TABLE markers (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)");
+        let mut seed = UnitOfWork::<Conn>::new();
+        seed.register_new(Marker { id: 1, version: 1 })?;
+        seed.commit(&mut db.conn)?;
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let marker = uow.register_dirty(Marker { id: 1, version: 1 })?;
+        assert_eq!(uow.state(&marker)?, EntityState::Dirty);
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        assert_eq!(log.writes().len(), 1, "{:?}", log.writes());
+        assert_eq!(uow.get(&marker)?.version, 2);
+        assert_eq!(marker_versions(&mut db.conn), [2]);
+
+        // Built from a stale version (a client's): a conflict, nothing written.
+        let mut stale = UnitOfWork::<Conn>::new();
+        let old = stale.register_dirty(Marker { id: 1, version: 1 })?;
+        let error = stale.commit(&mut db.conn).expect_err("the row is at version 2");
+        assert!(matches!(&error, uow::Error::Conflict { entity: "Marker", .. }), "{error}");
+        assert_eq!(stale.get(&old)?.version, 1);
+        assert_eq!(marker_versions(&mut db.conn), [2]);
         Ok(())
     }
 

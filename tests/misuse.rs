@@ -4,9 +4,104 @@
 mod common;
 
 use common::*;
+use diesel::prelude::*;
 use uow::prelude::*;
 
+diesel::table! {
+    loans (book_id, card_no) {
+        book_id -> Integer,
+        card_no -> Text,
+    }
+}
+
+/// A child whose foreign key is part of its primary key.
+#[derive(Tracked, diesel::Queryable, diesel::Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = loans, belongs_to(Book, foreign_key = book_id))]
+#[diesel(table_name = loans)]
+struct Loan {
+    #[tracked(primary_key)]
+    book_id: i32,
+    #[tracked(primary_key)]
+    card_no: String,
+}
+
+/// The `loans` table, keyed by a book and a card number.
+fn create_loans<C>(db: &mut TestDb<C>)
+where
+    C: diesel::Connection + diesel::connection::LoadConnection + 'static,
+{
+    db.exec(
+        "CREATE TABLE loans (book_id INTEGER NOT NULL REFERENCES books (id), \
+         card_no VARCHAR(32) NOT NULL, PRIMARY KEY (book_id, card_no))",
+    );
+}
+
 backend_tests! {
+    fn new_children_with_one_placeholder_in_their_keys_each_get_their_new_parents_key(db) {
+        create_loans(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let author = uow.register_new(Author { id: 0, name: "Le Guin".into() })?;
+        let books: Vec<_> = ["Earthsea", "Lathe"]
+            .into_iter()
+            .map(|title| {
+                let book = uow.register_new(Book { id: 0, author_id: 0, title: title.into() })?;
+                uow.set_parent(&book, &author)?;
+                Ok::<_, uow::Error>(book)
+            })
+            .collect::<Result<_, _>>()?;
+        // The same card borrows both new books: keys (?, "C-1") and (?, "C-1") until the books
+        // have theirs.
+        let mut loans = Vec::new();
+        for book in &books {
+            let loan = uow.register_new(Loan { book_id: 0, card_no: "C-1".into() })?;
+            uow.set_parent(&loan, book)?;
+            loans.push(loan);
+        }
+        // A failed commit first: memory as before, the loans still waiting for their keys.
+        let broke = uow.register_new(account("broke", -1))?;
+        assert!(uow.commit(&mut db.conn).is_err());
+        assert!(loans.iter().all(|l| uow.get(l).is_ok_and(|l| l.book_id == 0)));
+        uow.register_removed(&broke)?;
+        uow.commit(&mut db.conn)?;
+        for (loan, book) in loans.iter().zip(&books) {
+            let book_id = uow.get(book)?.id;
+            assert_eq!(uow.get(loan)?.book_id, book_id, "each loan points at its own book");
+            let key = (book_id, "C-1".to_string());
+            assert_eq!(uow.find::<Loan>(&key).as_ref(), Some(loan), "filed under its key after the commit");
+        }
+        let mut rows: Vec<(i32, String)> = loans::table.select((loans::book_id, loans::card_no)).load(&mut db.conn)?;
+        rows.sort();
+        let mut expected: Vec<(i32, String)> = books.iter().map(|b| Ok((uow.get(b)?.id, "C-1".to_string()))).collect::<Result<_, uow::Error>>()?;
+        expected.sort();
+        assert_eq!(rows, expected);
+        Ok(())
+    }
+
+    fn set_parent_refuses_to_re_point_a_persisted_child_whose_foreign_key_is_in_its_key(db) {
+        create_loans(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let author = uow.register_new(Author { id: 0, name: "Le Guin".into() })?;
+        let first = uow.register_new(Book { id: 0, author_id: 0, title: "Earthsea".into() })?;
+        uow.set_parent(&first, &author)?;
+        let loan = uow.register_new(Loan { book_id: 0, card_no: "C-1".into() })?;
+        uow.set_parent(&loan, &first)?;
+        uow.commit(&mut db.conn)?;
+        let first_id = uow.get(&first)?.id;
+        assert_eq!(uow.get(&loan)?.book_id, first_id);
+
+        let second = uow.register_new(Book { id: 0, author_id: 0, title: "Lathe".into() })?;
+        uow.set_parent(&second, &author)?;
+        let error = uow.set_parent(&loan, &second).expect_err("the loan's key would change");
+        assert!(matches!(&error, uow::Error::ParentInKey { entity: "Loan", field: "book_id", .. }), "{error}");
+        assert!(error.to_string().contains("register_removed"), "{error}");
+        assert_eq!(uow.get(&loan)?.book_id, first_id, "the key is unchanged in memory");
+        assert_eq!(uow.state(&loan)?, EntityState::Clean);
+        // The rest of the unit of work commits as if nothing had been asked.
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.get(&loan)?.book_id, first_id);
+        Ok(())
+    }
+
     fn removing_an_entity_the_unit_of_work_does_not_hold(db) {
         let mut other = UnitOfWork::<Conn>::new();
         let foreign = other.register_new(account("ann", 1))?;

@@ -92,7 +92,9 @@ pub enum Error {
     /// same primary key (one row, one instance).
     #[error(
         "this unit of work already holds a {entity} with key {key}: use the handle it returned \
-         (for example from `find`) instead of registering a second instance"
+         (for example from `find`) instead of registering a second instance; a new child whose \
+         key holds a placeholder for a new parent's generated key is filed when the commit \
+         knows it: `set_parent` it before registering the next one with the same placeholder"
     )]
     DuplicateKey {
         /// The entity type.
@@ -117,14 +119,31 @@ pub enum Error {
         after: String,
     },
 
+    /// `set_parent` on a persisted entity whose foreign key is part of its primary key:
+    /// pointing it at a parent would change a persisted row's key. Nothing was changed.
+    #[error(
+        "set_parent cannot re-point {entity} with key {key}: its foreign key `{field}` is part \
+         of its primary key, and a persisted row's key does not change; register_removed it \
+         and register_new a copy, then set_parent the copy"
+    )]
+    ParentInKey {
+        /// The child's entity type.
+        entity: &'static str,
+        /// Its key, as `Debug` prints it.
+        key: String,
+        /// The foreign key field, part of the primary key.
+        field: &'static str,
+    },
+
     /// The `#[tracked(version)]` field of a persisted entity was changed in memory. The unit
     /// of work owns it: it checks the persisted value and writes the next one. Nothing was
     /// written.
     #[error(
         "the version of {entity} with key {key} was changed by hand from {persisted} to \
-         {current}: the unit of work checks and advances it itself; restore it (to check \
-         against a version a client sent, compare it before changing the entity, or \
-         `register_dirty` an entity built with that version)"
+         {current}: the unit of work checks and advances it itself; restore it (to advance it \
+         without changing a column, call `force_version_increment`; to check against a \
+         version a client sent, compare it before changing the entity, or `register_dirty` an \
+         entity built with that version)"
     )]
     VersionChanged {
         /// The entity type.
@@ -135,6 +154,18 @@ pub enum Error {
         persisted: String,
         /// The version found in memory.
         current: String,
+    },
+
+    /// [`force_version_increment`](crate::UnitOfWork::force_version_increment) on an entity
+    /// type that has no version. Nothing was changed.
+    #[error(
+        "{entity} has no `#[tracked(version)]` field, so there is no version to advance: add \
+         an integer column marked `#[tracked(version)]` (the unit of work checks and advances \
+         it at every write of the row)"
+    )]
+    NoVersion {
+        /// The entity type.
+        entity: &'static str,
     },
 
     /// An entity is registered for removal twice, or a removed entity is used as if present.

@@ -60,11 +60,18 @@ pub(crate) fn set_link<T: Entity>(
                 });
                 return;
             };
+            let key_unknown = key_now.is_none();
             child.link(self.link, self.parent_is_new, |value| {
                 if let Some(key) = key_now {
                     R::set_parent_key(value, key);
                 }
             });
+            if key_unknown && T::FIELDS.get(self.link.field).is_some_and(|f| f.key) {
+                // The child's own key holds the parent's, unknown until the commit.
+                if let Some(store) = self.stores.at_mut::<T>(self.index) {
+                    store.unfile(self.slot.0);
+                }
+            }
         }
     }
     let mut visit = SetLink::<T> {

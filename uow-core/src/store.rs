@@ -285,13 +285,15 @@ impl<T: Entity> Store<T> {
 
     /// New entities whose key is chosen in Rust and differs from the key they are filed under
     /// (changed through `get_mut`): slot and current key. Empty in the usual case, at the cost
-    /// of one pass over the touched list.
+    /// of one pass over the touched list. An entity waiting for a new parent's generated key
+    /// in its own key ([`unfile`](Self::unfile)) has no key yet, and is filed by the commit
+    /// that inserts it.
     pub fn moved_new_keys(&self) -> Vec<(u32, T::Key)> {
         if T::KEY_GENERATED {
             return Vec::new(); // filed by the commit that inserts them, under the generated key
         }
         self.touched()
-            .filter(|(_, t)| t.is_new())
+            .filter(|(_, t)| t.is_new() && !t.awaits_key())
             .filter_map(|(slot, t)| {
                 let key = t.value().key();
                 (t.filed_key() != Some(&key)).then_some((slot, key))
@@ -350,6 +352,25 @@ impl<T: Entity> Store<T> {
             }
         }
         Ok(())
+    }
+
+    /// Takes the new entity in `slot` out of the identity map: part of its key is the foreign
+    /// key of a new parent whose key the database generates, so its own key is not known
+    /// until the commit that inserts both (which files it then). Two such children may hold
+    /// the same placeholder meanwhile.
+    pub fn unfile(&mut self, slot: u32) {
+        // A save point rolling back puts the old filing back with the saved slot.
+        self.save(slot);
+        let old = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|s| s.tracked.as_mut())
+            .and_then(|t| t.refile(None));
+        if let Some(old) = old {
+            if self.by_key.get(&old) == Some(&slot) {
+                self.by_key.remove(&old);
+            }
+        }
     }
 
     /// Files the entity in `slot` under `key` (its key after a commit), unfiling the old one.

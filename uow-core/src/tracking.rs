@@ -69,6 +69,9 @@ pub(crate) struct Tracked<T: Entity> {
     baseline: Option<Box<T>>,
     /// Set by `register_dirty`: the database row is unknown, so every column is written.
     write_all: bool,
+    /// Set by `force_version_increment`: the version is checked and advanced even if no
+    /// column changed.
+    force_version: bool,
     /// The key this entity is filed under in the identity map, if any.
     filed_key: Option<T::Key>,
     /// Pending links, rare: boxed so that an entity without any pays 8 bytes, not a `Vec`'s 24.
@@ -109,6 +112,7 @@ impl<T: Entity> Tracked<T> {
             lifecycle,
             baseline: None,
             write_all: false,
+            force_version: false,
             filed_key,
             links: None,
             revision: 0,
@@ -160,11 +164,24 @@ impl<T: Entity> Tracked<T> {
         fields
     }
 
+    /// Whether the version is written even when no column changed: forced, or a row
+    /// registered dirty (whose only non-key column may be its version).
+    pub fn version_forced(&self) -> bool {
+        self.force_version || self.write_all
+    }
+
+    /// `force_version_increment`: the next write checks and advances the version.
+    pub fn force_version(&mut self) {
+        self.force_version = true;
+    }
+
     pub fn state(&self) -> EntityState {
         match self.lifecycle {
             Lifecycle::New => EntityState::New,
             Lifecycle::Removed => EntityState::Removed,
-            Lifecycle::Persisted if self.changed_fields().is_empty() => EntityState::Clean,
+            Lifecycle::Persisted if self.changed_fields().is_empty() && !self.version_forced() => {
+                EntityState::Clean
+            }
             Lifecycle::Persisted => EntityState::Dirty,
         }
     }
@@ -224,6 +241,16 @@ impl<T: Entity> Tracked<T> {
         }
     }
 
+    /// Whether the entity's key waits for a new parent's generated key: it is not filed, and
+    /// a pending link fills a field of its key.
+    pub fn awaits_key(&self) -> bool {
+        self.filed_key.is_none()
+            && self
+                .links()
+                .iter()
+                .any(|l| T::FIELDS.get(l.field).is_some_and(|f| f.key))
+    }
+
     /// Files the entity under `key` in the identity map; returns the key it was filed under.
     pub fn refile(&mut self, key: Option<T::Key>) -> Option<T::Key> {
         std::mem::replace(&mut self.filed_key, key)
@@ -243,6 +270,7 @@ impl<T: Entity> Tracked<T> {
         self.lifecycle = Lifecycle::Persisted;
         self.baseline = None;
         self.write_all = false;
+        self.force_version = false;
         self.links = None;
     }
 

@@ -235,6 +235,40 @@ impl<C: Driver> UnitOfWork<C> {
         self.register(Tracked::dirty(entity), true)
     }
 
+    /// Makes the next commit check and advance the entity's `#[tracked(version)]` even if
+    /// none of its columns changed (Hibernate's `OPTIMISTIC_FORCE_INCREMENT`): for a root
+    /// whose version guards rows it does not hold itself, so two writers that change only
+    /// those rows still conflict. The UPDATE sets only the version, and a concurrent change
+    /// is [`Error::Conflict`]. A new or removed entity is written with its version anyway.
+    ///
+    /// Fails with [`Error::NoVersion`] when `T` has no version field.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { carts (id) { id -> Integer, version -> Integer } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = carts)]
+    /// # struct Cart { id: i32, #[tracked(version)] version: i32 }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let cart = uow.attach(Cart { id: 1, version: 3 });
+    /// uow.force_version_increment(&cart)?;
+    /// assert_eq!(uow.state(&cart)?, EntityState::Dirty);
+    /// assert_eq!(uow.plan()?.statement_count(), 1); // UPDATE carts SET version = 4 ..
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn force_version_increment<T: Persist<C::Backend>>(
+        &mut self,
+        handle: &Handle<T>,
+    ) -> Result<()> {
+        if T::version_field().is_none() {
+            return Err(Error::NoVersion {
+                entity: T::ENTITY_NAME,
+            });
+        }
+        self.tracked_mut(handle)?.force_version();
+        Ok(())
+    }
+
     /// Registers a held entity for removal: the next commit DELETEs its row (the classic
     /// `registerRemoved`). A new entity that was never committed is simply dropped, and its
     /// handle goes stale.
@@ -276,9 +310,10 @@ impl<C: Driver> UnitOfWork<C> {
     /// the foreign key field: to point the child elsewhere, call `set_parent` again. Removing
     /// the new parent before the commit makes the commit fail with [`Error::ParentRemoved`].
     ///
-    /// Fails with [`Error::NoRelation`] when there is no relation to `P`, and with
+    /// Fails with [`Error::NoRelation`] when there is no relation to `P`, with
     /// [`Error::AmbiguousRelation`] when there are several (see
-    /// [`set_parent_via`](Self::set_parent_via)).
+    /// [`set_parent_via`](Self::set_parent_via)), and with [`Error::ParentInKey`] for a
+    /// persisted child whose foreign key is part of its primary key.
     pub fn set_parent<T, P>(&mut self, child: &Handle<T>, parent: &Handle<P>) -> Result<()>
     where
         T: Persist<C::Backend>,
@@ -339,7 +374,14 @@ impl<C: Driver> UnitOfWork<C> {
                 })
             }
         };
-        self.tracked(child)?;
+        let child_tracked = self.tracked(child)?;
+        if !child_tracked.is_new() && T::FIELDS[foreign_key].key {
+            return Err(Error::ParentInKey {
+                entity: T::ENTITY_NAME,
+                key: key_text(&child_tracked.value().key()),
+                field: T::FIELDS[foreign_key].name,
+            });
+        }
         let parent_tracked = self.tracked(parent)?;
         if parent_tracked.lifecycle() == Lifecycle::Removed {
             return Err(Error::AlreadyRemoved {

@@ -50,7 +50,7 @@ impl<T: Entity> Store<T> {
                     } else {
                         let mut fields = tracked.changed_fields();
                         if let Some(version) = T::version_field() {
-                            if !fields.is_empty() {
+                            if !fields.is_empty() || tracked.version_forced() {
                                 fields.insert(version);
                             }
                         }
