@@ -9,7 +9,123 @@ use common::*;
 use diesel::prelude::*;
 use uow::prelude::*;
 
+diesel::table! {
+    editions (book_id, number) {
+        book_id -> Integer,
+        number -> Integer,
+        title -> Text,
+    }
+}
+
+diesel::table! {
+    print_runs (id) {
+        id -> Integer,
+        book_id -> Integer,
+        edition_no -> Integer,
+        copies -> Integer,
+    }
+}
+
+/// A parent with a composite key, itself a child of `Book` through part of that key.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = editions, belongs_to(Book, foreign_key = book_id))]
+#[diesel(table_name = editions)]
+struct Edition {
+    #[tracked(primary_key)]
+    book_id: i32,
+    #[tracked(primary_key)]
+    number: i32,
+    title: String,
+}
+
+/// A child of `Edition` through a foreign key of two fields.
+#[derive(Tracked, Queryable, Selectable, Clone, Debug, PartialEq)]
+#[tracked(table = print_runs, belongs_to(Edition, foreign_key = (book_id, edition_no)))]
+#[diesel(table_name = print_runs)]
+struct PrintRun {
+    #[tracked(generated)]
+    id: i32,
+    book_id: i32,
+    edition_no: i32,
+    copies: i32,
+}
+
 backend_tests! {
+    fn a_parent_with_a_composite_key_fills_every_field_of_its_childrens_foreign_key(db) {
+        let serial = match <Conn as TestBackend>::KIND {
+            Kind::Sqlite => "INTEGER PRIMARY KEY",
+            Kind::Postgres => "SERIAL PRIMARY KEY",
+            Kind::Mysql => "INTEGER AUTO_INCREMENT PRIMARY KEY",
+        };
+        db.exec(
+            "CREATE TABLE editions (book_id INTEGER NOT NULL REFERENCES books (id), \
+             number INTEGER NOT NULL, title VARCHAR(100) NOT NULL, PRIMARY KEY (book_id, number))",
+        );
+        db.exec(&format!(
+            "CREATE TABLE print_runs (id {serial}, book_id INTEGER NOT NULL, \
+             edition_no INTEGER NOT NULL, copies INTEGER NOT NULL, \
+             FOREIGN KEY (book_id, edition_no) REFERENCES editions (book_id, number))"
+        ));
+        let mut uow = UnitOfWork::<Conn>::new();
+        let author = uow.register_new(Author { id: 0, name: "Le Guin".into() })?;
+        let book = uow.register_new(Book { id: 0, author_id: 0, title: "Earthsea".into() })?;
+        uow.set_parent(&book, &author)?;
+        // The edition's key holds the new book's key; the print run points at the whole key.
+        let edition = uow.register_new(Edition { book_id: 0, number: 2, title: "second".into() })?;
+        uow.set_parent(&edition, &book)?;
+        let run = uow.register_new(PrintRun { id: 0, book_id: 0, edition_no: 0, copies: 500 })?;
+        uow.set_parent(&run, &edition)?;
+        let other = uow.register_new(PrintRun { id: 0, book_id: 0, edition_no: 0, copies: 20 })?;
+        uow.set_parent_via(&other, "edition_no", &edition)?;
+        let preview = uow.plan()?.to_string();
+        assert!(preview.contains("key of new Edition"), "{preview}");
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        let first_insert = |table: &str| {
+            writes.iter().position(|w| {
+                w.contains(&format!("INTO \"{table}\"")) || w.contains(&format!("INTO `{table}`"))
+            })
+        };
+        let positions: Vec<Option<usize>> = ["authors", "books", "editions", "print_runs"]
+            .into_iter()
+            .map(first_insert)
+            .collect();
+        assert!(positions.iter().all(Option::is_some) && positions.is_sorted(), "parents first: {positions:?} {writes:?}");
+        let book_id = uow.get(&book)?.id;
+        assert_eq!(uow.get(&edition)?.book_id, book_id);
+        for handle in [&run, &other] {
+            let r = uow.get(handle)?;
+            assert_eq!((r.book_id, r.edition_no), (book_id, 2), "both fields from the edition's key");
+        }
+        assert_eq!(uow.find::<Edition>(&(book_id, 2)).as_ref(), Some(&edition));
+        let rows: Vec<(i32, i32, i32)> = print_runs::table
+            .select((print_runs::book_id, print_runs::edition_no, print_runs::copies))
+            .order(print_runs::copies)
+            .load(&mut db.conn)?;
+        assert_eq!(rows, [(book_id, 2, 20), (book_id, 2, 500)]);
+
+        // Re-pointing a persisted run at another, persisted edition writes both fields.
+        let first = uow.register_new(Edition { book_id, number: 1, title: "first".into() })?;
+        uow.commit(&mut db.conn)?;
+        uow.set_parent(&other, &first)?;
+        assert_eq!(uow.changed_columns(&other)?, ["edition_no"], "book_id is already right");
+        uow.commit(&mut db.conn)?;
+        let edition_nos: Vec<i32> = print_runs::table
+            .select(print_runs::edition_no)
+            .order(print_runs::copies)
+            .load(&mut db.conn)?;
+        assert_eq!(edition_nos, [1, 2]);
+
+        // Removing an edition and its runs deletes the runs first.
+        uow.register_removed(&edition)?;
+        uow.register_removed(&run)?;
+        uow.commit(&mut db.conn)?;
+        let left: i64 = print_runs::table.count().get_result(&mut db.conn)?;
+        assert_eq!(left, 1);
+        Ok(())
+    }
+
     fn a_new_child_of_a_new_parent_gets_the_parents_generated_key(db) {
         let mut uow = UnitOfWork::<Conn>::new();
         // The child is registered first: order is not the caller's job.

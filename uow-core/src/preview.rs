@@ -85,7 +85,7 @@ fn linked_parent<T: Entity>(
     tracked
         .links()
         .iter()
-        .find(|l| l.field == field)
+        .find(|l| l.fields.contains(&field))
         .and_then(|l| store.relations().get(l.relation))
         .map(|r| r.parent_name)
 }

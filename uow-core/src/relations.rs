@@ -15,7 +15,7 @@ use crate::handle::Handle;
 use crate::plan::{ChangeIndex, ChangeKind, Edge, Step};
 use crate::store::{key_text, Store};
 use crate::stores::{EdgeContext, StoreSet};
-use crate::tracking::{Lifecycle, Link};
+use crate::tracking::{any_key_field, Lifecycle, Link};
 use crate::unit_of_work::UnitOfWork;
 
 impl<C: Driver> UnitOfWork<C> {
@@ -71,13 +71,13 @@ impl<C: Driver> UnitOfWork<C> {
         let child_store = self.store_of(child).ok_or(Error::UnknownEntity {
             entity: T::ENTITY_NAME,
         })?;
-        let candidates: Vec<(usize, usize)> = child_store
+        let candidates: Vec<(usize, &'static [usize])> = child_store
             .relations()
             .iter()
             .enumerate()
             .filter(|(_, r)| r.parent == TypeId::of::<P>())
-            .filter(|(_, r)| field.is_none_or(|f| f == T::FIELDS[r.field].name))
-            .map(|(i, r)| (i, r.field))
+            .filter(|(_, r)| field.is_none_or(|f| names_of::<T>(r.fields).any(|n| n == f)))
+            .map(|(i, r)| (i, r.fields))
             .collect();
         let (relation, foreign_key) = match candidates.as_slice() {
             [] => {
@@ -91,16 +91,23 @@ impl<C: Driver> UnitOfWork<C> {
                 return Err(Error::AmbiguousRelation {
                     child: T::ENTITY_NAME,
                     parent: P::ENTITY_NAME,
-                    fields: several.iter().map(|(_, f)| T::FIELDS[*f].name).collect(),
+                    fields: several
+                        .iter()
+                        .filter_map(|(_, f)| names_of::<T>(f).next())
+                        .collect(),
                 })
             }
         };
         let child_tracked = self.tracked(child)?;
-        if !child_tracked.is_new() && T::FIELDS[foreign_key].key {
+        let in_key = foreign_key
+            .iter()
+            .filter_map(|&i| T::FIELDS.get(i))
+            .find(|f| f.key);
+        if let (false, Some(field)) = (child_tracked.is_new(), in_key) {
             return Err(Error::ParentInKey {
                 entity: T::ENTITY_NAME,
                 key: key_text(&child_tracked.value().key()),
-                field: T::FIELDS[foreign_key].name,
+                field: field.name,
             });
         }
         let parent_tracked = self.tracked(parent)?;
@@ -125,7 +132,7 @@ impl<C: Driver> UnitOfWork<C> {
         }
         let link = Link {
             relation,
-            field: foreign_key,
+            fields: foreign_key,
             parent_slot: parent.slot,
             parent_generation: parent.generation,
         };
@@ -137,6 +144,14 @@ impl<C: Driver> UnitOfWork<C> {
             parent_is_new,
         )
     }
+}
+
+/// The names of the fields at `fields` (indexes into `T::FIELDS`).
+fn names_of<T: Entity>(fields: &[usize]) -> impl Iterator<Item = &'static str> + '_ {
+    fields
+        .iter()
+        .filter_map(|&i| T::FIELDS.get(i))
+        .map(|f| f.name)
 }
 
 /// `set_parent`: relation `link.relation` of the entity in `slot` of store `index` (of type
@@ -193,7 +208,7 @@ pub(crate) fn set_link<T: Entity>(
                     R::set_parent_key(value, key);
                 }
             });
-            if key_unknown && T::FIELDS.get(self.link.field).is_some_and(|f| f.key) {
+            if key_unknown && any_key_field::<T>(self.link.fields) {
                 // The child's own key holds the parent's, unknown until the commit.
                 if let Some(store) = self.stores.at_mut::<T>(self.index) {
                     store.unfile(self.slot.0);

@@ -29,7 +29,8 @@ pub(crate) use written::{StepRows, Written};
 pub(crate) struct RelationMeta {
     pub parent: TypeId,
     pub parent_name: &'static str,
-    pub field: usize,
+    /// The foreign key fields, in the order of the parent's key.
+    pub fields: &'static [usize],
 }
 
 impl RelationMeta {
@@ -41,7 +42,7 @@ impl RelationMeta {
                 self.0.push(RelationMeta {
                     parent: TypeId::of::<R::Parent>(),
                     parent_name: <R::Parent as Entity>::ENTITY_NAME,
-                    field: R::FIELD,
+                    fields: R::FIELDS,
                 });
             }
         }
@@ -277,9 +278,12 @@ impl<T: Entity> Store<T> {
     /// The key the entity in `slot` has, or will have once the write under way succeeds.
     pub fn current_key(&self, slot: u32, generation: u32) -> Option<T::Key> {
         let tracked = self.get(slot, generation)?;
+        // A row this write inserted with a foreign key filled from its own new parent (a key
+        // holding the parent's) has that key in its copy, not yet in the entity.
+        let value = self.written.copy(slot).unwrap_or(tracked.value());
         Some(match self.written.generated(slot) {
-            Some(generated) => tracked.value().key_with_generated(generated),
-            None => tracked.value().key(),
+            Some(generated) => value.key_with_generated(generated),
+            None => value.key(),
         })
     }
 

@@ -53,7 +53,8 @@ pub(crate) enum Lifecycle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Link {
     pub relation: usize,
-    pub field: usize,
+    /// The foreign key fields the link fills.
+    pub fields: &'static [usize],
     pub parent_slot: u32,
     pub parent_generation: u32,
 }
@@ -159,7 +160,9 @@ impl<T: Entity> Tracked<T> {
             None => FieldSet::EMPTY,
         };
         for link in self.links() {
-            fields.insert(link.field);
+            for &field in link.fields {
+                fields.insert(field);
+            }
         }
         fields
     }
@@ -244,11 +247,7 @@ impl<T: Entity> Tracked<T> {
     /// Whether the entity's key waits for a new parent's generated key: it is not filed, and
     /// a pending link fills a field of its key.
     pub fn awaits_key(&self) -> bool {
-        self.filed_key.is_none()
-            && self
-                .links()
-                .iter()
-                .any(|l| T::FIELDS.get(l.field).is_some_and(|f| f.key))
+        self.filed_key.is_none() && self.links().iter().any(|l| any_key_field::<T>(l.fields))
     }
 
     /// Files the entity under `key` in the identity map; returns the key it was filed under.
@@ -281,4 +280,11 @@ impl<T: Entity> Tracked<T> {
         self.settle(None, None);
         self.revision = self.revision.wrapping_add(1);
     }
+}
+
+/// Whether any of `fields` (indexes into `T::FIELDS`) is part of `T`'s primary key.
+pub(crate) fn any_key_field<T: Entity>(fields: &[usize]) -> bool {
+    fields
+        .iter()
+        .any(|&i| T::FIELDS.get(i).is_some_and(|f| f.key))
 }

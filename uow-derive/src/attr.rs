@@ -33,10 +33,12 @@ pub struct ContainerAttrs {
     pub belongs_to: Vec<BelongsTo>,
 }
 
-/// One `belongs_to(Parent, foreign_key = field)`.
+/// One `belongs_to(Parent, foreign_key = field)`, or `foreign_key = (a, b)` for a parent
+/// with a composite key.
 pub struct BelongsTo {
     pub parent: syn::Path,
-    pub foreign_key: Ident,
+    /// The foreign key fields, in the order of the parent's key; never empty.
+    pub foreign_keys: Vec<Ident>,
 }
 
 /// `#[tracked(...)]` on a field.
@@ -110,13 +112,13 @@ fn set_once<T>(
     }
 }
 
-/// Parses a `= path` value; a string literal gets a specific error.
-fn parse_path(
+/// The expression after `=`; `None` (reported) when the key has no value.
+fn value_expr(
     cx: &mut Ctxt,
     meta: &ParseNestedMeta,
     key: &Ident,
     example: &str,
-) -> syn::Result<Option<syn::Path>> {
+) -> syn::Result<Option<Expr>> {
     if !meta.input.peek(Token![=]) {
         cx.error(
             key,
@@ -126,7 +128,19 @@ fn parse_path(
         skip_value(meta)?;
         return Ok(None);
     }
-    let expr: Expr = meta.value()?.parse()?;
+    Ok(Some(meta.value()?.parse()?))
+}
+
+/// Parses a `= path` value; a string literal gets a specific error.
+fn parse_path(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta,
+    key: &Ident,
+    example: &str,
+) -> syn::Result<Option<syn::Path>> {
+    let Some(expr) = value_expr(cx, meta, key, example)? else {
+        return Ok(None);
+    };
     match expr {
         Expr::Path(p) if p.qself.is_none() && p.attrs.is_empty() => Ok(Some(p.path)),
         Expr::Lit(lit) if matches!(lit.lit, Lit::Str(_)) => {
@@ -219,23 +233,22 @@ fn belongs_to(
         return Ok(None);
     }
     let mut parent: Option<syn::Path> = None;
-    let mut foreign_key: Option<Ident> = None;
+    let mut foreign_key: Option<Vec<Ident>> = None;
+    // A `foreign_key` given but malformed is reported where it is, not again as missing.
+    let mut foreign_key_given = false;
     meta.parse_nested_meta(|inner| {
         let inner_key = key_ident(&inner);
         if inner.path.is_ident("foreign_key") {
-            if let Some(path) = parse_path(cx, &inner, &inner_key, "foreign_key = author_id")? {
-                match path.get_ident() {
-                    Some(field) if foreign_key.is_none() => foreign_key = Some(field.clone()),
-                    Some(_) => cx.error(
+            foreign_key_given = true;
+            if let Some(fields) = foreign_key_fields(cx, &inner, &inner_key)? {
+                if foreign_key.is_none() {
+                    foreign_key = Some(fields);
+                } else {
+                    cx.error(
                         &inner_key,
                         "duplicate `foreign_key` in one `belongs_to`",
                         "keep one `foreign_key`; a second relation is a second `belongs_to`",
-                    ),
-                    None => cx.error(
-                        &path,
-                        "`foreign_key` takes the name of a field of this struct",
-                        "write `foreign_key = author_id`",
-                    ),
+                    );
                 }
             }
         } else if inner.input.peek(Token![=]) || inner.input.peek(syn::token::Paren) {
@@ -257,9 +270,9 @@ fn belongs_to(
         Ok(())
     })?;
     match (parent, foreign_key) {
-        (Some(parent), Some(foreign_key)) => Ok(Some(BelongsTo {
+        (Some(parent), Some(foreign_keys)) => Ok(Some(BelongsTo {
             parent,
-            foreign_key,
+            foreign_keys,
         })),
         (None, _) => {
             cx.error(
@@ -269,6 +282,7 @@ fn belongs_to(
             );
             Ok(None)
         }
+        (Some(_), None) if foreign_key_given => Ok(None),
         (Some(_), None) => {
             cx.error(
                 key,
@@ -278,6 +292,45 @@ fn belongs_to(
             Ok(None)
         }
     }
+}
+
+/// The value of `foreign_key`: a field (`foreign_key = author_id`), or a parenthesized list of
+/// fields in the order of the parent's composite key (`foreign_key = (book_id, edition)`).
+fn foreign_key_fields(
+    cx: &mut Ctxt,
+    meta: &ParseNestedMeta,
+    key: &Ident,
+) -> syn::Result<Option<Vec<Ident>>> {
+    let Some(expr) = value_expr(cx, meta, key, "foreign_key = author_id")? else {
+        return Ok(None);
+    };
+    let parts: Vec<&Expr> = match &expr {
+        Expr::Tuple(tuple) if tuple.attrs.is_empty() => tuple.elems.iter().collect(),
+        Expr::Paren(paren) if paren.attrs.is_empty() => vec![&*paren.expr],
+        other => vec![other],
+    };
+    let mut fields = Vec::new();
+    let mut malformed = false;
+    for part in parts {
+        match part {
+            Expr::Path(p)
+                if p.qself.is_none() && p.attrs.is_empty() && p.path.get_ident().is_some() =>
+            {
+                fields.extend(p.path.get_ident().cloned());
+            }
+            other => {
+                malformed = true;
+                cx.error(
+                other,
+                "`foreign_key` takes the name of a field of this struct, or several in parentheses \
+                 for a parent with a composite key",
+                "write `foreign_key = author_id`, or `foreign_key = (book_id, edition)`",
+                );
+            }
+        }
+    }
+    // A relation with some of its fields would only add a second error (the key's arity).
+    Ok((!malformed && !fields.is_empty()).then_some(fields))
 }
 
 fn flag(

@@ -18,7 +18,8 @@ use proc_macro::TokenStream;
 ///
 /// Container attributes: `#[tracked(table = path::to::table)]` (required) names the Diesel
 /// `table!`; `#[tracked(belongs_to(Parent, foreign_key = field))]` declares a foreign key to
-/// another entity (several allowed); `#[tracked(crate = path)]` when `uow` is re-exported under
+/// another entity (several allowed; `foreign_key = (a, b)` for a parent with a composite key,
+/// the fields in the order of its key); `#[tracked(crate = path)]` when `uow` is re-exported under
 /// another name.
 ///
 /// Field attributes: `#[tracked(primary_key)]` (the key; defaults to the field `id`; several

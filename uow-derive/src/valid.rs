@@ -8,7 +8,6 @@
 use proc_macro2::Ident;
 
 use crate::ast::{Field, Input};
-use crate::attr::BelongsTo;
 use crate::ctxt::Ctxt;
 
 /// The most persisted fields an entity may have (`uow_core::MAX_FIELDS`).
@@ -29,7 +28,9 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
     }
 
     for relation in &input.attrs.belongs_to {
-        check_foreign_key_is_persisted(cx, input, relation);
+        for foreign_key in &relation.foreign_keys {
+            check_foreign_key_is_persisted(cx, input, foreign_key);
+        }
     }
 
     let first_version = input.fields.iter().find(|f| f.version());
@@ -142,17 +143,14 @@ fn check_generated_not_in_composite_key(cx: &mut Ctxt, field: &Field, composite:
 
 /// A `belongs_to` foreign key must be a field, and a persisted one: the unit of work writes the
 /// parent's key into it.
-fn check_foreign_key_is_persisted(cx: &mut Ctxt, input: &Input, relation: &BelongsTo) {
-    let field = input
-        .fields
-        .iter()
-        .find(|f| *f.ident == relation.foreign_key);
+fn check_foreign_key_is_persisted(cx: &mut Ctxt, input: &Input, foreign_key: &Ident) {
+    let field = input.fields.iter().find(|f| *f.ident == *foreign_key);
     match field {
         None => cx.error(
-            &relation.foreign_key,
+            foreign_key,
             format!(
                 "foreign key `{}` is not a field of `{}`",
-                relation.foreign_key, input.ident
+                foreign_key, input.ident
             ),
             format!(
                 "name the field that holds the parent's key; the fields are: {}",
@@ -165,11 +163,8 @@ fn check_foreign_key_is_persisted(cx: &mut Ctxt, input: &Input, relation: &Belon
             ),
         ),
         Some(field) if !field.persisted() => cx.error(
-            &relation.foreign_key,
-            format!(
-                "foreign key `{}` is marked `skip`, so it is not stored",
-                relation.foreign_key
-            ),
+            foreign_key,
+            format!("foreign key `{foreign_key}` is marked `skip`, so it is not stored"),
             "remove `skip` from the foreign key field",
         ),
         Some(_) => {}

@@ -41,6 +41,11 @@ impl<T: Entity> Written<T> {
         self.generated.get(&slot)
     }
 
+    /// The value the write binds for `slot`, if it differs from the entity.
+    pub fn copy(&self, slot: u32) -> Option<&T> {
+        self.copies.get(&slot)
+    }
+
     fn clear(&mut self) {
         self.copies.clear();
         self.generated.clear();
