@@ -51,6 +51,27 @@ struct PrintRun {
 }
 
 backend_tests! {
+    fn a_removed_child_linked_to_a_new_parent_removed_too_is_deleted(db) {
+        // Found by the model test: the child's link to the dropped new parent made the plan
+        // fail with ParentRemoved, though a deleted row needs no foreign key.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let author = uow.register_new(Author { id: 0, name: "Le Guin".into() })?;
+        let book = uow.register_new(Book { id: 0, author_id: 0, title: "Earthsea".into() })?;
+        uow.set_parent(&book, &author)?;
+        uow.commit(&mut db.conn)?;
+        let newcomer = uow.register_new(Author { id: 0, name: "Tolkien".into() })?;
+        uow.set_parent(&book, &newcomer)?;
+        uow.register_removed(&book)?;
+        uow.register_removed(&newcomer)?;
+        uow.plan()?;
+        uow.commit(&mut db.conn)?;
+        let books: i64 = books::table.count().get_result(&mut db.conn)?;
+        assert_eq!(books, 0);
+        let authors: i64 = authors::table.count().get_result(&mut db.conn)?;
+        assert_eq!(authors, 1, "the removed new author was never inserted");
+        Ok(())
+    }
+
     fn a_parent_with_a_composite_key_fills_every_field_of_its_childrens_foreign_key(db) {
         let serial = match <Conn as TestBackend>::KIND {
             Kind::Sqlite => "INTEGER PRIMARY KEY",

@@ -278,8 +278,14 @@ impl<T: Entity> RelationVisitor<T> for EdgeFinder<'_, T> {
             let Some(me) = self.changes.position(self.me, slot) else {
                 continue;
             };
+            let deleting = tracked.lifecycle() == Lifecycle::Removed;
             // The parent pointed at after the commit: a linked handle, or the key in the field.
-            let link = tracked.links().iter().find(|l| l.relation == relation);
+            // A row being deleted keeps no foreign key, so a link it still has (even to a new
+            // parent removed since) means nothing.
+            let link = tracked
+                .links()
+                .iter()
+                .find(|l| l.relation == relation && !deleting);
             let new_parent = match link {
                 Some(link) => {
                     if parents
@@ -312,7 +318,6 @@ impl<T: Entity> RelationVisitor<T> for EdgeFinder<'_, T> {
                 Lifecycle::New => None,
                 _ => R::parent_key(tracked.persisted_value()).and_then(|k| parents.slot_of(&k)),
             };
-            let deleting = tracked.lifecycle() == Lifecycle::Removed;
             // The change of the parent in `slot`, if it is of `kind`.
             let parent_change = |slot: Option<u32>, kind: ChangeKind| {
                 slot.and_then(|s| self.changes.position(parent_store, s))
