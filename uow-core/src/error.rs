@@ -458,8 +458,9 @@ pub(crate) fn is_connection_lost(error: &diesel::result::Error) -> bool {
                 "connection to server was lost",
                 "could not receive data from server",
                 "could not send data to server",
-                // tokio-postgres (diesel-async)
+                // tokio-postgres (diesel-async): its socket closed, or failed to read or write
                 "connection closed",
+                "error communicating with the server",
                 // mysql_async (diesel-async)
                 "connection to the server is closed",
                 "broken pipe",
@@ -509,6 +510,11 @@ mod tests {
         assert!(is_connection_lost(&database(
             DatabaseErrorKind::Unknown,
             "FATAL: terminating connection due to administrator command"
+        )));
+        // tokio-postgres reports a failed socket read or write without its cause.
+        assert!(is_connection_lost(&database(
+            DatabaseErrorKind::UnableToSendCommand,
+            "error communicating with the server"
         )));
         assert!(!is_connection_lost(&database(
             DatabaseErrorKind::UniqueViolation,
