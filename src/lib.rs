@@ -54,6 +54,77 @@
 //! | field | `#[tracked(version)]` | integer checked by UPDATE/DELETE and advanced by one; a mismatch is [`Error::Conflict`] |
 //! | field | `#[tracked(skip)]` | not a column: neither written nor tracked |
 //! | field | `#[tracked(column = name)]` | the column's name when it differs from the field's |
+//! | field | `#[tracked(children)]` | a `Vec` of an aggregate's members (entities that `belongs_to` this struct), written with it |
+//!
+//! # Aggregates
+//!
+//! A root holds its members in plain `Vec`s marked `#[tracked(children)]`, to any depth. Change
+//! the tree with plain Rust through [`get_mut`](UnitOfWork::get_mut); the commit inserts new
+//! elements (foreign keys filled, generated keys written back into the tree), deletes removed
+//! ones (their members first), updates changed ones, and checks and advances the root's
+//! version when any member changed, so concurrent changes anywhere in one aggregate conflict.
+//! [`load`](UnitOfWork::load) reads a root with its tree, one query per level, and
+//! [`attach_aggregates`](UnitOfWork::attach_aggregates) does the same for roots read with a
+//! Diesel query.
+//!
+//! ```
+//! use uow::prelude::*;
+//! use diesel::connection::SimpleConnection;
+//! use diesel::{Connection, SqliteConnection};
+//!
+//! diesel::table! { orders (id) { id -> Integer, customer -> Text, version -> Integer } }
+//! diesel::table! { lines (order_id, no) { order_id -> Integer, no -> Integer, qty -> Integer } }
+//!
+//! #[derive(Tracked, Clone, Debug, PartialEq)]
+//! #[tracked(table = orders)]
+//! struct Order {
+//!     #[tracked(generated)]
+//!     id: i32,
+//!     customer: String,
+//!     #[tracked(version)]
+//!     version: i32,
+//!     #[tracked(children)]
+//!     lines: Vec<Line>,
+//! }
+//!
+//! // The key holds the order's: filled from the new order's generated key at the commit.
+//! #[derive(Tracked, Clone, Debug, PartialEq)]
+//! #[tracked(table = lines, belongs_to(Order, foreign_key = order_id))]
+//! struct Line {
+//!     #[tracked(primary_key)]
+//!     order_id: i32,
+//!     #[tracked(primary_key)]
+//!     no: i32,
+//!     qty: i32,
+//! }
+//!
+//! let mut conn = SqliteConnection::establish(":memory:")?;
+//! conn.batch_execute(
+//!     "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT NOT NULL, version INTEGER NOT NULL);
+//!      CREATE TABLE lines (order_id INTEGER NOT NULL REFERENCES orders (id), no INTEGER NOT NULL,
+//!                          qty INTEGER NOT NULL, PRIMARY KEY (order_id, no));",
+//! )?;
+//! let line = |no, qty| Line { order_id: 0, no, qty };
+//! let mut uow = UnitOfWork::new();
+//! let order = uow.register_new(Order {
+//!     id: 0,
+//!     customer: "ann".into(),
+//!     version: 1,
+//!     lines: vec![line(1, 2), line(2, 1)],
+//! })?;
+//! uow.commit(&mut conn)?;
+//! let id = uow.get(&order)?.id;
+//! assert!(uow.get(&order)?.lines.iter().all(|l| l.order_id == id));
+//!
+//! uow.get_mut(&order)?.lines[1].qty = 4; // a member changes: its row, and the order's version
+//! uow.commit(&mut conn)?;
+//! assert_eq!(uow.get(&order)?.version, 2);
+//!
+//! let mut elsewhere = UnitOfWork::<SqliteConnection>::new();
+//! let loaded = elsewhere.load::<Order>(&mut conn, id)?; // 2 queries: orders, lines
+//! assert_eq!(elsewhere.get(&loaded)?, uow.get(&order)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! Field types must be `PartialEq` (changes are found by comparing with the persisted values)
 //! and map to their column's SQL type as in any Diesel query. Entities are `Clone + 'static`:

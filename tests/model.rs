@@ -1548,7 +1548,7 @@ where
     fn apply(&mut self, s: &mut dyn Session<C>, op: &Op) -> Check<Outcome> {
         let outcome = self.apply_inner(s, op)?;
         if outcome != Outcome::Skipped {
-            self.check_memory(s.uow_ref())?;
+            self.check_memory(s.uow())?;
         }
         Ok(outcome)
     }
@@ -2544,7 +2544,7 @@ where
         let counts = self.model.counts();
         let before = self.observe_all(s.uow_ref());
         // The preview sends nothing and must agree with what the write then does.
-        let preview = match s.uow_ref().plan() {
+        let preview = match s.uow().plan() {
             Ok(preview) => Some(preview),
             Err(e) if expect == Expect::Ok => {
                 return Err(self.fail(
@@ -2629,7 +2629,7 @@ where
                 self.tally(expect == Expect::Ok);
                 self.settle(s.uow_ref())?;
                 self.check_db(s.rows())?;
-                self.check_memory(s.uow_ref())?;
+                self.check_memory(s.uow())?;
                 Ok(Outcome::WriteOk)
             }
             Err(e) => {
@@ -2984,7 +2984,7 @@ where
         match result {
             Ok(()) => {
                 self.note("nested scope kept");
-                self.check_memory(s.uow_ref())?;
+                self.check_memory(s.uow())?;
                 Ok(Outcome::Done)
             }
             Err(ScopeErr::Rollback) => {
@@ -3025,7 +3025,7 @@ where
         self.model.stale.extend(born);
         self.check_unchanged(s.uow_ref(), before, kind)?;
         self.check_db(s.rows())?;
-        self.check_memory(s.uow_ref())
+        self.check_memory(s.uow())
     }
 
     fn reload(&mut self, uow: &mut UnitOfWork<C>, conn: &mut C, dirty: u32) -> Check<Outcome> {
@@ -3278,7 +3278,7 @@ where
     }
 
     /// Every held handle against the model, stale handles, `len`, `has_changes`.
-    fn check_memory(&self, uow: &CoreUow<C>) -> Check {
+    fn check_memory(&self, uow: &mut CoreUow<C>) -> Check {
         let m = &self.model;
         for (i, o) in m.owners.iter().enumerate() {
             let Some(o) = o else { continue };

@@ -186,9 +186,11 @@ impl AppState {
         pool.get().await?.batch_execute(SCHEMA).await?;
         Ok(AppState {
             pool,
+            // SQLite refuses a second writer at once ("database is locked") when a read
+            // transaction would become a write one; under load a request may lose many times.
             retry: RetryPolicy::default()
-                .attempts(20)
-                .backoff(Duration::from_millis(2), Duration::from_millis(50))
+                .attempts(40)
+                .backoff(Duration::from_millis(2), Duration::from_millis(100))
                 .retry_conflicts(true),
             gate: None,
             failed_runs: Arc::default(),

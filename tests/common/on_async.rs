@@ -242,6 +242,14 @@ impl<W: Wrapped> UnitOfWork<W> {
         wait(self.0.load(conn.inner(), key))
     }
 
+    pub fn attach_aggregates<T: Load<W::Backend>>(
+        &mut self,
+        conn: &mut W,
+        roots: Vec<T>,
+    ) -> uow::Result<Vec<Handle<T>>> {
+        wait(self.0.attach_aggregates(conn.inner(), roots))
+    }
+
     pub fn refresh<T: Load<W::Backend>>(
         &mut self,
         conn: &mut W,

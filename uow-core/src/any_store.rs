@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::plan::{Change, Edge, Step};
 use crate::preview::PreviewStep;
 use crate::store::Store;
-use crate::stores::{AnyStore, EdgeContext, LinkRows};
+use crate::stores::{AnyStore, EdgeContext, LinkRows, SyncRoots};
 
 impl<T: Entity> AnyStore for Store<T> {
     fn len(&self) -> usize {
@@ -31,6 +31,10 @@ impl<T: Entity> AnyStore for Store<T> {
 
     fn link_rows(&self) -> LinkRows {
         crate::relations::link_rows::<T>
+    }
+
+    fn sync_roots(&self) -> Option<SyncRoots> {
+        T::HAS_CHILDREN.then_some(crate::aggregates::sync_roots::<T> as SyncRoots)
     }
 
     fn describe(&self, slot: u32) -> String {

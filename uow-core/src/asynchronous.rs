@@ -186,6 +186,16 @@ where
         self.uow.find_or_read(conn, key)
     }
 
+    /// Attaches roots read with an ordinary Diesel query with their trees, one query per
+    /// level for all of them (see the synchronous [`UnitOfWork::attach_aggregates`]).
+    pub fn attach_aggregates<'c, T: Load<C::Backend>>(
+        &'c mut self,
+        conn: &'c mut C,
+        roots: Vec<T>,
+    ) -> impl Future<Output = Result<Vec<Handle<T>>>> + Send + 'c {
+        self.uow.attach_trees(conn, roots)
+    }
+
     /// Discards the local changes of one entity and reads its row again (see the synchronous
     /// [`UnitOfWork::refresh`]).
     pub fn refresh<'c, T: Load<C::Backend>>(

@@ -101,8 +101,27 @@ pub trait Entity: Clone + Send + Sync + 'static {
         let _ = visitor;
     }
 
+    /// Whether the struct has `#[tracked(children)]` collections: it is the root (or an inner
+    /// node) of an aggregate whose members the unit of work writes with it.
+    const HAS_CHILDREN: bool = false;
+
+    /// The names of the `#[tracked(children)]` fields, in declaration order; the `field`
+    /// numbers the children visitors get index into it.
+    const CHILDREN: &'static [&'static str] = &[];
+
+    /// Calls `visitor` once per `#[tracked(children)]` field, with its elements.
+    fn visit_children<V: ChildrenVisitor<Self>>(&self, visitor: &mut V) {
+        let _ = visitor;
+    }
+
+    /// Calls `visitor` once per `#[tracked(children)]` field, with the collection to change.
+    fn visit_children_mut<V: ChildrenVisitorMut<Self>>(&mut self, visitor: &mut V) {
+        let _ = visitor;
+    }
+
     /// Moves every persisted field of `fresh` into `self`, keeping `self`'s skipped fields
-    /// (used by `refresh`).
+    /// and child collections (used by `refresh`, and to write what a commit stored into the
+    /// members of an aggregate).
     fn assign_persisted(&mut self, fresh: Self);
 
     /// For an entity whose only generated field is an integer key: the generated values for
@@ -214,6 +233,12 @@ pub trait Persist<DB: Backend>: Entity {
     fn visit_columns<V: ColumnVisitor<Self, DB>>(visitor: &mut V) {
         let _ = visitor;
     }
+
+    /// Calls `visitor` once per `#[tracked(children)]` field, with the element type: the unit
+    /// of work prepares the stores of an aggregate's member types when it first meets its root.
+    fn visit_child_types<V: ChildTypeVisitor<DB>>(visitor: &mut V) {
+        let _ = visitor;
+    }
 }
 
 /// Receives the persisted fields of an entity with their types (see
@@ -240,6 +265,37 @@ pub trait Relation<Child: Entity>: 'static {
     /// Points the child at the parent with key `key`.
     fn set_parent_key(child: &mut Child, key: <Self::Parent as Entity>::Key);
 }
+
+/// Receives the `#[tracked(children)]` collections of an entity (see
+/// [`Entity::visit_children`]).
+pub trait ChildrenVisitor<Parent: ?Sized> {
+    /// Children field number `field` (an index into [`Entity::CHILDREN`]) and its elements.
+    fn visit<Child: Entity + ChildOf<Parent>>(&mut self, field: usize, children: &[Child]);
+}
+
+/// Receives the `#[tracked(children)]` collections of an entity for changing them (see
+/// [`Entity::visit_children_mut`]).
+pub trait ChildrenVisitorMut<Parent: ?Sized> {
+    /// Children field number `field` (an index into [`Entity::CHILDREN`]) and its collection.
+    fn visit<Child: Entity + ChildOf<Parent>>(&mut self, field: usize, children: &mut Vec<Child>);
+}
+
+/// Receives the entity types of the `#[tracked(children)]` collections of an entity, with
+/// what the backend `DB` needs of them (see [`Persist::visit_child_types`]).
+pub trait ChildTypeVisitor<DB: Backend> {
+    /// One child entity type.
+    fn visit<Child: Persist<DB>>(&mut self);
+}
+
+/// A type that `belongs_to` `Parent`: what an element of a `#[tracked(children)]` collection
+/// must be. The derive implements it once per parent type named in `belongs_to`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a child of `{Parent}`: it has no `belongs_to({Parent}, ..)` relation",
+    label = "the elements of a `#[tracked(children)]` collection",
+    note = "the unit of work fills each child's foreign key from its parent: add \
+            `#[tracked(belongs_to({Parent}, foreign_key = ..))]` to `{Self}`"
+)]
+pub trait ChildOf<Parent: ?Sized>: Entity {}
 
 /// Receives the relations of an entity type, typed (see [`Entity::visit_relations`]).
 pub trait RelationVisitor<Child: Entity> {
@@ -288,6 +344,24 @@ impl<K: Clone> ForeignKey<K> for Option<K> {
 pub trait Load<DB: Backend>: Persist<DB> {
     /// Reads every persisted field, by column name; skipped fields get their default.
     fn from_row<'a>(row: &impl NamedRow<'a, DB>) -> diesel::deserialize::Result<Self>;
+
+    /// Calls `visitor` once per `#[tracked(children)]` field, with the element type and the
+    /// function reaching the collection: loading an aggregate reads each level for every
+    /// parent of that level at once.
+    fn visit_child_loads<V: ChildLoadVisitor<Self, DB>>(visitor: &mut V) {
+        let _ = visitor;
+    }
+}
+
+/// Receives the `#[tracked(children)]` fields of an entity for loading them (see
+/// [`Load::visit_child_loads`]).
+pub trait ChildLoadVisitor<Parent, DB: Backend> {
+    /// Children field number `field`, reached in a parent by `children`.
+    fn visit<Child: Load<DB> + ChildOf<Parent>>(
+        &mut self,
+        field: usize,
+        children: fn(&mut Parent) -> &mut Vec<Child>,
+    );
 }
 
 /// The value a `#[tracked(skip)]` field gets when an entity is read from a row (`load`,

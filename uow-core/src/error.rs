@@ -342,6 +342,22 @@ pub enum Error {
         fields: Vec<&'static str>,
     },
 
+    /// The elements of a `#[tracked(children)]` collection have several `belongs_to`
+    /// relations with the parent type, so which foreign key the collection fills is unclear.
+    #[error(
+        "{parent}.{field} holds {child} values, and {child} has several `belongs_to` relations \
+         with {parent}: keep one `belongs_to({parent}, ..)` on {child} for the collection, and \
+         link other relations with `set_parent_via`"
+    )]
+    AmbiguousChildren {
+        /// The parent entity type.
+        parent: &'static str,
+        /// The children field.
+        field: &'static str,
+        /// The child entity type.
+        child: &'static str,
+    },
+
     /// A participant outside the database failed to prepare; the participants prepared before
     /// it were compensated and nothing was written to the database.
     #[error(

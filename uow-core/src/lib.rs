@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod aggregates;
 mod any_store;
 #[cfg(feature = "async")]
 mod asynchronous;
@@ -38,6 +39,7 @@ mod fields;
 mod handle;
 mod hooks;
 mod loading;
+mod parents;
 mod plan;
 mod planning;
 mod preview;
@@ -57,7 +59,8 @@ mod unit_of_work;
 #[cfg(feature = "async")]
 pub use asynchronous::{transaction_async, AsyncUnitOfWork, ScopeBody};
 pub use entity::{
-    AutoIncrementKey, Entity, FieldInfo, FieldSet, ForeignKey, Load, Persist, Relation,
+    AutoIncrementKey, ChildLoadVisitor, ChildOf, ChildTypeVisitor, ChildrenVisitor,
+    ChildrenVisitorMut, Entity, FieldInfo, FieldSet, ForeignKey, Load, Persist, Relation,
     RelationVisitor, SkippedDefault, VersionField, MAX_FIELDS,
 };
 pub use error::{Error, Operation, Result};
@@ -80,8 +83,9 @@ pub use unit_of_work::UnitOfWork;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::entity::{
-        AutoIncrementKey, ColumnVisitor, Entity, FieldInfo, FieldPair, FieldSet, ForeignKey, Load,
-        Persist, Relation, RelationVisitor, SameBits, SameByEq, SkippedDefault, VersionField,
+        AutoIncrementKey, ChildLoadVisitor, ChildOf, ChildTypeVisitor, ChildrenVisitor,
+        ChildrenVisitorMut, ColumnVisitor, Entity, FieldInfo, FieldPair, FieldSet, ForeignKey,
+        Load, Persist, Relation, RelationVisitor, SameBits, SameByEq, SkippedDefault, VersionField,
     };
     pub use diesel;
     pub use diesel::backend::Backend;

@@ -1,12 +1,20 @@
-//! Reading entities: [`UnitOfWork::load`] through the identity map, and
-//! [`UnitOfWork::refresh`]; the row itself is read by the execution layer (`exec/read.rs`).
+//! Reading entities: [`UnitOfWork::load`] through the identity map (an aggregate's root with
+//! its tree, one query per level), [`UnitOfWork::attach_aggregates`], and
+//! [`UnitOfWork::refresh`]; the rows themselves are read by the execution layer
+//! (`exec/read.rs`).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use diesel::connection::LoadConnection;
 use diesel::Connection;
 
-use crate::entity::Load;
+use crate::aggregates::{child_relation, parent_keys};
+use crate::entity::{ChildLoadVisitor, ChildOf, Entity, Load};
 use crate::error::{Error, Result};
 use crate::exec::driver::block;
+use crate::exec::read::select_children;
 use crate::exec::{read::select, Dialect, Driver};
 use crate::handle::Handle;
 use crate::scope::Scope;
@@ -43,6 +51,53 @@ where
         block(self.find_or_read(conn, key))
     }
 
+    /// Attaches roots read with an ordinary Diesel query, each with its whole tree: their
+    /// `#[tracked(children)]` collections are filled with one query per level for all of
+    /// them (a root held already stays as held, with its tree).
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// diesel::table! { carts (id) { id -> Integer, owner -> Text } }
+    /// diesel::table! { items (id) { id -> Integer, cart_id -> Integer, sku -> Text } }
+    ///
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(table = carts)]
+    /// struct Cart { id: i32, owner: String, #[tracked(children)] items: Vec<Item> }
+    ///
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(table = items, belongs_to(Cart, foreign_key = cart_id))]
+    /// struct Item { id: i32, cart_id: i32, sku: String }
+    ///
+    /// let mut conn = SqliteConnection::establish(":memory:")?;
+    /// conn.batch_execute(
+    ///     "CREATE TABLE carts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL);
+    ///      CREATE TABLE items (id INTEGER PRIMARY KEY, cart_id INTEGER NOT NULL, sku TEXT NOT NULL);
+    ///      INSERT INTO carts VALUES (1, 'ann'), (2, 'bob');
+    ///      INSERT INTO items VALUES (10, 1, 'pen'), (11, 1, 'ink'), (12, 2, 'pad');",
+    /// )?;
+    /// // Your own query picks the roots; one more query fills every cart's items.
+    /// let carts: Vec<Cart> = carts::table
+    ///     .select((carts::id, carts::owner))
+    ///     .load::<(i32, String)>(&mut conn)?
+    ///     .into_iter()
+    ///     .map(|(id, owner)| Cart { id, owner, items: Vec::new() })
+    ///     .collect();
+    /// let mut uow = UnitOfWork::new();
+    /// let handles = uow.attach_aggregates(&mut conn, carts)?;
+    /// assert_eq!(uow.get(&handles[0])?.items.len(), 2);
+    /// assert_eq!(uow.get(&handles[1])?.items[0].sku, "pad");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attach_aggregates<T: Load<C::Backend>>(
+        &mut self,
+        conn: &mut C,
+        roots: Vec<T>,
+    ) -> Result<Vec<Handle<T>>> {
+        block(self.attach_trees(conn, roots))
+    }
+
     /// Discards the local changes of one entity and reads its row again; it is clean after.
     /// A removal registered for it is taken back, and the domain events recorded for it and not
     /// committed yet are dropped (they described the discarded changes). Fields marked `skip`
@@ -63,7 +118,28 @@ impl<C: Driver> UnitOfWork<C> {
             return Ok(handle);
         }
         let entity = select::<T, C>(conn, &key).await?;
-        Ok(self.attach(entity))
+        let mut roots = [entity];
+        fill_children::<T, C>(conn, &mut roots).await?;
+        let [root] = roots;
+        Ok(self.attach(root))
+    }
+
+    /// `attach_aggregates`, on either driver.
+    pub(crate) async fn attach_trees<T: Load<C::Backend>>(
+        &mut self,
+        conn: &mut C::Conn,
+        mut roots: Vec<T>,
+    ) -> Result<Vec<Handle<T>>> {
+        // A held root keeps its tree: only the others are read.
+        let (fresh, held): (Numbered<T>, Numbered<T>) = roots
+            .drain(..)
+            .enumerate()
+            .partition(|(_, root)| self.find::<T>(&root.key()).is_none());
+        let (positions, mut trees): (Vec<usize>, Vec<T>) = fresh.into_iter().unzip();
+        fill_children::<T, C>(conn, &mut trees).await?;
+        let mut all: Numbered<T> = positions.into_iter().zip(trees).chain(held).collect();
+        all.sort_by_key(|(i, _)| *i);
+        Ok(all.into_iter().map(|(_, root)| self.attach(root)).collect())
     }
 
     /// `refresh`, on either driver.
@@ -105,5 +181,88 @@ where
     pub fn refresh<T: Load<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<()> {
         let (uow, conn) = self.parts();
         block(uow.reread(conn, handle))
+    }
+}
+
+/// Roots with their positions in the caller's list.
+type Numbered<T> = Vec<(usize, T)>;
+
+/// Fills the `#[tracked(children)]` collections of `parents`, depth first: one query per
+/// children field and level for all of them (the children of every parent at once), each
+/// child pushed into its parent's collection in key order.
+fn fill_children<'a, T, D>(
+    conn: &'a mut D::Conn,
+    parents: &'a mut [T],
+) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>
+where
+    T: Load<D::Backend>,
+    D: Driver,
+{
+    Box::pin(async move {
+        if !T::HAS_CHILDREN || parents.is_empty() {
+            return Ok(());
+        }
+        let mut fields = Fields::<T, D>(Vec::new());
+        T::visit_child_loads(&mut fields);
+        for field in fields.0 {
+            field.fill(conn, parents).await?;
+        }
+        Ok(())
+    })
+}
+
+/// One children field of `T`, with its element type erased.
+trait FillField<T, D: Driver>: Send {
+    fn fill<'a>(
+        self: Box<Self>,
+        conn: &'a mut D::Conn,
+        parents: &'a mut [T],
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+}
+
+struct Fields<T, D: Driver>(Vec<Box<dyn FillField<T, D>>>);
+
+impl<T: Load<D::Backend>, D: Driver> ChildLoadVisitor<T, D::Backend> for Fields<T, D> {
+    fn visit<M: Load<D::Backend> + ChildOf<T>>(
+        &mut self,
+        field: usize,
+        children: fn(&mut T) -> &mut Vec<M>,
+    ) {
+        self.0.push(Box::new(ChildField { field, children }));
+    }
+}
+
+struct ChildField<T, M> {
+    field: usize,
+    children: fn(&mut T) -> &mut Vec<M>,
+}
+
+impl<T, M, D> FillField<T, D> for ChildField<T, M>
+where
+    D: Driver,
+    T: Load<D::Backend>,
+    M: Load<D::Backend>,
+{
+    fn fill<'a>(
+        self: Box<Self>,
+        conn: &'a mut D::Conn,
+        parents: &'a mut [T],
+    ) -> Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>> {
+        Box::pin(async move {
+            let (relation, foreign_key) = child_relation::<T, M>(self.field)?;
+            let keys: Vec<T::Key> = parents.iter().map(Entity::key).collect();
+            let mut members = select_children::<M, T, D>(conn, foreign_key, &keys).await?;
+            fill_children::<M, D>(conn, &mut members).await?;
+            let position: HashMap<T::Key, usize> =
+                keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+            let owners = parent_keys::<T, M>(&members, relation);
+            for (member, owner) in members.into_iter().zip(owners) {
+                let parent = owner.and_then(|key| position.get(&key).copied());
+                if let Some(parent) = parent.and_then(|i| parents.get_mut(i)) {
+                    (self.children)(parent).push(member);
+                }
+            }
+            Ok(())
+        })
     }
 }

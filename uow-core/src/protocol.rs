@@ -350,6 +350,7 @@ impl<C: Driver> UnitOfWork<C> {
     /// refiled first (edges and the identity map find parents by the key they are filed
     /// under).
     fn plan_write(&mut self) -> Result<Plan> {
+        self.state.sync_aggregates()?;
         for store in self.state.stores.iter_mut() {
             store.refile_new_keys()?;
         }
@@ -362,7 +363,10 @@ impl<C: Driver> UnitOfWork<C> {
     }
 
     /// Whether the next commit would write anything.
-    pub fn has_changes(&self) -> bool {
+    pub fn has_changes(&mut self) -> bool {
+        if self.state.sync_aggregates().is_err() {
+            return true;
+        }
         !matches!(planning::plan(&self.state.stores, &self.tables()), Ok(plan) if plan.is_empty())
     }
 
@@ -382,7 +386,8 @@ impl<C: Driver> UnitOfWork<C> {
     /// assert!(preview.to_string().contains("UPDATE notes (Note): 1 row(s)"));
     /// # Ok::<(), uow::Error>(())
     /// ```
-    pub fn plan(&self) -> Result<PlanPreview> {
+    pub fn plan(&mut self) -> Result<PlanPreview> {
+        self.state.sync_aggregates()?;
         planning::preview(&self.state.stores, &self.tables())
     }
 }

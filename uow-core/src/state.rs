@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::events::Events;
 use crate::report::CommitReport;
 use crate::resource::Participants;
-use crate::stores::StoreSet;
+use crate::stores::{StoreSet, SyncedRoot};
 
 static NEXT_UNIT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -30,6 +30,8 @@ pub(crate) struct State {
     levels: Vec<Level>,
     /// Transaction scopes open on this unit of work (nested ones on savepoints).
     scope_depth: usize,
+    /// The roots whose members the write under way brought in line with their trees.
+    synced_roots: Vec<SyncedRoot>,
     /// Per open scope: the rows its flushes wrote (a nested scope's fold into its parent's
     /// when it succeeds).
     scope_reports: Vec<CommitReport>,
@@ -44,6 +46,7 @@ impl State {
             events: Events::default(),
             levels: Vec::new(),
             scope_depth: 0,
+            synced_roots: Vec::new(),
             scope_reports: Vec::new(),
         }
     }
@@ -116,6 +119,25 @@ impl State {
         for store in self.stores.iter_mut() {
             store.end_write(committed);
         }
+        // The members settled; what they stored goes into their roots' trees.
+        for root in std::mem::take(&mut self.synced_roots) {
+            if committed {
+                root.write_back(&mut self.stores);
+            }
+        }
+    }
+
+    /// Brings every aggregate whose root was touched in line with its tree, before a write is
+    /// planned (see `aggregates.rs`).
+    pub fn sync_aggregates(&mut self) -> crate::error::Result<()> {
+        self.synced_roots.clear();
+        for index in 0..self.stores.len() {
+            let sync = self.stores.dyn_at(index).and_then(|s| s.sync_roots());
+            if let Some(sync) = sync {
+                sync(&mut self.stores, index, &mut self.synced_roots)?;
+            }
+        }
+        Ok(())
     }
 
     /// After the database committed: events become available, participants finish.

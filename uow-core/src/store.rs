@@ -5,7 +5,8 @@
 //! - `store/changes.rs`: what the touched entities need written, checked before any I/O;
 //! - `store/written.rs`: the rows a step writes, and what the write produced, kept aside;
 //! - `store/levels.rs`: save points (scopes, a commit's hooks) and undoing them;
-//! - `store/bulk.rs`: every entity for mutation in one pass, without per-handle checks.
+//! - `store/bulk.rs`: every entity for mutation in one pass, without per-handle checks;
+//! - `store/members.rs`: what aggregates need: members filed or found, members lists.
 
 use std::any::TypeId;
 use std::collections::hash_map::Entry;
@@ -19,6 +20,7 @@ use crate::tracking::Tracked;
 mod bulk;
 mod changes;
 mod levels;
+mod members;
 mod written;
 
 pub(crate) use changes::FieldValue;

@@ -18,6 +18,27 @@ use crate::store::Store;
 /// store's type): a function of the whole set, since it reads parents and writes children.
 pub(crate) type LinkRows = fn(&mut StoreSet, usize, &Step) -> Result<()>;
 
+/// Brings the members of every touched root of a store in line with its tree
+/// (`aggregates::sync_roots` for the store's type), noting each root it did.
+pub(crate) type SyncRoots = fn(&mut StoreSet, usize, &mut Vec<SyncedRoot>) -> Result<()>;
+
+/// A root whose members a write brought in line, to copy what the write stored into its tree
+/// once the write succeeded (`aggregates::write_back` for its type).
+#[derive(Clone, Copy)]
+pub(crate) struct SyncedRoot {
+    pub store: usize,
+    pub slot: u32,
+    pub generation: u32,
+    pub write_back: fn(&mut StoreSet, usize, u32, u32),
+}
+
+impl SyncedRoot {
+    /// Copies what the database holds now into the root's tree.
+    pub fn write_back(self, stores: &mut StoreSet) {
+        (self.write_back)(stores, self.store, self.slot, self.generation);
+    }
+}
+
 /// A store of some entity type. `Send`: a unit of work moves between threads with its
 /// entities.
 pub(crate) trait AnyStore: Any + Send {
@@ -33,6 +54,8 @@ pub(crate) trait AnyStore: Any + Send {
     fn refile_new_keys(&mut self) -> Result<()>;
     /// The function linking a step's rows to their parents' keys.
     fn link_rows(&self) -> LinkRows;
+    /// The function bringing aggregates in line, for a type with child collections.
+    fn sync_roots(&self) -> Option<SyncRoots>;
     /// One line naming the entity in `slot`, for cycle errors.
     fn describe(&self, slot: u32) -> String;
     /// The rows of `step`, printed for [`PlanPreview`](crate::PlanPreview).
@@ -123,6 +146,11 @@ impl StoreSet {
     /// Every store for changing it, in index order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut (dyn AnyStore + 'static)> + '_ {
         self.stores.iter_mut().map(|s| s.as_mut())
+    }
+
+    /// How many stores there are (entity types ever held).
+    pub fn len(&self) -> usize {
+        self.stores.len()
     }
 
     /// How many entities are held, in all stores.

@@ -59,6 +59,24 @@ pub(crate) struct Link {
     pub parent_generation: u32,
 }
 
+/// One member of an aggregate, as its parent knows it: the entity (in `slot` of store `store`)
+/// that stands for one element of children field `field` of the parent's value. A parent
+/// lists its members in element order, field by field; members being removed come last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub field: u16,
+    pub store: u32,
+    pub slot: u32,
+    pub generation: u32,
+}
+
+/// What few held entities have, out of line: pending links, and an aggregate's members.
+#[derive(Debug, Clone, Default)]
+struct Extras {
+    links: Vec<Link>,
+    members: Vec<Member>,
+}
+
 /// One entity held by a unit of work.
 #[derive(Debug, Clone)]
 pub(crate) struct Tracked<T: Entity> {
@@ -73,15 +91,16 @@ pub(crate) struct Tracked<T: Entity> {
     /// Set by `force_version_increment`: the version is checked and advanced even if no
     /// column changed.
     force_version: bool,
+    /// Set when a member of the aggregate this entity is the root of changes: its version is
+    /// checked and advanced. Worked out again by every write, so never stale.
+    members_changed: bool,
+    /// A member of an aggregate: it stands for an element of its parent's children
+    /// collection, which is what the domain code changes, and is written with the parent.
+    member: bool,
     /// The key this entity is filed under in the identity map, if any.
     filed_key: Option<T::Key>,
-    /// Pending links, rare: boxed so that an entity without any pays 8 bytes, not a `Vec`'s 24.
-    #[allow(
-        clippy::box_collection,
-        reason = "8 bytes per held entity instead of 24; the extra allocation is only made for \
-                  an entity linked to a new parent"
-    )]
-    links: Option<Box<Vec<Link>>>,
+    /// Pending links and members, rare: boxed so that an entity without any pays 8 bytes.
+    extras: Option<Box<Extras>>,
     /// Advanced each time `refresh` discards local changes: domain events recorded before
     /// that described changes that are gone, so they are never handed out.
     revision: u32,
@@ -114,8 +133,10 @@ impl<T: Entity> Tracked<T> {
             baseline: None,
             write_all: false,
             force_version: false,
+            members_changed: false,
+            member: false,
             filed_key,
-            links: None,
+            extras: None,
             revision: 0,
         }
     }
@@ -142,7 +163,58 @@ impl<T: Entity> Tracked<T> {
     }
 
     pub fn links(&self) -> &[Link] {
-        self.links.as_deref().map_or(&[], Vec::as_slice)
+        self.extras.as_deref().map_or(&[], |e| e.links.as_slice())
+    }
+
+    /// The members of the aggregate this entity is a parent in (see [`Member`]).
+    pub fn members(&self) -> &[Member] {
+        self.extras.as_deref().map_or(&[], |e| e.members.as_slice())
+    }
+
+    /// Replaces the members list.
+    pub fn set_members(&mut self, members: Vec<Member>) {
+        if members.is_empty() && self.extras.is_none() {
+            return;
+        }
+        self.extras.get_or_insert_with(Box::default).members = members;
+        self.drop_empty_extras();
+    }
+
+    fn drop_empty_extras(&mut self) {
+        if self
+            .extras
+            .as_deref()
+            .is_some_and(|e| e.links.is_empty() && e.members.is_empty())
+        {
+            self.extras = None;
+        }
+    }
+
+    /// Whether this entity is a member of an aggregate (written with its root).
+    pub fn is_member(&self) -> bool {
+        self.member
+    }
+
+    /// Makes this entity a member of an aggregate.
+    pub fn into_member(mut self) -> Self {
+        self.member = true;
+        self
+    }
+
+    /// Makes this held entity a member of an aggregate (a row registered on its own first).
+    pub fn make_member(&mut self) {
+        self.member = true;
+    }
+
+    /// Whether the root's version is advanced because a member changed.
+    pub fn set_members_changed(&mut self, changed: bool) {
+        self.members_changed = changed;
+    }
+
+    /// The value, to write into it what the database holds after a write (the columns of an
+    /// aggregate's members): no baseline kept, since nothing that is not stored changes.
+    pub fn value_for_write_back(&mut self) -> &mut T {
+        &mut self.value
     }
 
     pub fn revision(&self) -> u32 {
@@ -170,7 +242,7 @@ impl<T: Entity> Tracked<T> {
     /// Whether the version is written even when no column changed: forced, or a row
     /// registered dirty (whose only non-key column may be its version).
     pub fn version_forced(&self) -> bool {
-        self.force_version || self.write_all
+        self.force_version || self.write_all || self.members_changed
     }
 
     /// `force_version_increment`: the next write checks and advances the version.
@@ -234,14 +306,12 @@ impl<T: Entity> Tracked<T> {
     pub fn link(&mut self, link: Link, parent_is_new: bool, point_now: impl FnOnce(&mut T)) {
         self.change();
         point_now(&mut self.value);
-        let links = self.links.get_or_insert_with(Box::default);
+        let links = &mut self.extras.get_or_insert_with(Box::default).links;
         links.retain(|l| l.relation != link.relation);
         if parent_is_new {
             links.push(link);
         }
-        if links.is_empty() {
-            self.links = None;
-        }
+        self.drop_empty_extras();
     }
 
     /// Whether the entity's key waits for a new parent's generated key: it is not filed, and
@@ -270,7 +340,11 @@ impl<T: Entity> Tracked<T> {
         self.baseline = None;
         self.write_all = false;
         self.force_version = false;
-        self.links = None;
+        self.members_changed = false;
+        if let Some(extras) = self.extras.as_deref_mut() {
+            extras.links.clear();
+        }
+        self.drop_empty_extras();
     }
 
     /// `refresh`: the row as read now replaces every persisted field, skipped fields stay;

@@ -5,7 +5,8 @@
 use std::any::{Any, TypeId};
 use std::fmt;
 
-use crate::entity::{Entity, FieldSet, Persist};
+use crate::aggregates;
+use crate::entity::{ChildTypeVisitor, Entity, FieldSet, Persist};
 use crate::error::{Error, Result};
 use crate::events::{DomainEvent, EventSource};
 use crate::exec::{Changes, Driver, Session, TableIo};
@@ -145,6 +146,16 @@ impl<C: Driver> UnitOfWork<C> {
         let (index, created) = self.state.stores.entry::<T>(levels);
         if created {
             self.io.push(TableIo::of::<T>());
+            if T::HAS_CHILDREN {
+                // The members of its aggregates live in their types' stores.
+                struct MemberStores<'u, C: Driver>(&'u mut UnitOfWork<C>);
+                impl<C: Driver> ChildTypeVisitor<C::Backend> for MemberStores<'_, C> {
+                    fn visit<M: Persist<C::Backend>>(&mut self) {
+                        self.0.store_index::<M>();
+                    }
+                }
+                T::visit_child_types(&mut MemberStores(self));
+            }
         }
         index
     }
@@ -164,8 +175,12 @@ impl<C: Driver> UnitOfWork<C> {
         touch: bool,
     ) -> Result<Handle<T>> {
         let unit = self.state.id;
+        let persisted = !tracked.is_new();
         let (index, store) = self.store_mut::<T>();
         let id = store.insert(tracked, touch)?;
+        if T::HAS_CHILDREN && persisted {
+            aggregates::adopt::<T>(&mut self.state.stores, index, id.0, id.1);
+        }
         Ok(Handle::new(unit, index, id))
     }
 
@@ -208,7 +223,11 @@ impl<C: Driver> UnitOfWork<C> {
     pub fn attach<T: Persist<C::Backend>>(&mut self, entity: T) -> Handle<T> {
         let unit = self.state.id;
         let (index, store) = self.store_mut::<T>();
+        let held = store.len();
         let id = store.find_or_insert(Tracked::persisted(entity));
+        if T::HAS_CHILDREN && store.len() > held {
+            aggregates::adopt::<T>(&mut self.state.stores, index, id.0, id.1);
+        }
         Handle::new(unit, index, id)
     }
 
@@ -283,6 +302,16 @@ impl<C: Driver> UnitOfWork<C> {
                 Ok(())
             }
             Lifecycle::New => {
+                if T::HAS_CHILDREN {
+                    let (slot, generation) = handle.id();
+                    let index = handle.store as usize;
+                    aggregates::release_members::<T>(
+                        &mut self.state.stores,
+                        index,
+                        slot,
+                        generation,
+                    );
+                }
                 if let Some(store) = self.store_of_mut(handle) {
                     store.release(handle.slot);
                 }

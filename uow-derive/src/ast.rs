@@ -33,8 +33,16 @@ impl Field<'_> {
         }
     }
 
+    /// Stored in a column of its own: not `skip`, not a `children` collection.
     pub fn persisted(&self) -> bool {
-        self.attrs.skip.is_none()
+        self.attrs.skip.is_none() && self.attrs.children.is_none()
+    }
+
+    /// The element type of a `#[tracked(children)]` field (`Batch` in `Vec<Batch>`); `None`
+    /// for other fields, and for a `children` field that is not a `Vec` (valid.rs reports it).
+    pub fn children_element(&self) -> Option<&Type> {
+        self.attrs.children.as_ref()?;
+        vec_element(self.ty)
     }
 
     pub fn generated(&self) -> bool {
@@ -43,6 +51,24 @@ impl Field<'_> {
 
     pub fn version(&self) -> bool {
         self.attrs.version.is_some()
+    }
+}
+
+/// `T` in `Vec<T>` (also `std::vec::Vec<T>`, `alloc::vec::Vec<T>`).
+pub fn vec_element(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if path.qself.is_some() || last.ident != "Vec" {
+        return None;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(element)) if args.args.len() == 1 => Some(element),
+        _ => None,
     }
 }
 
@@ -111,6 +137,14 @@ impl<'a> Input<'a> {
     /// indexes of `Entity::FIELDS`.
     pub fn persisted(&self) -> impl Iterator<Item = &Field<'a>> {
         self.fields.iter().filter(|f| f.persisted())
+    }
+
+    /// The `#[tracked(children)]` fields with their element types, in declaration order: their
+    /// positions are the field numbers of `Entity::CHILDREN`.
+    pub fn children(&self) -> impl Iterator<Item = (&Field<'a>, &Type)> {
+        self.fields
+            .iter()
+            .filter_map(|f| Some((f, f.children_element()?)))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &Field<'a>> {

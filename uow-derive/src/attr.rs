@@ -12,7 +12,14 @@ use crate::ctxt::Ctxt;
 /// Keys accepted on the struct.
 pub const CONTAINER_KEYS: &[&str] = &["table", "belongs_to", "crate"];
 /// Keys accepted on a field.
-pub const FIELD_KEYS: &[&str] = &["primary_key", "generated", "version", "skip", "column"];
+pub const FIELD_KEYS: &[&str] = &[
+    "primary_key",
+    "generated",
+    "version",
+    "skip",
+    "column",
+    "children",
+];
 
 /// An attribute value with the span of the key that introduced it.
 pub struct Spanned<T> {
@@ -49,6 +56,8 @@ pub struct FieldAttrs {
     pub version: Option<Ident>,
     pub skip: Option<Ident>,
     pub column: Option<Spanned<Ident>>,
+    /// `children`: a `Vec` of the entities of an aggregate that belong to this one.
+    pub children: Option<Ident>,
 }
 
 fn key_ident(meta: &ParseNestedMeta) -> Ident {
@@ -367,6 +376,8 @@ pub fn field(cx: &mut Ctxt, attrs: &[Attribute]) -> FieldAttrs {
                 flag(cx, &meta, &key, &mut out.version)?;
             } else if meta.path.is_ident("skip") {
                 flag(cx, &meta, &key, &mut out.skip)?;
+            } else if meta.path.is_ident("children") {
+                flag(cx, &meta, &key, &mut out.children)?;
             } else if meta.path.is_ident("column") {
                 if let Some(path) = parse_path(cx, &meta, &key, "column = column_name")? {
                     match path.get_ident() {

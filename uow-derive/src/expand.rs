@@ -4,8 +4,8 @@
 //! `expand` computes what every impl needs once (`Context`, `Fields`) and asks one function per
 //! part of the output: `generics` (lifetimes made `'static`), `entity` (`impl Entity`), `key`
 //! and `generated` (the key and generated fields, which `Entity` and `Persist` both describe),
-//! `relations` (one `Relation` impl per `belongs_to`), `persist` (`impl Persist` and
-//! `impl Load`). `spans` makes rustc report a failed requirement on the field that causes it.
+//! `relations` (one `Relation` impl per `belongs_to`), `children` (`#[tracked(children)]`
+//! collections, and `ChildOf` per parent type), `persist` (`impl Persist` and `impl Load`). `spans` makes rustc report a failed requirement on the field that causes it.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::quote;
@@ -15,6 +15,7 @@ use crate::ast::{Field, Input};
 use crate::ctxt::Ctxt;
 use crate::valid;
 
+mod children;
 mod entity;
 mod generated;
 mod generics;
@@ -52,6 +53,7 @@ fn expand(input: &Input) -> TokenStream {
     let load_predicates = persist::load_predicates(&cx, &persist_predicates);
     wrap_in_const([
         column_type_trait(&cx),
+        children::child_of_impls(&cx, &entity_predicates),
         relations::relation_impls(&cx, &entity_predicates),
         entity::entity_impl(&cx, &entity_predicates),
         persist::persist_impl(&cx, &persist_predicates),
@@ -213,7 +215,7 @@ fn column_type_trait(cx: &Context) -> TokenStream {
 
 /// `items` inside an anonymous `const`: nothing the expansion declares is visible in, or
 /// collides with, the user's module (several derives in one module are fine).
-fn wrap_in_const(items: [TokenStream; 5]) -> TokenStream {
+fn wrap_in_const(items: [TokenStream; 6]) -> TokenStream {
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]

@@ -25,6 +25,8 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
         check_skip_excludes_generated(cx, field);
         check_skip_excludes_column(cx, field);
         check_generated_not_in_composite_key(cx, field, composite);
+        check_children_is_a_vec(cx, field);
+        check_children_is_only_children(cx, field);
     }
 
     for relation in &input.attrs.belongs_to {
@@ -137,6 +139,58 @@ fn check_generated_not_in_composite_key(cx: &mut Ctxt, field: &Field, composite:
                 field.ident
             ),
             "generate the key in Rust, or make the generated field the only key field",
+        );
+    }
+}
+
+/// A `children` field holds the aggregate's members: a `Vec` of an entity type.
+fn check_children_is_a_vec(cx: &mut Ctxt, field: &Field) {
+    if field.attrs.children.is_some() && crate::ast::vec_element(field.ty).is_none() {
+        cx.error(
+            field.ty,
+            format!(
+                "`children` field `{}` must be a `Vec` of a `Tracked` entity type",
+                field.ident
+            ),
+            "write it as `Vec<Child>`, where `Child` derives `Tracked` with \
+             `belongs_to(ThisStruct, foreign_key = ..)`",
+        );
+    }
+}
+
+/// A `children` field has no column of its own: it cannot be a key, a version, generated,
+/// skipped or renamed.
+fn check_children_is_only_children(cx: &mut Ctxt, field: &Field) {
+    let Some(children) = &field.attrs.children else {
+        return;
+    };
+    let others = [
+        ("primary_key", field.attrs.primary_key.as_ref()),
+        ("generated", field.attrs.generated.as_ref()),
+        ("version", field.attrs.version.as_ref()),
+        ("skip", field.attrs.skip.as_ref()),
+        ("column", field.attrs.column.as_ref().map(|c| &c.key)),
+    ];
+    for (name, other) in others {
+        if let Some(other) = other {
+            cx.error(
+                other,
+                format!(
+                    "`children` field `{}` cannot be `{name}`: its elements are rows of their own table, it has no column",
+                    field.ident
+                ),
+                format!("remove `{name}`"),
+            );
+        }
+    }
+    if field.key && field.attrs.primary_key.is_none() {
+        cx.error(
+            children,
+            format!(
+                "`{}` is the key by its name, and cannot be `children`",
+                field.ident
+            ),
+            "rename the collection, or mark the key field with `#[tracked(primary_key)]`",
         );
     }
 }

@@ -371,3 +371,67 @@ impl<T: Persist<DB>, DB: Dialect> QueryFragment<DB> for InsertOne<'_, T> {
         walk_insert(std::slice::from_ref(&self.0), true, out)
     }
 }
+
+/// `SELECT <persisted columns> FROM child WHERE fk IN (..) ORDER BY <key>`, or `(fk1, fk2) IN
+/// ((..), ..)` for a foreign key of several fields: the children of many parents at once (one
+/// level of an aggregate).
+pub(crate) struct SelectChildren<'a, C, P: Entity> {
+    /// The child's foreign key fields, in the order of the parent's key.
+    pub foreign_key: &'static [usize],
+    pub parents: &'a [P::Key],
+    pub child: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C, P: Entity> QueryId for SelectChildren<'_, C, P> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<C, P: Entity, Conn> RunQueryDsl<Conn> for SelectChildren<'_, C, P> {}
+
+impl<C, P: Entity> Query for SelectChildren<'_, C, P> {
+    type SqlType = Untyped;
+}
+
+impl<C: Persist<DB>, P: Persist<DB>, DB: Backend> QueryFragment<DB> for SelectChildren<'_, C, P> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        cache_if_small(&mut out, self.parents.len() * self.foreign_key.len(), false);
+        let column = |i: &usize| C::FIELDS.get(*i).map(|f| f.column);
+        let columns: Vec<&str> = self.foreign_key.iter().filter_map(column).collect();
+        out.push_sql("SELECT ");
+        push_columns::<C, DB>(&mut out, |_| true)?;
+        out.push_sql(" FROM ");
+        C::walk_table(out.reborrow())?;
+        out.push_sql(" WHERE ");
+        let several = columns.len() > 1;
+        if several {
+            out.push_sql("(");
+        }
+        for (n, name) in columns.iter().enumerate() {
+            if n > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(name)?;
+        }
+        out.push_sql(if several { ") IN (" } else { " IN (" });
+        for (row, key) in self.parents.iter().enumerate() {
+            if row > 0 {
+                out.push_sql(", ");
+            }
+            if several {
+                out.push_sql("(");
+            }
+            for part in 0..columns.len() {
+                if part > 0 {
+                    out.push_sql(", ");
+                }
+                P::walk_key(key, part, out.reborrow())?;
+            }
+            if several {
+                out.push_sql(")");
+            }
+        }
+        out.push_sql(") ORDER BY ");
+        push_columns::<C, DB>(&mut out, |f| f.key)
+    }
+}

@@ -39,6 +39,7 @@ pub(super) fn entity_predicates(cx: &Context) -> Vec<TokenStream> {
             predicates.push(field_bound(field, ty, quote!(#p::Clone), quote!()));
         }
     }
+    predicates.extend(super::children::entity_predicates(cx));
     predicates
 }
 
@@ -64,6 +65,7 @@ pub(super) fn entity_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStre
     let generated_methods = generated_methods(cx);
     let visit_relations = visit_relations(cx);
     let from_insert_id = from_insert_id(cx);
+    let children = super::children::entity_items(cx);
     let names = &cx.fields.names;
     // Facts the runtime would otherwise work out from `FIELDS` again and again.
     let key_generated = cx.input.persisted().any(|f| f.key && f.generated());
@@ -97,6 +99,8 @@ pub(super) fn entity_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStre
             #generated_methods
 
             #visit_relations
+
+            #children
 
             #[inline]
             fn assign_persisted(&mut self, __fresh: Self) {

@@ -38,6 +38,7 @@ pub(super) fn persist_predicates(
     }
     let generated = cx.fields.typed().filter(|(field, ..)| field.generated());
     predicates.extend(generated.map(|(field, ty, sql_type)| from_sql(cx, field, ty, sql_type)));
+    predicates.extend(super::children::persist_predicates(cx));
     predicates
 }
 
@@ -64,6 +65,7 @@ pub(super) fn load_predicates(
             quote!(__DB>),
         ));
     }
+    predicates.extend(super::children::load_predicates(cx));
     predicates
 }
 
@@ -87,6 +89,7 @@ pub(super) fn persist_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStr
     let walk_key_arms = walk_key_arms(cx);
     let key_out_of_range = out_of_range(cx, quote!("key part out of range"));
     let read_generated = fields.generated.iter().map(|&i| read_column(cx, i));
+    let child_types = super::children::persist_items(cx);
     let items = quote! {
         #[inline]
         fn walk_table(__out: #p::AstPass<'_, '_, #db>) -> #p::QueryResult<()> {
@@ -131,6 +134,8 @@ pub(super) fn persist_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStr
         fn visit_columns<__V: #p::ColumnVisitor<Self, #db>>(__visitor: &mut __V) {
             #(__visitor.visit::<#sql_types, #tys>(#visit_indexes, |__e: &Self| &__e.#names);)*
         }
+
+        #child_types
     };
     backend_impl(cx, format_ident!("Persist"), predicates, items)
 }
@@ -145,6 +150,7 @@ pub(super) fn load_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStream
     let read_persisted = (0..fields.persisted.len()).map(|i| read_column(cx, i));
     let skipped_names = fields.skipped.iter().map(|(field, _)| field.ident);
     let skipped_tys = fields.skipped.iter().map(|(_, ty)| ty);
+    let child_loads = super::children::load_items(cx);
     let items = quote! {
         fn from_row<'__a>(
             __row: &impl #p::NamedRow<'__a, #db>,
@@ -154,6 +160,8 @@ pub(super) fn load_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStream
                 #(#skipped_names: <#skipped_tys as #p::SkippedDefault<#db>>::skipped_default(),)*
             })
         }
+
+        #child_loads
     };
     backend_impl(cx, format_ident!("Load"), predicates, items)
 }

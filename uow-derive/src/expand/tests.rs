@@ -322,3 +322,60 @@ fn table_and_table_module_name_the_same_table() {
         Some("schema::notes::table")
     );
 }
+
+#[test]
+fn a_children_field_is_no_column_and_is_visited_with_its_element_type() {
+    let items = const_block(parse_quote! {
+        #[tracked(table = products, belongs_to(Warehouse, foreign_key = warehouse_id))]
+        struct Product {
+            id: i32,
+            warehouse_id: i32,
+            #[tracked(children)]
+            batches: Vec<Batch>,
+        }
+    });
+    let entity = text(impl_of(&items, "Entity"));
+    assert!(
+        !entity.contains("\"batches\",column"),
+        "not in FIELDS: {entity}"
+    );
+    assert!(entity.contains("constHAS_CHILDREN:bool=true"), "{entity}");
+    assert!(
+        entity.contains("visit::<Batch>(0usize,&self.batches)"),
+        "{entity}"
+    );
+    assert!(
+        entity.contains("Batch:::uow::__private::ChildOf<Product>"),
+        "the element must belong to the struct: {entity}"
+    );
+    let persist = text(impl_of(&items, "Persist"));
+    assert!(persist.contains("visit::<Batch>()"), "{persist}");
+    let load = text(impl_of(&items, "Load"));
+    assert!(
+        load.contains("Batch:::uow::__private::Load<__DB>"),
+        "loading the root loads the tree: {load}"
+    );
+    // `belongs_to` gives the struct `ChildOf` its parent.
+    let child_of = text(impl_of(&items, "ChildOf"));
+    assert!(
+        child_of.contains("ChildOf<Warehouse>forProduct"),
+        "{child_of}"
+    );
+}
+
+#[test]
+fn a_children_field_that_is_not_a_vec_or_has_a_column_is_refused() {
+    let messages = errors(parse_quote! {
+        #[tracked(table = products)]
+        struct Product {
+            id: i32,
+            #[tracked(children)]
+            batch: Option<Batch>,
+            #[tracked(children, version)]
+            batches: Vec<Batch>,
+        }
+    });
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(messages[0].contains("must be a `Vec`"), "{messages:?}");
+    assert!(messages[1].contains("cannot be `version`"), "{messages:?}");
+}

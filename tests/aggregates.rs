@@ -1,0 +1,448 @@
+//! Aggregates: `#[tracked(children)]` collections, changed with plain Rust through the root
+//! and written as one (README, "Aggregates"): new elements inserted with their foreign keys
+//! filled and their keys written back into the tree, removed ones deleted (theirs first),
+//! changed ones updated; the root's version checked and advanced when any member changes; a
+//! failed commit leaves the tree as it was.
+
+mod common;
+
+use common::*;
+use diesel::prelude::*;
+use uow::prelude::*;
+
+diesel::table! {
+    skus (id) {
+        id -> Integer,
+        sku -> Text,
+        version -> Integer,
+    }
+}
+
+diesel::table! {
+    stock_batches (id) {
+        id -> Integer,
+        product_id -> Integer,
+        reference -> Text,
+        qty -> Integer,
+    }
+}
+
+diesel::table! {
+    order_lines (id) {
+        id -> Integer,
+        batch_id -> Integer,
+        order_id -> Text,
+        qty -> Integer,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(skus, stock_batches, order_lines);
+
+/// The root: its version guards the whole aggregate.
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = skus)]
+struct Product {
+    #[tracked(generated)]
+    id: i32,
+    sku: String,
+    #[tracked(version)]
+    version: i32,
+    #[tracked(children)]
+    batches: Vec<Batch>,
+}
+
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = stock_batches, belongs_to(Product, foreign_key = product_id))]
+struct Batch {
+    #[tracked(generated)]
+    id: i32,
+    product_id: i32,
+    reference: String,
+    qty: i32,
+    #[tracked(children)]
+    allocations: Vec<Allocation>,
+}
+
+#[derive(Tracked, Queryable, Clone, Debug, PartialEq)]
+#[tracked(table = order_lines, belongs_to(Batch, foreign_key = batch_id))]
+struct Allocation {
+    #[tracked(generated)]
+    id: i32,
+    batch_id: i32,
+    order_id: String,
+    qty: i32,
+}
+
+fn create_tables<C: TestBackend>(db: &mut TestDb<C>) {
+    let serial = match C::KIND {
+        Kind::Sqlite => "INTEGER PRIMARY KEY",
+        Kind::Postgres => "SERIAL PRIMARY KEY",
+        Kind::Mysql => "INTEGER AUTO_INCREMENT PRIMARY KEY",
+    };
+    db.exec(&format!(
+        "CREATE TABLE skus (id {serial}, sku VARCHAR(50) NOT NULL, version INTEGER NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE stock_batches (id {serial}, product_id INTEGER NOT NULL REFERENCES skus (id), \
+         reference VARCHAR(50) NOT NULL UNIQUE, qty INTEGER NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE order_lines (id {serial}, batch_id INTEGER NOT NULL REFERENCES stock_batches (id), \
+         order_id VARCHAR(50) NOT NULL, qty INTEGER NOT NULL)"
+    ));
+}
+
+fn batch(reference: &str, qty: i32, allocations: Vec<Allocation>) -> Batch {
+    Batch {
+        id: 0,
+        product_id: 0,
+        reference: reference.into(),
+        qty,
+        allocations,
+    }
+}
+
+fn line(order_id: &str, qty: i32) -> Allocation {
+    Allocation {
+        id: 0,
+        batch_id: 0,
+        order_id: order_id.into(),
+        qty,
+    }
+}
+
+fn lamp() -> Product {
+    Product {
+        id: 0,
+        sku: "LAMP".into(),
+        version: 1,
+        batches: vec![
+            batch("b1", 20, vec![line("o1", 2), line("o2", 3)]),
+            batch("b2", 50, vec![]),
+        ],
+    }
+}
+
+/// The aggregate as the database holds it, read with plain Diesel one level at a time, each
+/// level in key order.
+trait ReadTree {
+    fn read_tree(&mut self, id: i32) -> QueryResult<Product>;
+}
+
+macro_rules! read_tree_for {
+    ($($feature:literal => $conn:ty),*) => {$(
+        #[cfg(feature = $feature)]
+        impl ReadTree for $conn {
+            fn read_tree(&mut self, id: i32) -> QueryResult<Product> {
+                let (id, sku, version) = skus::table
+                    .select((skus::id, skus::sku, skus::version))
+                    .filter(skus::id.eq(id))
+                    .first::<(i32, String, i32)>(self)?;
+                let rows: Vec<(i32, i32, String, i32)> = stock_batches::table
+                    .select((stock_batches::id, stock_batches::product_id, stock_batches::reference, stock_batches::qty))
+                    .filter(stock_batches::product_id.eq(id))
+                    .order(stock_batches::id)
+                    .load(self)?;
+                let mut batches = Vec::new();
+                for (batch_id, product_id, reference, qty) in rows {
+                    let allocations: Vec<Allocation> = order_lines::table
+                        .filter(order_lines::batch_id.eq(batch_id))
+                        .order(order_lines::id)
+                        .load(self)?;
+                    batches.push(Batch { id: batch_id, product_id, reference, qty, allocations });
+                }
+                Ok(Product { id, sku, version, batches })
+            }
+        }
+    )*};
+}
+read_tree_for!("sqlite" => diesel::SqliteConnection, "postgres" => diesel::PgConnection, "mysql" => diesel::MysqlConnection);
+#[cfg(feature = "async")]
+read_tree_for!(
+    "sqlite" => on_async::AsyncConnectionWrapper<
+        diesel_async::sync_connection_wrapper::SyncConnectionWrapper<diesel::SqliteConnection>,
+    >,
+    "postgres" => on_async::AsyncConnectionWrapper<diesel_async::AsyncPgConnection>,
+    "mysql" => on_async::AsyncConnectionWrapper<diesel_async::AsyncMysqlConnection>
+);
+
+fn read_tree<C: ReadTree>(conn: &mut C, id: i32) -> QueryResult<Product> {
+    conn.read_tree(id)
+}
+
+backend_tests! {
+    fn a_new_aggregate_is_inserted_level_by_level_and_its_keys_written_into_the_tree(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?;
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        assert_eq!(writes.len(), 3, "one INSERT per table: {writes:?}");
+        let tables: Vec<&str> = ["skus", "stock_batches", "order_lines"].into_iter().collect();
+        for (write, table) in writes.iter().zip(&tables) {
+            assert!(write.contains(table), "{table} in order: {writes:?}");
+        }
+        let held = uow.get(&product)?.clone();
+        assert!(held.id > 0);
+        assert!(held.batches.iter().all(|b| b.id > 0 && b.product_id == held.id), "{held:?}");
+        let b1 = &held.batches[0];
+        assert!(b1.allocations.iter().all(|a| a.id > 0 && a.batch_id == b1.id), "{held:?}");
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held, "the tree is what the database holds");
+        assert_eq!(uow.state(&product)?, EntityState::Clean);
+        assert!(!uow.has_changes());
+        Ok(())
+    }
+
+    fn plain_rust_changes_to_the_tree_become_inserts_updates_and_deletes(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?;
+        uow.commit(&mut db.conn)?;
+        let removed_batch = uow.get(&product)?.batches[0].id;
+        {
+            let p = uow.get_mut(&product)?;
+            p.batches.retain(|b| b.reference != "b1"); // b1 and its two allocations go
+            p.batches[0].qty = 45; // b2 changes
+            p.batches[0].allocations.push(line("o3", 5)); // a new allocation in b2
+            p.batches.push(batch("b3", 10, vec![line("o4", 1)])); // a new batch with one
+        }
+        assert_eq!(uow.state(&product)?, EntityState::Clean, "no column of the root changed");
+        assert!(uow.has_changes(), "its members did");
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        let position = |kind: &str, table: &str| {
+            writes.iter().position(|w| w.starts_with(kind) && w.contains(table))
+        };
+        let (delete_allocations, delete_batches) =
+            (position("DELETE", "order_lines"), position("DELETE", "stock_batches"));
+        assert!(delete_allocations.is_some() && delete_allocations < delete_batches, "children deleted first: {writes:?}");
+        let (insert_batches, insert_allocations) =
+            (position("INSERT", "stock_batches"), position("INSERT", "order_lines"));
+        assert!(insert_batches.is_some() && insert_batches < insert_allocations, "parents inserted first: {writes:?}");
+        assert!(position("UPDATE", "stock_batches").is_some(), "{writes:?}");
+        let product_update = writes.iter().find(|w| w.starts_with("UPDATE") && w.contains("skus"));
+        let set_list = |w: &String| w[w.find(" SET ").unwrap_or(0)..w.find(" WHERE ").unwrap_or(0)].to_string();
+        assert!(product_update.map(set_list).is_some_and(|set| set.contains("version") && set.matches('=').count() == 1), "the root's version only: {writes:?}");
+        assert_eq!(writes.len(), 6, "{writes:?}");
+        assert_eq!(report.rows(), 8, "{report}");
+
+        let held = uow.get(&product)?.clone();
+        assert_eq!(held.version, 2, "a member changed: the root's version advanced");
+        assert_eq!(held.batches.len(), 2);
+        assert!(held.batches.iter().all(|b| b.id > 0 && b.id != removed_batch && b.product_id == held.id));
+        assert!(held.batches.iter().flat_map(|b| &b.allocations).all(|a| a.id > 0));
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held);
+        assert!(!uow.has_changes());
+        Ok(())
+    }
+
+    fn a_failed_commit_leaves_the_whole_tree_as_it_was(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?;
+        uow.commit(&mut db.conn)?;
+        {
+            let p = uow.get_mut(&product)?;
+            p.batches[1].qty = 7;
+            p.batches[1].allocations.push(line("o9", 1));
+            // The reference is UNIQUE: this INSERT fails, after the others were sent.
+            p.batches.push(batch("b1", 5, vec![line("o8", 1)]));
+        }
+        let before = uow.get(&product)?.clone();
+        let in_db = read_tree(&mut db.conn, before.id)?;
+        let error = uow.commit(&mut db.conn).expect_err("duplicate reference");
+        assert!(error.database_error().is_some(), "{error}");
+        assert_eq!(uow.get(&product)?, &before, "the tree in memory is as before the commit");
+        assert_eq!(read_tree(&mut db.conn, before.id)?, in_db, "and the database too");
+        // Fixed, the same changes commit once.
+        uow.get_mut(&product)?.batches[2].reference = "b3".into();
+        uow.commit(&mut db.conn)?;
+        let held = uow.get(&product)?.clone();
+        assert_eq!(held.version, 2);
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held);
+        let allocations: i64 = order_lines::table.count().get_result(&mut db.conn)?;
+        assert_eq!(allocations, 4);
+        Ok(())
+    }
+
+    fn a_change_anywhere_in_an_aggregate_conflicts_with_a_concurrent_one(db) {
+        create_tables(&mut db);
+        let mut setup = UnitOfWork::<Conn>::new();
+        let product = setup.register_new(lamp())?;
+        setup.commit(&mut db.conn)?;
+        let id = setup.get(&product)?.id;
+        let tree = read_tree(&mut db.conn, id)?;
+        // Two writers hold the same aggregate and change different members.
+        let mut first = UnitOfWork::<Conn>::new();
+        let mut second = UnitOfWork::<Conn>::new();
+        let a = first.attach(tree.clone());
+        let b = second.register_clean(tree)?;
+        assert!(!first.has_changes() && !second.has_changes(), "attaching writes nothing");
+        first.get_mut(&a)?.batches[0].allocations[0].qty = 9;
+        second.get_mut(&b)?.batches[1].qty = 49;
+        first.commit(&mut db.conn)?;
+        let error = second.commit(&mut db.conn).expect_err("the version moved");
+        assert!(matches!(&error, uow::Error::Conflict { entity: "Product", .. }), "{error}");
+        let in_db = read_tree(&mut db.conn, id)?;
+        assert_eq!(in_db.version, 2);
+        assert_eq!(in_db.batches[1].qty, 50, "the loser's change rolled back");
+        assert_eq!(in_db.batches[0].allocations[0].qty, 9);
+        assert_eq!(second.get(&b)?.batches[1].qty, 49, "and kept in its memory");
+        Ok(())
+    }
+
+    fn removing_the_root_deletes_its_members_children_first(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?;
+        let other = uow.register_new(Product { sku: "DESK".into(), ..lamp() })?;
+        uow.get_mut(&other)?.batches.iter_mut().for_each(|b| b.reference.push('x'));
+        uow.commit(&mut db.conn)?;
+        uow.register_removed(&product)?;
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        let order: Vec<&str> = writes
+            .iter()
+            .map(|w| ["order_lines", "stock_batches", "skus"].into_iter().find(|t| w.contains(t)).unwrap_or("?"))
+            .collect();
+        assert_eq!(order, ["order_lines", "stock_batches", "skus"], "{writes:?}");
+        let counts: (i64, i64, i64) = (
+            skus::table.count().get_result(&mut db.conn)?,
+            stock_batches::table.count().get_result(&mut db.conn)?,
+            order_lines::table.count().get_result(&mut db.conn)?,
+        );
+        assert_eq!(counts, (1, 2, 2), "the other aggregate stays");
+        Ok(())
+    }
+
+    fn a_new_root_removed_before_its_commit_leaves_nothing_behind(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?;
+        // The preview brings the members in; removing the new root drops them again.
+        assert_eq!(uow.plan()?.statement_count(), 3);
+        uow.register_removed(&product)?;
+        assert!(!uow.has_changes());
+        uow.commit(&mut db.conn)?;
+        let skus: i64 = skus::table.count().get_result(&mut db.conn)?;
+        assert_eq!(skus, 0);
+        Ok(())
+    }
+
+    fn the_plan_preview_shows_the_members_an_aggregate_writes(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?;
+        uow.commit(&mut db.conn)?;
+        uow.get_mut(&product)?.batches[1].qty = 51;
+        let preview = uow.plan()?.to_string();
+        assert!(preview.contains("UPDATE stock_batches (Batch): 1 row(s)"), "{preview}");
+        assert!(preview.contains("UPDATE skus (Product): 1 row(s)"), "{preview}");
+        assert!(preview.contains("qty: 50 -> 51"), "{preview}");
+        Ok(())
+    }
+
+    fn loading_a_root_reads_its_tree_one_query_per_level(db) {
+        create_tables(&mut db);
+        let mut setup = UnitOfWork::<Conn>::new();
+        let first = setup.register_new(lamp())?;
+        let second = setup.register_new(Product {
+            sku: "DESK".into(),
+            batches: vec![batch("d1", 5, vec![line("o7", 1)])],
+            ..lamp()
+        })?;
+        setup.commit(&mut db.conn)?;
+        let (first, second) = (setup.get(&first)?.clone(), setup.get(&second)?.clone());
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let log = db.record();
+        let product = uow.load::<Product>(&mut db.conn, first.id)?;
+        let selects = log.all().iter().filter(|s| s.starts_with("SELECT")).count();
+        assert_eq!(selects, 3, "the root, its batches, their allocations: {:?}", log.all());
+        assert_eq!(uow.get(&product)?, &first, "the whole tree, in key order");
+        log.clear();
+        assert_eq!(uow.load::<Product>(&mut db.conn, first.id)?, product);
+        assert!(log.all().is_empty(), "held: no query");
+
+        // Several roots from an ordinary Diesel query: one query per level for all of them.
+        let rows: Vec<(i32, String, i32)> = skus::table
+            .select((skus::id, skus::sku, skus::version))
+            .order(skus::id)
+            .load(&mut db.conn)?;
+        let roots: Vec<Product> = rows
+            .into_iter()
+            .map(|(id, sku, version)| Product { id, sku, version, batches: Vec::new() })
+            .collect();
+        let mut other = UnitOfWork::<Conn>::new();
+        log.clear();
+        let handles = other.attach_aggregates(&mut db.conn, roots)?;
+        assert_eq!(log.all().len(), 2, "batches, then allocations, for both: {:?}", log.all());
+        assert_eq!(other.get(&handles[0])?, &first);
+        assert_eq!(other.get(&handles[1])?, &second);
+        assert!(!other.has_changes(), "loaded members are clean");
+
+        // A loaded aggregate is written like any other.
+        uow.get_mut(&product)?.batches[0].allocations.remove(0);
+        uow.commit(&mut db.conn)?;
+        let held = uow.get(&product)?.clone();
+        assert_eq!(held.version, 2);
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held);
+        Ok(())
+    }
+
+    fn two_allocations_racing_for_one_product_end_with_one_winner(db) {
+        // Cosmic Python's race, written the natural way: each request loads the aggregate,
+        // changes only a member (a new allocation), and commits. The root's version, advanced
+        // because a member changed, makes the later commit a Conflict: no over-allocation.
+        create_tables(&mut db);
+        let mut seed = UnitOfWork::<Conn>::new();
+        let product = seed.register_new(Product {
+            batches: vec![batch("b1", 1, vec![])],
+            ..lamp()
+        })?;
+        seed.commit(&mut db.conn)?;
+        let id = seed.get(&product)?.id;
+
+        let loaded = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let workers: Vec<_> = ["o1", "o2"]
+            .into_iter()
+            .map(|order| {
+                let mut conn = db.connect();
+                let loaded = loaded.clone();
+                std::thread::spawn(move || {
+                    let mut uow = UnitOfWork::<Conn>::new();
+                    let product = uow.load::<Product>(&mut conn, id);
+                    // Both hold version 1 before either commits (a failed load still meets
+                    // the other thread here, so nobody waits forever).
+                    loaded.wait();
+                    let outcome = product.and_then(|product| {
+                        let lamp = uow.get_mut(&product)?;
+                        let free = lamp.batches.iter_mut().find(|b| {
+                            b.qty > b.allocations.iter().map(|a| a.qty).sum::<i32>()
+                        });
+                        if let Some(batch) = free {
+                            batch.allocations.push(line(order, 1));
+                        }
+                        uow.commit(&mut conn).map(|_| ())
+                    });
+                    outcome.map_err(|e| (e.is_conflict(), e.to_string()))
+                })
+            })
+            .collect();
+        let results: Vec<Result<(), (bool, String)>> = workers
+            .into_iter()
+            .map(|w| w.join().map_err(|_| (false, "panicked".to_string()))?)
+            .collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "one winner: {results:?}");
+        let (is_conflict, failure) = results.iter().find_map(|r| r.as_ref().err()).ok_or("one loser")?;
+        assert!(is_conflict, "the loser gets a Conflict: {failure}");
+        assert!(failure.contains("Product"), "{failure}");
+        let tree = read_tree(&mut db.conn, id)?;
+        assert_eq!(tree.version, 2);
+        assert_eq!(tree.batches[0].allocations.len(), 1, "exactly one allocation persists");
+        Ok(())
+    }
+}

@@ -1,0 +1,575 @@
+//! Aggregates: `#[tracked(children)]` collections, changed with plain Rust through the root.
+//!
+//! The tree in the root's value is what domain code reads and changes. The unit of work keeps
+//! one held entity per element, a *member* (in its type's store, filed by key, marked as a
+//! member), and the persisted state of the collections is the members' persisted values. Each
+//! write first brings the members in line with the tree ([`sync_roots`], before planning): an
+//! element whose key matches a persisted member updates it (changed columns only), any other
+//! element becomes a new member linked to its parent (foreign key filled at the commit, even
+//! from a generated key), and a persisted member no element matches is removed with its own
+//! members. So the planner, ordering, batching and save points treat members like any
+//! entity, and a failed write leaves the tree untouched: only after the write succeeded are
+//! the stored columns (generated keys, foreign keys, versions) copied back into the tree
+//! ([`write_back`]).
+//!
+//! The alignment is recomputed by every write from the tree and the persisted members, so it
+//! holds nothing that could go stale: new members left by a failed write are dropped and made
+//! again, members marked removed are taken back first. When any member of an aggregate is
+//! written, its root's version is checked and advanced with it.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+
+use crate::entity::{
+    ChildOf, ChildrenVisitor, ChildrenVisitorMut, Entity, Relation, RelationVisitor,
+};
+use crate::error::{Error, Result};
+use crate::relations::set_link;
+use crate::store::RelationMeta;
+use crate::stores::{StoreSet, SyncedRoot};
+use crate::tracking::{EntityState, Lifecycle, Link, Member, Tracked};
+
+/// One entity of an aggregate being brought in line: the root, or a member.
+#[derive(Clone, Copy)]
+struct Node {
+    store: usize,
+    slot: u32,
+    generation: u32,
+    lifecycle: Lifecycle,
+}
+
+/// Brings the members of every touched root of store `index` (of type `T`) in line with its
+/// tree; adds each root to `synced`. A root whose members changed gets its version checked
+/// and advanced by the write.
+pub(crate) fn sync_roots<T: Entity>(
+    stores: &mut StoreSet,
+    index: usize,
+    synced: &mut Vec<SyncedRoot>,
+) -> Result<()> {
+    let Some(store) = stores.at::<T>(index) else {
+        return Ok(());
+    };
+    // The tree is read while other stores change: a copy of it.
+    let roots: Vec<(Node, T)> = store
+        .touched()
+        .filter(|(_, t)| !t.is_member())
+        .filter_map(|(slot, t)| {
+            let generation = store.generation(slot)?;
+            let node = Node {
+                store: index,
+                slot,
+                generation,
+                lifecycle: t.lifecycle(),
+            };
+            Some((node, t.value().clone()))
+        })
+        .collect();
+    for (node, tree) in roots {
+        let mode = match node.lifecycle {
+            Lifecycle::Removed => Mode::Remove,
+            _ => Mode::Write,
+        };
+        let changed = sync_node(stores, node, &tree, mode)?;
+        let bump =
+            changed && node.lifecycle == Lifecycle::Persisted && T::version_field().is_some();
+        if let Some(root) = stores
+            .at_mut::<T>(index)
+            .and_then(|s| s.get_mut(node.slot, node.generation))
+        {
+            root.set_members_changed(bump);
+        }
+        synced.push(SyncedRoot {
+            store: index,
+            slot: node.slot,
+            generation: node.generation,
+            write_back: write_back::<T>,
+        });
+    }
+    Ok(())
+}
+
+/// Makes the elements of the tree of the persisted entity just registered in `slot` of store
+/// `index` its persisted members (`register_clean`, `attach`): the rows exist. An element
+/// whose key is held already becomes a member as it is (identity map: one row, one instance).
+pub(crate) fn adopt<T: Entity>(stores: &mut StoreSet, index: usize, slot: u32, generation: u32) {
+    // What can fail here (an element type with two relations to its parent) fails the next
+    // write too, which reports it.
+    let _ = sync_held::<T>(
+        stores,
+        index,
+        (slot, generation),
+        Lifecycle::Persisted,
+        Mode::Adopt,
+    );
+}
+
+/// Drops the members of the new entity in `slot` of store `index`, with theirs: it is removed
+/// before it was ever written, so its members never will be.
+pub(crate) fn release_members<T: Entity>(
+    stores: &mut StoreSet,
+    index: usize,
+    slot: u32,
+    generation: u32,
+) {
+    let _ = sync_held::<T>(
+        stores,
+        index,
+        (slot, generation),
+        Lifecycle::New,
+        Mode::Release,
+    );
+}
+
+/// [`sync_node`] for the held entity in `slot` of store `index`, over its own value.
+fn sync_held<T: Entity>(
+    stores: &mut StoreSet,
+    index: usize,
+    (slot, generation): (u32, u32),
+    lifecycle: Lifecycle,
+    mode: Mode,
+) -> Result<bool> {
+    let Some(tracked) = stores.at::<T>(index).and_then(|s| s.get(slot, generation)) else {
+        return Ok(false);
+    };
+    if mode == Mode::Release && tracked.members().is_empty() {
+        return Ok(false);
+    }
+    let value = tracked.value().clone();
+    let node = Node {
+        store: index,
+        slot,
+        generation,
+        lifecycle,
+    };
+    sync_node(stores, node, &value, mode)
+}
+
+/// How [`sync_node`] treats the elements of the tree.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A write: elements become new members or update persisted ones, members no element
+    /// matches are removed.
+    Write,
+    /// Registration of a persisted root: elements become persisted members.
+    Adopt,
+    /// The node is being removed: every member is removed (persisted) or dropped (new); the
+    /// elements are not read.
+    Remove,
+    /// The node is dropped before it was written: every member is dropped.
+    Release,
+}
+
+/// Brings the members of `node` (of type `P`) in line with `tree`, its value in the root's
+/// tree; returns whether any member is written.
+fn sync_node<P: Entity>(stores: &mut StoreSet, node: Node, tree: &P, mode: Mode) -> Result<bool> {
+    let Some(tracked) = stores
+        .at::<P>(node.store)
+        .and_then(|s| s.get(node.slot, node.generation))
+    else {
+        return Ok(false);
+    };
+    let old = tracked.members().to_vec();
+    let mut visitor = SyncChildren::<P> {
+        stores,
+        node,
+        mode,
+        old,
+        members: Vec::new(),
+        changed: false,
+        error: None,
+        _parent: std::marker::PhantomData,
+    };
+    tree.visit_children(&mut visitor);
+    if let Some(error) = visitor.error {
+        return Err(error);
+    }
+    let (members, changed) = (visitor.members, visitor.changed);
+    if let Some(store) = stores.at_mut::<P>(node.store) {
+        store.set_members(node.slot, node.generation, members);
+    }
+    Ok(changed)
+}
+
+struct SyncChildren<'a, P> {
+    stores: &'a mut StoreSet,
+    node: Node,
+    mode: Mode,
+    /// The members before this write, every field.
+    old: Vec<Member>,
+    /// The members after it, in element order, field by field; removed ones after them.
+    members: Vec<Member>,
+    changed: bool,
+    error: Option<Error>,
+    _parent: std::marker::PhantomData<fn() -> P>,
+}
+
+impl<P: Entity> ChildrenVisitor<P> for SyncChildren<'_, P> {
+    fn visit<C: Entity + ChildOf<P>>(&mut self, field: usize, children: &[C]) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(error) = self.sync_field(field, children) {
+            self.error = Some(error);
+        }
+    }
+}
+
+impl<P: Entity> SyncChildren<'_, P> {
+    fn sync_field<C: Entity>(&mut self, field: usize, children: &[C]) -> Result<()> {
+        let store = self
+            .stores
+            .index_of(TypeId::of::<C>())
+            .ok_or(Error::UnknownEntity {
+                entity: C::ENTITY_NAME,
+            })?;
+        let field_no = u16::try_from(field).unwrap_or(u16::MAX);
+        let old: Vec<Member> = self
+            .old
+            .iter()
+            .filter(|m| m.field == field_no && m.store as usize == store)
+            .copied()
+            .collect();
+        // Back to the persisted members: new ones from an earlier, failed write are dropped
+        // (with theirs), removals taken back; what the tree says now is applied below.
+        let mut persisted: HashMap<C::Key, Member> = HashMap::new();
+        for member in old {
+            let Some(tracked) = self.member::<C>(member) else {
+                continue; // removed by a write that succeeded since
+            };
+            match tracked.lifecycle() {
+                Lifecycle::New => {
+                    let value = tracked.value().clone();
+                    release_member(self.stores, member, &value);
+                }
+                Lifecycle::Removed | Lifecycle::Persisted => {
+                    let key = tracked.persisted_value().key();
+                    if let Some(t) = self.member_mut::<C>(member) {
+                        t.unremove();
+                    }
+                    persisted.insert(key, member);
+                }
+            }
+        }
+        let relation = child_relation::<P, C>(field)?;
+        if matches!(self.mode, Mode::Write | Mode::Adopt) {
+            for element in children {
+                let member = match persisted.remove(&element.key()) {
+                    Some(member) => {
+                        if self.mode == Mode::Write {
+                            self.update_member(member, element, relation)?;
+                        }
+                        member
+                    }
+                    None => self.new_member(store, field_no, element, relation)?,
+                };
+                self.members.push(member);
+                let lifecycle = self
+                    .member::<C>(member)
+                    .map_or(Lifecycle::New, Tracked::lifecycle);
+                let node = Node {
+                    store,
+                    slot: member.slot,
+                    generation: member.generation,
+                    lifecycle,
+                };
+                self.changed |= sync_node(self.stores, node, element, self.mode)?;
+            }
+        }
+        // Persisted members no element stands for: their rows are deleted, theirs first.
+        for member in persisted.into_values() {
+            if matches!(self.mode, Mode::Adopt | Mode::Release) {
+                continue;
+            }
+            let Some(tracked) = self.member_mut::<C>(member) else {
+                continue;
+            };
+            tracked.mark_removed();
+            let value = tracked.value().clone();
+            self.changed = true;
+            self.members.push(member);
+            let node = Node {
+                store,
+                slot: member.slot,
+                generation: member.generation,
+                lifecycle: Lifecycle::Removed,
+            };
+            sync_node(self.stores, node, &value, Mode::Remove)?;
+        }
+        Ok(())
+    }
+
+    fn member<C: Entity>(&self, member: Member) -> Option<&Tracked<C>> {
+        self.stores
+            .at::<C>(member.store as usize)
+            .and_then(|s| s.get(member.slot, member.generation))
+    }
+
+    fn member_mut<C: Entity>(&mut self, member: Member) -> Option<&mut Tracked<C>> {
+        self.stores
+            .at_mut::<C>(member.store as usize)
+            .and_then(|s| s.get_mut(member.slot, member.generation))
+    }
+
+    /// A persisted member takes the element's columns (when they differ) and points at its
+    /// parent.
+    fn update_member<C: Entity>(
+        &mut self,
+        member: Member,
+        element: &C,
+        relation: (usize, &'static [usize]),
+    ) -> Result<()> {
+        let Some(store) = self.stores.at_mut::<C>(member.store as usize) else {
+            return Ok(());
+        };
+        let differs = store.get(member.slot, member.generation).is_some_and(|t| {
+            !element.changed_fields(t.value()).is_empty() || element.version_differs(t.value())
+        });
+        if differs {
+            if let Some(value) = store.mutate(member.slot, member.generation) {
+                value.assign_persisted(element.clone());
+            }
+        }
+        self.point_at_parent::<C>(member, relation, false)?;
+        if self
+            .member::<C>(member)
+            .is_some_and(|t| t.state() != EntityState::Clean)
+        {
+            self.changed = true;
+        }
+        Ok(())
+    }
+
+    /// A new member for `element`, linked to the parent.
+    fn new_member<C: Entity>(
+        &mut self,
+        store: usize,
+        field: u16,
+        element: &C,
+        relation: (usize, &'static [usize]),
+    ) -> Result<Member> {
+        let mut value = element.clone();
+        clear_children(&mut value);
+        let adopting = self.mode == Mode::Adopt;
+        let Some(children) = self.stores.at_mut::<C>(store) else {
+            return Err(Error::UnknownEntity {
+                entity: C::ENTITY_NAME,
+            });
+        };
+        let (slot, generation) = if adopting {
+            children.find_or_insert_member(Tracked::persisted(value).into_member())
+        } else {
+            children.insert(Tracked::new_entity(value).into_member(), true)?
+        };
+        let member = Member {
+            field,
+            store: u32::try_from(store).unwrap_or(u32::MAX),
+            slot,
+            generation,
+        };
+        if !adopting {
+            self.changed = true;
+            self.point_at_parent::<C>(member, relation, true)?;
+        }
+        Ok(member)
+    }
+
+    /// Points the member's foreign key at the parent: now where the parent's key is known, at
+    /// the commit where the database generates it (a link, as `set_parent` makes). A
+    /// persisted member already pointing at it is left alone.
+    fn point_at_parent<C: Entity>(
+        &mut self,
+        member: Member,
+        (relation, fields): (usize, &'static [usize]),
+        is_new: bool,
+    ) -> Result<()> {
+        let parent_is_new = self.node.lifecycle == Lifecycle::New;
+        if !is_new && !parent_is_new && self.points_at_parent::<C>(member, relation) {
+            return Ok(());
+        }
+        let link = Link {
+            relation,
+            fields,
+            parent_slot: self.node.slot,
+            parent_generation: self.node.generation,
+        };
+        set_link::<C>(
+            self.stores,
+            member.store as usize,
+            (member.slot, member.generation),
+            link,
+            parent_is_new,
+        )
+    }
+
+    /// Whether the member's foreign key holds its parent's key.
+    fn points_at_parent<C: Entity>(&self, member: Member, relation: usize) -> bool {
+        struct Check<'a, C> {
+            stores: &'a StoreSet,
+            child: &'a C,
+            relation: usize,
+            parent: Node,
+            holds: bool,
+        }
+        impl<C: Entity> RelationVisitor<C> for Check<'_, C> {
+            fn visit<R: Relation<C>>(&mut self, index: usize) {
+                if index != self.relation {
+                    return;
+                }
+                let key = self
+                    .stores
+                    .at::<R::Parent>(self.parent.store)
+                    .and_then(|s| s.current_key(self.parent.slot, self.parent.generation));
+                self.holds = key.is_some() && R::parent_key(self.child) == key;
+            }
+        }
+        let Some(tracked) = self.member::<C>(member) else {
+            return true;
+        };
+        let mut check = Check {
+            stores: self.stores,
+            child: tracked.value(),
+            relation,
+            parent: self.node,
+            holds: false,
+        };
+        C::visit_relations(&mut check);
+        check.holds
+    }
+}
+
+/// Drops a new member and its own members (never written, never to be).
+fn release_member<C: Entity>(stores: &mut StoreSet, member: Member, value: &C) {
+    let node = Node {
+        store: member.store as usize,
+        slot: member.slot,
+        generation: member.generation,
+        lifecycle: Lifecycle::New,
+    };
+    let _ = sync_node(stores, node, value, Mode::Release);
+    if let Some(store) = stores.at_mut::<C>(member.store as usize) {
+        store.release(member.slot);
+    }
+}
+
+/// The relation through which `C`, in children field `field` of `P`, points at `P`: its index
+/// and foreign key fields.
+pub(crate) fn child_relation<P: Entity, C: Entity>(
+    field: usize,
+) -> Result<(usize, &'static [usize])> {
+    let relations = RelationMeta::of::<C>();
+    let mut to_parent = relations
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.parent == TypeId::of::<P>());
+    match (to_parent.next(), to_parent.next()) {
+        (Some((index, relation)), None) => Ok((index, relation.fields)),
+        (None, _) => Err(Error::NoRelation {
+            child: C::ENTITY_NAME,
+            parent: P::ENTITY_NAME,
+        }),
+        (Some(_), Some(_)) => Err(Error::AmbiguousChildren {
+            parent: P::ENTITY_NAME,
+            field: P::CHILDREN.get(field).copied().unwrap_or("children"),
+            child: C::ENTITY_NAME,
+        }),
+    }
+}
+
+/// The key of the `P` each of `children` points at through relation `relation`.
+pub(crate) fn parent_keys<P: Entity, C: Entity>(
+    children: &[C],
+    relation: usize,
+) -> Vec<Option<P::Key>> {
+    struct Keys<'a, P: Entity, C> {
+        children: &'a [C],
+        relation: usize,
+        keys: Vec<Option<P::Key>>,
+    }
+    impl<P: Entity, C: Entity> RelationVisitor<C> for Keys<'_, P, C> {
+        fn visit<R: Relation<C>>(&mut self, index: usize) {
+            if index != self.relation {
+                return;
+            }
+            // `R::Parent` is `P` (the relation was chosen by its parent type).
+            self.keys = self
+                .children
+                .iter()
+                .map(|c| {
+                    let key = R::parent_key(c)?;
+                    (&key as &dyn std::any::Any)
+                        .downcast_ref::<P::Key>()
+                        .cloned()
+                })
+                .collect();
+        }
+    }
+    let mut keys = Keys::<P, C> {
+        children,
+        relation,
+        keys: Vec::new(),
+    };
+    C::visit_relations(&mut keys);
+    keys.keys
+}
+
+/// Empties the child collections of a member's value: the tree holds them, the member only
+/// its row.
+fn clear_children<T: Entity>(value: &mut T) {
+    struct Clear;
+    impl<P: Entity> ChildrenVisitorMut<P> for Clear {
+        fn visit<C: Entity + ChildOf<P>>(&mut self, _field: usize, children: &mut Vec<C>) {
+            children.clear();
+        }
+    }
+    if T::HAS_CHILDREN {
+        value.visit_children_mut(&mut Clear);
+    }
+}
+
+/// After a successful write: the columns every member holds now (generated keys, foreign
+/// keys, versions) are copied into the elements of the tree of the root in `slot` of store
+/// `index`, whose child collections stay as they are.
+fn write_back<T: Entity>(stores: &mut StoreSet, index: usize, slot: u32, generation: u32) {
+    let Some(root) = stores.at::<T>(index).and_then(|s| s.get(slot, generation)) else {
+        return; // removed by the write
+    };
+    let members = root.members().to_vec();
+    let mut tree = root.value().clone();
+    copy_members(stores, &mut tree, &members);
+    if let Some(value) = stores
+        .at_mut::<T>(index)
+        .and_then(|s| s.write_back(slot, generation))
+    {
+        *value = tree;
+    }
+}
+
+/// Copies the members' columns into the elements of `value`'s child collections, depth first.
+fn copy_members<P: Entity>(stores: &StoreSet, value: &mut P, members: &[Member]) {
+    struct Copy<'a> {
+        stores: &'a StoreSet,
+        members: &'a [Member],
+    }
+    impl<P: Entity> ChildrenVisitorMut<P> for Copy<'_> {
+        fn visit<C: Entity + ChildOf<P>>(&mut self, field: usize, children: &mut Vec<C>) {
+            let field = u16::try_from(field).unwrap_or(u16::MAX);
+            // Members removed by the write are gone; the rest are in element order.
+            let held = self
+                .members
+                .iter()
+                .filter(|m| m.field == field)
+                .filter_map(|m| {
+                    self.stores
+                        .at::<C>(m.store as usize)
+                        .and_then(|s| s.get(m.slot, m.generation))
+                });
+            for (element, member) in children.iter_mut().zip(held) {
+                element.assign_persisted(member.value().clone());
+                copy_members(self.stores, element, member.members());
+            }
+        }
+    }
+    if P::HAS_CHILDREN {
+        value.visit_children_mut(&mut Copy { stores, members });
+    }
+}
