@@ -24,7 +24,7 @@ target="${CARGO_TARGET_DIR:-target}"
 if [ "${UOW_BENCH_SUMMARY_ONLY:-0}" != 1 ]; then
     # Results of an earlier run must not leak into this table.
     rm -rf "$target/criterion"
-    cargo bench --bench workloads --bench tracking --bench bulk "$@"
+    cargo bench --bench workloads --bench tracking --bench bulk --bench aggregates "$@"
     if [ "${UOW_BENCH_SKIP_SQLALCHEMY:-0}" != 1 ]; then
         python3 benches/sqlalchemy/bench.py
     fi

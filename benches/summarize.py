@@ -75,6 +75,10 @@ GROUPS = [
         ("uow", "uow: register_new + set_parent, get_mut, register_removed, commit"),
         ("diesel", "Diesel: INSERT .. RETURNING x2, UPDATE loop, DELETE .. IN x2"),
     ]),
+    ("w7_aggregate", "W7: load an aggregate (1 root, 100 children, 1,000 grandchildren), change 30 members, commit", [
+        ("uow", "uow: load::<Product>, get_mut + plain Rust on the tree, commit"),
+        ("diesel_by_hand", "Diesel: a query per level, tree by hand, diff against a copy, UPDATE per row + INSERT + DELETE .. IN + version"),
+    ]),
     ("bulk_100000", "Bulk: 100,000 new customers in 1,000-row chunks", [
         ("scope_flush_per_chunk", "uow: one scope, register_new + scope.flush() per chunk"),
         ("commit_per_chunk", "uow: register_new + commit per chunk"),
@@ -126,6 +130,7 @@ TARGETS = [
     ("W2 vs Diesel UPDATE .. FROM unnest (arrays, fastest by hand)", ("w2_update_10000", "uow"), ("w2_update_10000", "diesel_update_from_unnest"), "info", None, on_postgres),
     ("W2' (commit only) vs Diesel UPDATE .. FROM unnest", ("w2_commit_only_10000", "uow"), ("w2_commit_only_10000", "diesel_update_from_unnest"), "info", None, on_postgres),
     ("W2 over the link (absolute)", ("w2_update_10000", "uow"), None, "lt", 100_000_000, over_link),
+    ("W7 aggregate vs Diesel by hand", ("w7_aggregate", "uow"), ("w7_aggregate", "diesel_by_hand"), "le", 1.2),
     ("Bulk: scope vs commit per chunk", ("bulk_100000", "scope_flush_per_chunk"), ("bulk_100000", "commit_per_chunk"), "le", 1.1),
     ("Bulk: commit per chunk vs Diesel", ("bulk_100000", "commit_per_chunk"), ("bulk_100000", "diesel_multi_row_returning"), "info", None),
 ]

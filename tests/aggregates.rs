@@ -341,7 +341,16 @@ backend_tests! {
         let preview = uow.plan()?.to_string();
         assert!(preview.contains("UPDATE stock_batches (Batch): 1 row(s)"), "{preview}");
         assert!(preview.contains("UPDATE skus (Product): 1 row(s)"), "{preview}");
-        assert!(preview.contains("qty: 50 -> 51"), "{preview}");
+        assert!(preview.contains("qty: 50 -> 51 (at Product with key 1.batches[1])"), "members by their path: {preview}");
+        // New and removed members too, to any depth.
+        {
+            let p = uow.get_mut(&product)?;
+            p.batches[0].allocations.remove(0);
+            p.batches[1].allocations.push(line("o5", 1));
+        }
+        let preview = uow.plan()?.to_string();
+        assert!(preview.contains("(at Product with key 1.batches[0].allocations[removed])"), "{preview}");
+        assert!(preview.contains("order_id = \"o5\", qty = 1 (at Product with key 1.batches[1].allocations[0])"), "{preview}");
         Ok(())
     }
 

@@ -49,27 +49,24 @@ pub(crate) fn sync_roots<T: Entity>(
     let Some(store) = stores.at::<T>(index) else {
         return Ok(());
     };
-    // The tree is read while other stores change: a copy of it.
-    let roots: Vec<(Node, T)> = store
+    let roots: Vec<Node> = store
         .touched()
         .filter(|(_, t)| !t.is_member())
         .filter_map(|(slot, t)| {
-            let generation = store.generation(slot)?;
-            let node = Node {
+            Some(Node {
                 store: index,
                 slot,
-                generation,
+                generation: store.generation(slot)?,
                 lifecycle: t.lifecycle(),
-            };
-            Some((node, t.value().clone()))
+            })
         })
         .collect();
-    for (node, tree) in roots {
+    for node in roots {
         let mode = match node.lifecycle {
             Lifecycle::Removed => Mode::Remove,
             _ => Mode::Write,
         };
-        let changed = sync_node(stores, node, &tree, mode)?;
+        let changed = sync_tree::<T>(stores, node, mode)?;
         let bump =
             changed && node.lifecycle == Lifecycle::Persisted && T::version_field().is_some();
         if let Some(root) = stores
@@ -134,14 +131,29 @@ fn sync_held<T: Entity>(
     if mode == Mode::Release && tracked.members().is_empty() {
         return Ok(false);
     }
-    let value = tracked.value().clone();
     let node = Node {
         store: index,
         slot,
         generation,
         lifecycle,
     };
-    sync_node(stores, node, &value, mode)
+    sync_tree::<T>(stores, node, mode)
+}
+
+/// [`sync_node`] over the tree of the held entity `node`, taken out of its store meanwhile (it
+/// is read while other stores change; nothing reads it through the store then) and put back.
+fn sync_tree<T: Entity>(stores: &mut StoreSet, node: Node, mode: Mode) -> Result<bool> {
+    let Some(tree) = stores
+        .at_mut::<T>(node.store)
+        .and_then(|s| s.take_tree(node.slot, node.generation))
+    else {
+        return Ok(false);
+    };
+    let synced = sync_node(stores, node, &tree, mode);
+    if let Some(store) = stores.at_mut::<T>(node.store) {
+        store.put_tree(node.slot, node.generation, tree);
+    }
+    synced
 }
 
 /// How [`sync_node`] treats the elements of the tree.
@@ -243,8 +255,10 @@ impl<P: Entity> SyncChildren<'_, P> {
                 }
                 Lifecycle::Removed | Lifecycle::Persisted => {
                     let key = tracked.persisted_value().key();
-                    if let Some(t) = self.member_mut::<C>(member) {
-                        t.unremove();
+                    if tracked.lifecycle() == Lifecycle::Removed {
+                        if let Some(t) = self.member_mut::<C>(member) {
+                            t.unremove();
+                        }
                     }
                     persisted.insert(key, member);
                 }
@@ -321,13 +335,20 @@ impl<P: Entity> SyncChildren<'_, P> {
         let Some(store) = self.stores.at_mut::<C>(member.store as usize) else {
             return Ok(());
         };
-        let differs = store.get(member.slot, member.generation).is_some_and(|t| {
-            !element.changed_fields(t.value()).is_empty() || element.version_differs(t.value())
-        });
-        if differs {
-            if let Some(value) = store.mutate(member.slot, member.generation) {
-                value.assign_persisted(element.clone());
+        let Some(held) = store.get(member.slot, member.generation) else {
+            return Ok(());
+        };
+        let differs = !element.changed_fields(held.value()).is_empty()
+            || element.version_differs(held.value());
+        if !differs {
+            // Its foreign key is the one it was loaded or written with: its parent's.
+            if held.state() != EntityState::Clean {
+                self.changed = true;
             }
+            return Ok(());
+        }
+        if let Some(value) = store.mutate(member.slot, member.generation) {
+            value.assign_persisted(element.clone_columns());
         }
         self.point_at_parent::<C>(member, relation, false)?;
         if self
@@ -347,8 +368,7 @@ impl<P: Entity> SyncChildren<'_, P> {
         element: &C,
         relation: (usize, &'static [usize]),
     ) -> Result<Member> {
-        let mut value = element.clone();
-        clear_children(&mut value);
+        let value = element.clone_columns();
         let adopting = self.mode == Mode::Adopt;
         let Some(children) = self.stores.at_mut::<C>(store) else {
             return Err(Error::UnknownEntity {
@@ -512,20 +532,6 @@ pub(crate) fn parent_keys<P: Entity, C: Entity>(
     keys.keys
 }
 
-/// Empties the child collections of a member's value: the tree holds them, the member only
-/// its row.
-fn clear_children<T: Entity>(value: &mut T) {
-    struct Clear;
-    impl<P: Entity> ChildrenVisitorMut<P> for Clear {
-        fn visit<C: Entity + ChildOf<P>>(&mut self, _field: usize, children: &mut Vec<C>) {
-            children.clear();
-        }
-    }
-    if T::HAS_CHILDREN {
-        value.visit_children_mut(&mut Clear);
-    }
-}
-
 /// After a successful write: the columns every member holds now (generated keys, foreign
 /// keys, versions) are copied into the elements of the tree of the root in `slot` of store
 /// `index`, whose child collections stay as they are.
@@ -534,13 +540,15 @@ fn write_back<T: Entity>(stores: &mut StoreSet, index: usize, slot: u32, generat
         return; // removed by the write
     };
     let members = root.members().to_vec();
-    let mut tree = root.value().clone();
-    copy_members(stores, &mut tree, &members);
-    if let Some(value) = stores
+    let Some(mut tree) = stores
         .at_mut::<T>(index)
-        .and_then(|s| s.write_back(slot, generation))
-    {
-        *value = tree;
+        .and_then(|s| s.take_tree(slot, generation))
+    else {
+        return;
+    };
+    copy_members(stores, &mut tree, &members);
+    if let Some(store) = stores.at_mut::<T>(index) {
+        store.put_tree(slot, generation, tree);
     }
 }
 
@@ -564,7 +572,11 @@ fn copy_members<P: Entity>(stores: &StoreSet, value: &mut P, members: &[Member])
                         .and_then(|s| s.get(m.slot, m.generation))
                 });
             for (element, member) in children.iter_mut().zip(held) {
-                element.assign_persisted(member.value().clone());
+                let stored = member.value();
+                // Most members were not written: nothing to copy.
+                if !element.changed_fields(stored).is_empty() || element.version_differs(stored) {
+                    element.assign_persisted(stored.clone_columns());
+                }
                 copy_members(self.stores, element, member.members());
             }
         }

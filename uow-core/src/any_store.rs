@@ -6,7 +6,8 @@ use crate::error::Result;
 use crate::plan::{Change, Edge, Step};
 use crate::preview::PreviewStep;
 use crate::store::Store;
-use crate::stores::{AnyStore, EdgeContext, LinkRows, SyncRoots};
+use crate::stores::{AnyStore, EdgeContext, LinkRows, MemberPaths, StoreSet, SyncRoots};
+use crate::tracking::Lifecycle;
 
 impl<T: Entity> AnyStore for Store<T> {
     fn len(&self) -> usize {
@@ -41,8 +42,55 @@ impl<T: Entity> AnyStore for Store<T> {
         Store::describe(self, slot)
     }
 
-    fn preview(&self, step: &Step) -> PreviewStep {
-        Store::preview(self, step)
+    fn preview(&self, step: &Step, paths: &MemberPaths) -> PreviewStep {
+        Store::preview(self, step, |slot| {
+            paths.get(&(step.store, slot)).map(String::as_str)
+        })
+    }
+
+    fn root_paths(&self, stores: &StoreSet, out: &mut MemberPaths) {
+        if !T::HAS_CHILDREN {
+            return;
+        }
+        for (slot, tracked) in self.touched() {
+            if !tracked.is_member() && !tracked.members().is_empty() {
+                AnyStore::member_paths(self, slot, &self.describe(slot), stores, out);
+            }
+        }
+    }
+
+    fn member_paths(&self, slot: u32, prefix: &str, stores: &StoreSet, out: &mut MemberPaths) {
+        let Some(tracked) = self.at_slot(slot) else {
+            return;
+        };
+        // Elements come in order, field by field; members being removed come last.
+        let mut positions = vec![0usize; T::CHILDREN.len()];
+        for member in tracked.members() {
+            let Some(store) = stores.dyn_at(member.store as usize) else {
+                continue;
+            };
+            let Some(removing) = store.removing(member.slot, member.generation) else {
+                continue;
+            };
+            let field = member.field as usize;
+            let name = T::CHILDREN.get(field).copied().unwrap_or("children");
+            let path = if removing {
+                format!("{prefix}.{name}[removed]")
+            } else {
+                let position = positions.get_mut(field).map_or(0, |p| {
+                    *p += 1;
+                    *p - 1
+                });
+                format!("{prefix}.{name}[{position}]")
+            };
+            store.member_paths(member.slot, &path, stores, out);
+            out.insert((member.store as usize, member.slot), path);
+        }
+    }
+
+    fn removing(&self, slot: u32, generation: u32) -> Option<bool> {
+        self.get(slot, generation)
+            .map(|t| t.lifecycle() == Lifecycle::Removed)
     }
 
     fn end_write(&mut self, committed: bool) {

@@ -91,7 +91,7 @@ pub trait Entity: Clone + Send + Sync + 'static {
 
     /// The key the entity will have once `generated` is written into it.
     fn key_with_generated(&self, generated: &Self::Generated) -> Self::Key {
-        let mut copy = self.clone();
+        let mut copy = self.clone_columns();
         copy.set_generated(generated.clone());
         copy.key()
     }
@@ -108,6 +108,13 @@ pub trait Entity: Clone + Send + Sync + 'static {
     /// The names of the `#[tracked(children)]` fields, in declaration order; the `field`
     /// numbers the children visitors get index into it.
     const CHILDREN: &'static [&'static str] = &[];
+
+    /// A copy of the entity without its child collections (empty): what a unit of work keeps
+    /// of an aggregate's root as its persisted values, and of a member, whose own members the
+    /// tree holds. A plain `clone` for an entity without `#[tracked(children)]` fields.
+    fn clone_columns(&self) -> Self {
+        self.clone()
+    }
 
     /// Calls `visitor` once per `#[tracked(children)]` field, with its elements.
     fn visit_children<V: ChildrenVisitor<Self>>(&self, visitor: &mut V) {

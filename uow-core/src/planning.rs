@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::plan::{self, ChangeIndex, Edge, Plan, TableInfo};
 use crate::preview::PlanPreview;
-use crate::stores::{EdgeContext, StoreSet};
+use crate::stores::{EdgeContext, MemberPaths, StoreSet};
 
 /// Plans every pending change of `stores`, cut to the backend's batch sizes (`tables`, one per
 /// store). Errors that make a write impossible (`DuplicateKey`, `KeyChanged`,
@@ -39,28 +39,45 @@ pub(crate) fn plan(stores: &StoreSet, tables: &[TableInfo]) -> Result<Plan> {
     } else {
         changes
     };
-    plan::plan(&changes, &edges, tables).map_err(|cycle| Error::Cycle {
-        entities: cycle
-            .changes
-            .iter()
-            .map(|&i| {
-                let change = changes[i];
-                stores
-                    .dyn_at(change.store)
-                    .map_or_else(String::new, |s| s.describe(change.slot))
-            })
-            .collect(),
+    plan::plan(&changes, &edges, tables).map_err(|cycle| {
+        let paths = member_paths(stores);
+        Error::Cycle {
+            entities: cycle
+                .changes
+                .iter()
+                .map(|&i| {
+                    let change = changes[i];
+                    let name = stores
+                        .dyn_at(change.store)
+                        .map_or_else(String::new, |s| s.describe(change.slot));
+                    match paths.get(&(change.store, change.slot)) {
+                        Some(path) => format!("{name} at {path}"),
+                        None => name,
+                    }
+                })
+                .collect(),
+        }
     })
+}
+
+/// Where every member of a touched aggregate sits in its root's tree.
+fn member_paths(stores: &StoreSet) -> MemberPaths {
+    let mut paths = MemberPaths::default();
+    for store in stores.iter() {
+        store.root_paths(stores, &mut paths);
+    }
+    paths
 }
 
 /// The plan, printed.
 pub(crate) fn preview(stores: &StoreSet, tables: &[TableInfo]) -> Result<PlanPreview> {
     let plan = plan(stores, tables)?;
+    let paths = member_paths(stores);
     Ok(PlanPreview {
         lines: plan
             .steps
             .iter()
-            .filter_map(|step| stores.dyn_at(step.store).map(|s| s.preview(step)))
+            .filter_map(|step| stores.dyn_at(step.store).map(|s| s.preview(step, &paths)))
             .collect(),
     })
 }

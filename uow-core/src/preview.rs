@@ -128,41 +128,53 @@ impl<T: Entity> Store<T> {
     /// The rows of `step`, printed: `new: col = value, ..` for an INSERT, `key K` for a
     /// DELETE, `key K: col: old -> new, ..` for an UPDATE (with the next version, and `key of
     /// new Parent` for a foreign key a parent inserted by the same commit fills in).
-    pub fn preview(&self, step: &Step) -> PreviewStep {
+    pub fn preview<'p>(&self, step: &Step, path: impl Fn(u32) -> Option<&'p str>) -> PreviewStep {
         let rows = step
             .slots
             .iter()
-            .filter_map(|&slot| self.at_slot(slot))
-            .map(|tracked| match step.kind {
-                ChangeKind::Insert => {
-                    let values: Vec<String> = inserted_values(self, tracked)
-                        .map(|(field, value)| format!("{} = {value}", field.column))
-                        .collect();
-                    format!("new: {}", values.join(", "))
-                }
-                ChangeKind::Delete => format!("key {}", key_text(&tracked.value().key())),
-                ChangeKind::Update(fields) => {
-                    let mut next = tracked.value().clone();
-                    next.bump_version();
-                    let changes: Vec<String> = fields
-                        .iter()
-                        .map(|i| {
-                            let column = T::FIELDS.get(i).map_or("?", |f| f.column);
-                            let old = FieldValue(tracked.persisted_value(), i);
-                            match linked_parent(self, tracked, i) {
-                                Some(parent) => {
-                                    format!("{column}: {old:?} -> key of new {parent}")
-                                }
-                                None => format!("{column}: {old:?} -> {:?}", FieldValue(&next, i)),
-                            }
-                        })
-                        .collect();
-                    format!(
-                        "key {}: {}",
-                        key_text(&tracked.value().key()),
-                        changes.join(", ")
-                    )
-                }
+            .filter_map(|&slot| Some((slot, self.at_slot(slot)?)))
+            .map(|(slot, tracked)| {
+                (
+                    slot,
+                    match step.kind {
+                        ChangeKind::Insert => {
+                            let values: Vec<String> = inserted_values(self, tracked)
+                                .map(|(field, value)| format!("{} = {value}", field.column))
+                                .collect();
+                            format!("new: {}", values.join(", "))
+                        }
+                        ChangeKind::Delete => format!("key {}", key_text(&tracked.value().key())),
+                        ChangeKind::Update(fields) => {
+                            let mut next = tracked.value().clone_columns();
+                            next.bump_version();
+                            let changes: Vec<String> = fields
+                                .iter()
+                                .map(|i| {
+                                    let column = T::FIELDS.get(i).map_or("?", |f| f.column);
+                                    let old = FieldValue(tracked.persisted_value(), i);
+                                    match linked_parent(self, tracked, i) {
+                                        Some(parent) => {
+                                            format!("{column}: {old:?} -> key of new {parent}")
+                                        }
+                                        None => format!(
+                                            "{column}: {old:?} -> {:?}",
+                                            FieldValue(&next, i)
+                                        ),
+                                    }
+                                })
+                                .collect();
+                            format!(
+                                "key {}: {}",
+                                key_text(&tracked.value().key()),
+                                changes.join(", ")
+                            )
+                        }
+                    },
+                )
+            })
+            .map(|(slot, row)| match path(slot) {
+                Some(path) => format!("{row} (at {path})"),
+                None => row,
             })
             .collect();
         PreviewStep {

@@ -39,6 +39,10 @@ impl SyncedRoot {
     }
 }
 
+/// Where each member of an aggregate sits in its root's tree, by (store, slot): `Product with
+/// key 1.batches[0].allocations[2]`. Worked out only to print a preview or an error.
+pub(crate) type MemberPaths = HashMap<(usize, u32), String, FastHash>;
+
 /// A store of some entity type. `Send`: a unit of work moves between threads with its
 /// entities.
 pub(crate) trait AnyStore: Any + Send {
@@ -58,8 +62,15 @@ pub(crate) trait AnyStore: Any + Send {
     fn sync_roots(&self) -> Option<SyncRoots>;
     /// One line naming the entity in `slot`, for cycle errors.
     fn describe(&self, slot: u32) -> String;
-    /// The rows of `step`, printed for [`PlanPreview`](crate::PlanPreview).
-    fn preview(&self, step: &Step) -> PreviewStep;
+    /// The rows of `step`, printed for [`PlanPreview`](crate::PlanPreview); a member's row
+    /// ends with its path in its aggregate.
+    fn preview(&self, step: &Step, paths: &MemberPaths) -> PreviewStep;
+    /// The paths of the members of this store's touched roots.
+    fn root_paths(&self, stores: &StoreSet, out: &mut MemberPaths);
+    /// The paths of the members of the entity in `slot`, under its own path `prefix`.
+    fn member_paths(&self, slot: u32, prefix: &str, stores: &StoreSet, out: &mut MemberPaths);
+    /// Whether the entity in `slot` with `generation` is being removed; `None` if not held.
+    fn removing(&self, slot: u32, generation: u32) -> Option<bool>;
     /// The write under way committed (`true`: apply what it produced and settle) or failed.
     fn end_write(&mut self, committed: bool);
     /// A save point begins.

@@ -211,10 +211,16 @@ impl<T: Entity> Tracked<T> {
         self.members_changed = changed;
     }
 
-    /// The value, to write into it what the database holds after a write (the columns of an
-    /// aggregate's members): no baseline kept, since nothing that is not stored changes.
-    pub fn value_for_write_back(&mut self) -> &mut T {
-        &mut self.value
+    /// Takes the value out, leaving its columns (see `Store::take_tree`).
+    pub fn take_tree(&mut self) -> T {
+        let columns = self.value.clone_columns();
+        std::mem::replace(&mut self.value, columns)
+    }
+
+    /// Puts back the value `take_tree` took, with what a write stored copied into its tree:
+    /// no baseline kept, since no column of this entity changed.
+    pub fn put_tree(&mut self, tree: T) {
+        self.value = tree;
     }
 
     pub fn revision(&self) -> u32 {
@@ -283,7 +289,8 @@ impl<T: Entity> Tracked<T> {
     /// fast path is a few comparisons, from being inlined into `get_mut`.
     #[inline(never)]
     fn keep_baseline(&mut self) {
-        self.baseline = Some(Box::new(self.value.clone()));
+        // Only columns are diffed: an aggregate's tree is not copied.
+        self.baseline = Some(Box::new(self.value.clone_columns()));
     }
 
     /// `register_removed` of a persisted entity.
@@ -326,12 +333,14 @@ impl<T: Entity> Tracked<T> {
     }
 
     /// After a successful commit: `written` (the value with foreign keys filled in and the
-    /// version advanced) replaces the value if the commit made one, then the generated values
+    /// version advanced) gives the value its columns if the commit made one (an aggregate's
+    /// tree stays), then the generated values
     /// are written in, and the current values are what the database holds. Returns the key
     /// to file the entity under, when it changed.
     pub fn settle(&mut self, written: Option<T>, generated: Option<T::Generated>) {
         if let Some(written) = written {
-            self.value = written;
+            // The copy holds columns only: an aggregate's tree stays.
+            self.value.assign_persisted(written);
         }
         if let Some(generated) = generated {
             self.value.set_generated(generated);

@@ -418,7 +418,8 @@ impl<C: Driver> UnitOfWork<C> {
     }
 
     /// The persisted values of an entity: what the database row holds as far as this unit of
-    /// work knows (the current values for a clean entity).
+    /// work knows (the current values for a clean entity). Of a changed aggregate root, the
+    /// columns only: its child collections are empty.
     pub fn original<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<&T> {
         Ok(self.tracked(handle)?.persisted_value())
     }

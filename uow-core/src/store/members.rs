@@ -40,14 +40,25 @@ impl<T: Entity> Store<T> {
         }
     }
 
-    /// The value of the entity in `slot`, to copy what a successful write stored into its
-    /// tree (saved by the innermost save point first, so an undone scope puts it back).
-    pub fn write_back(&mut self, slot: u32, generation: u32) -> Option<&mut T> {
+    /// The tree of the entity in `slot`, taken out while other stores change (members brought
+    /// in line with it, or what a write stored copied into it): the entity keeps its columns,
+    /// its child collections are empty until [`put_tree`](Self::put_tree). Saved by the
+    /// innermost save point first, so an undone scope puts the tree back as it was.
+    pub fn take_tree(&mut self, slot: u32, generation: u32) -> Option<T> {
         self.get(slot, generation)?;
         self.save(slot);
         self.slots[slot as usize]
             .tracked
             .as_mut()
-            .map(Tracked::value_for_write_back)
+            .map(Tracked::take_tree)
+    }
+
+    /// Puts back the tree [`take_tree`](Self::take_tree) took.
+    pub fn put_tree(&mut self, slot: u32, generation: u32, tree: T) {
+        if self.get(slot, generation).is_some() {
+            if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
+                tracked.put_tree(tree);
+            }
+        }
     }
 }

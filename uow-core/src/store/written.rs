@@ -68,7 +68,7 @@ impl<T: Entity> Store<T> {
     /// key or advance the version. `None` for an empty slot.
     pub fn written_copy(&mut self, slot: u32) -> Option<&mut T> {
         if !self.written.copies.contains_key(&slot) {
-            let value = self.tracked(slot)?.value().clone();
+            let value = self.tracked(slot)?.value().clone_columns();
             self.written.copies.insert(slot, value);
         }
         self.written.copies.get_mut(&slot)

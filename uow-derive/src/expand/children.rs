@@ -78,8 +78,21 @@ pub(super) fn entity_items(cx: &Context) -> TokenStream {
     let texts = names.iter().map(|n| n.to_string());
     let elements: Vec<_> = children.iter().map(|(_, element)| element).collect();
     let numbers: Vec<usize> = (0..children.len()).collect();
+    let columns = cx
+        .input
+        .fields
+        .iter()
+        .filter(|f| f.attrs.children.is_none())
+        .map(|f| f.ident);
     quote! {
         const HAS_CHILDREN: bool = true;
+
+        fn clone_columns(&self) -> Self {
+            Self {
+                #(#columns: #p::Clone::clone(&self.#columns),)*
+                #(#names: ::std::vec::Vec::new(),)*
+            }
+        }
         const CHILDREN: &'static [&'static str] = &[#(#texts),*];
 
         fn visit_children<__V: #p::ChildrenVisitor<Self>>(&self, __visitor: &mut __V) {
