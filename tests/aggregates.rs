@@ -73,6 +73,42 @@ struct Allocation {
     qty: i32,
 }
 
+diesel::table! {
+    shelves (code) {
+        code -> Text,
+        product_id -> Integer,
+        next_code -> Nullable<Text>,
+    }
+}
+
+/// A product's shelves, keyed in Rust, each naming the next one: two new shelves naming each
+/// other cannot be inserted in any order.
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = shelves, belongs_to(Warehouse, foreign_key = product_id), belongs_to(Shelf, foreign_key = next_code))]
+struct Shelf {
+    #[tracked(primary_key)]
+    code: String,
+    product_id: i32,
+    next_code: Option<String>,
+}
+
+diesel::table! {
+    warehouses (id) {
+        id -> Integer,
+        name -> Text,
+    }
+}
+
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = warehouses)]
+struct Warehouse {
+    #[tracked(generated)]
+    id: i32,
+    name: String,
+    #[tracked(children)]
+    shelves: Vec<Shelf>,
+}
+
 fn create_tables<C: TestBackend>(db: &mut TestDb<C>) {
     let serial = match C::KIND {
         Kind::Sqlite => "INTEGER PRIMARY KEY",
@@ -452,6 +488,24 @@ backend_tests! {
         let tree = read_tree(&mut db.conn, id)?;
         assert_eq!(tree.version, 2);
         assert_eq!(tree.batches[0].allocations.len(), 1, "exactly one allocation persists");
+        Ok(())
+    }
+
+    fn a_cycle_among_members_names_them_by_their_path(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let shelf = |code: &str, next: &str| Shelf { code: code.into(), product_id: 0, next_code: Some(next.into()) };
+        uow.register_new(Warehouse {
+            id: 0,
+            name: "north".into(),
+            shelves: vec![shelf("a", "b"), shelf("b", "a")],
+        })?;
+        let error = uow.commit(&mut db.conn).expect_err("a cycle");
+        let uow::Error::Cycle { entities } = &error else {
+            return Err(format!("expected a cycle, got {error}").into());
+        };
+        assert_eq!(entities.len(), 2, "{entities:?}");
+        assert!(entities.iter().any(|e| e.contains("at new Warehouse { name: \"north\" }.shelves[0]")), "{entities:?}");
+        assert!(entities.iter().any(|e| e.ends_with(".shelves[1]")), "{entities:?}");
         Ok(())
     }
 }
