@@ -137,6 +137,23 @@
 //! - `postgres`: PostgreSQL through Diesel (links libpq).
 //! - `mysql`: MySQL and MariaDB through Diesel (links libmysqlclient).
 //! - `tracing`: `tracing` spans for commit, flush and scope rollback, with row counts.
+//! - `async`: `AsyncUnitOfWork<C>` over diesel-async connections, `transaction_async`.
+//! - `galera`: tests only (enables `mysql`): the test suite's Galera cluster tests run too.
+//!
+//! # Transactions
+//!
+//! Each `commit` and each outermost scope is one database transaction; nested scopes and
+//! `flush` are savepoints. [`UnitOfWork::set_transaction_mode`] sets the isolation level and
+//! read-only mode they begin with ([`TransactionMode`], [`Isolation`]); serialization failures
+//! and deadlocks (also a Galera cluster's certification failures) are
+//! [transient](Error::is_transient), for [`retry`] to rerun the whole unit of work.
+//!
+//! ```
+//! use uow::{Isolation, TransactionMode, UnitOfWork};
+//! let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+//! uow.set_transaction_mode(TransactionMode::new().isolation(Isolation::RepeatableRead));
+//! assert_eq!(uow.transaction_mode().to_string(), "REPEATABLE READ");
+//! ```
 //!
 //! [`commit`]: UnitOfWork::commit
 #![warn(missing_docs)]

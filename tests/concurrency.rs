@@ -316,7 +316,7 @@ mod contention {
 
     /// One transfer as a unit of work: read both accounts, move the money, commit; conflicts and
     /// transient failures are rerun from scratch (the closure reloads).
-    fn transfer<C>(conn: &mut C, t: Transfer) -> Outcome
+    fn transfer<C>(conn: &mut C, t: Transfer, mode: uow::TransactionMode) -> Outcome
     where
         C: diesel::Connection + diesel::connection::LoadConnection + 'static,
         C::Backend: uow::Dialect,
@@ -333,7 +333,9 @@ mod contention {
             .retry_conflicts(true);
         let result = uow::retry(&policy, |attempt| {
             runs = attempt;
-            let outcome = uow::transaction(conn, |uow| {
+            let mut uow = uow::UnitOfWork::new();
+            uow.set_transaction_mode(mode);
+            let outcome = uow.transaction(conn, |uow| {
                 let from = uow.load::<LedgerAccount>(t.from)?;
                 let to = uow.load::<LedgerAccount>(t.to)?;
                 uow.get_mut(&from)?.balance -= t.amount;
@@ -358,10 +360,15 @@ mod contention {
     }
 
     server_backend_tests! {
-        fn contention_loses_no_update(db) {
+        fn contention_loses_no_update_at_the_default_level_and_at_serializable(db) {
             const THREADS: usize = 8;
             const TRANSFERS: usize = 50;
             const ACCOUNTS: usize = 10;
+            // At SERIALIZABLE a transfer that read a row another one changed since fails with
+            // a serialization failure (PostgreSQL) or a deadlock (MySQL's locking reads)
+            // instead of a conflict: `retry` reruns both.
+            for mode in [uow::TransactionMode::new(), uow::TransactionMode::new().isolation(uow::Isolation::Serializable)] {
+            diesel::delete(ledger::table).execute(&mut db.conn)?;
             let mut seed = UnitOfWork::<Conn>::new();
             let handles: Vec<_> = (0..ACCOUNTS).map(|i| seed.register_new(ledger(&format!("a{i}"), 1_000_000))).collect::<Result<_, _>>()?;
             seed.commit(&mut db.conn)?;
@@ -384,7 +391,7 @@ mod contention {
                                 continue;
                             }
                             let t = Transfer { from, to, amount: (n % 9 + 1) as i64 };
-                            let outcome = transfer(&mut conn, t);
+                            let outcome = transfer(&mut conn, t, mode);
                             if let Ok(mut o) = outcomes.lock() {
                                 o.push((t, outcome));
                             }
@@ -430,9 +437,10 @@ mod contention {
             assert!(succeeded > 0);
             assert!(retried > 0, "8 threads on 10 accounts collided at least once: the check was exercised");
             eprintln!(
-                "{} transfers: {} succeeded, {} surfaced; {} conflicts or transient failures retried",
+                "{mode}: {} transfers: {} succeeded, {} surfaced; {} conflicts or transient failures retried",
                 outcomes.len(), succeeded, outcomes.len() - succeeded, retried
             );
+            }
             Ok(())
         }
 
@@ -529,6 +537,57 @@ mod contention {
             assert_eq!((product.version, product.available), (2, 9));
             let allocations: i64 = allocations::table.count().get_result(&mut db.conn)?;
             assert_eq!(allocations, 1);
+            Ok(())
+        }
+
+        fn cosmic_python_allocations_at_serializable_are_rerun_and_both_land(db) {
+            let mut seed = UnitOfWork::<Conn>::new();
+            seed.register_new(Product { sku: "LAMP".into(), available: 10, version: 1 })?;
+            seed.commit(&mut db.conn)?;
+
+            let loaded = Arc::new(Barrier::new(2));
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut conn = db.connect();
+                    let loaded = loaded.clone();
+                    std::thread::spawn(move || {
+                        let mut failures = Vec::new();
+                        let policy = uow::RetryPolicy::default().attempts(10).backoff(std::time::Duration::from_millis(5), std::time::Duration::from_millis(50)).retry_conflicts(true);
+                        let result = uow::retry(&policy, |attempt| {
+                            let mut uow = UnitOfWork::<Conn>::new();
+                            uow.set_transaction_mode(uow::TransactionMode::new().isolation(uow::Isolation::Serializable));
+                            let outcome = uow.transaction(&mut conn, |uow| {
+                                let product = uow.load::<Product>("LAMP".to_string());
+                                if attempt == 1 {
+                                    loaded.wait();
+                                }
+                                let product = product?;
+                                let allocation = uow.register_new(Allocation { id: 0, sku: "LAMP".into(), qty: 1 })?;
+                                uow.set_parent(&allocation, &product)?;
+                                uow.get_mut(&product)?.available -= 1;
+                                Ok::<_, uow::Error>(())
+                            });
+                            if let Err(e) = &outcome {
+                                failures.push((e.is_transient() || e.is_conflict(), e.to_string()));
+                            }
+                            outcome
+                        });
+                        (result.map_err(|e| e.to_string()), failures)
+                    })
+                })
+                .collect();
+            let mut failures = Vec::new();
+            for worker in workers {
+                let (result, failed) = worker.join().map_err(|_| "worker panicked")?;
+                result?;
+                failures.extend(failed);
+            }
+            assert!(!failures.is_empty(), "the second allocation failed once and was rerun");
+            assert!(failures.iter().all(|(retryable, _)| *retryable), "only serialization failures, deadlocks or conflicts: {failures:?}");
+            let product: Product = products::table.select(Product::as_select()).first(&mut db.conn)?;
+            assert_eq!((product.version, product.available), (3, 8), "both allocations, once each");
+            let allocations: i64 = allocations::table.count().get_result(&mut db.conn)?;
+            assert_eq!(allocations, 2);
             Ok(())
         }
     }

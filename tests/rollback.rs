@@ -38,7 +38,7 @@ where
     handles.iter().map(|h| observe(uow, h)).collect()
 }
 
-backend_tests! {
+backend_and_galera_tests! {
     fn failure_at_the_first_statement_changes_nothing(db) {
         let (mut uow, handles) = pending_work!(&mut db.conn);
         let [_, _, removed, _] = handles;

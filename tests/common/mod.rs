@@ -133,6 +133,8 @@ pub struct TestDb<C: Connection> {
     reconnect: Box<dyn Fn() -> C>,
     cleanup: Option<Box<dyn FnOnce()>>,
     pub log: StatementLog,
+    /// Where the test's database is.
+    pub target: Target,
 }
 
 impl<C: Connection> Drop for TestDb<C> {
@@ -154,6 +156,42 @@ impl<C: Connection + LoadConnection + 'static> TestDb<C> {
         if let Err(e) = self.conn.batch_execute(sql) {
             panic!("test setup statement failed: {e}\n{sql}");
         }
+    }
+
+    /// A connection to this test's database on another node of the Galera cluster (`node`: a
+    /// URL of `galera_urls`), with causal reads (`wsrep_sync_wait = 1`: a read waits until the
+    /// node has applied every transaction the cluster committed before it). The database was
+    /// made on the first node; another node may take a moment to apply it.
+    #[cfg(feature = "galera")]
+    pub fn connect_to_node(&self, node: &str) -> C
+    where
+        C: TestBackend,
+    {
+        let url = on_node(&self.target.url, node);
+        let mut setup = self.target.setup.clone();
+        setup.push("SET SESSION wsrep_sync_wait = 1".into());
+        let target = Target { url, setup };
+        for _ in 0..100 {
+            if diesel::MysqlConnection::establish(&target.url).is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        C::connect(&target)
+    }
+
+    /// Whether uow sends one INSERT per row with a generated key here: on a Galera node
+    /// (AUTO_INCREMENT lock mode 2, whose keys MariaDB returns only to the async driver).
+    pub fn inserts_row_by_row(&self) -> bool {
+        #[cfg(feature = "galera")]
+        {
+            let on_galera = galera_urls()
+                .iter()
+                .any(|node| on_node(&self.target.url, node) == self.target.url);
+            on_galera && !std::any::type_name::<C>().contains("Async")
+        }
+        #[cfg(not(feature = "galera"))]
+        false
     }
 
     /// Starts recording the statements sent on `conn` from now on.
@@ -186,12 +224,14 @@ pub trait TestBackend: Connection + LoadConnection + Sized + 'static {
     /// A connection to a new isolated database, dropped with the returned value.
     fn open_isolated() -> TestDb<Self> {
         let Isolated { target, cleanup } = Self::isolate();
-        let connect = move || Self::connect(&target);
+        let reached = target.clone();
+        let connect = move || Self::connect(&reached);
         TestDb {
             conn: connect(),
             reconnect: Box::new(connect),
             cleanup: Some(cleanup),
             log: StatementLog::default(),
+            target,
         }
     }
 }
@@ -315,6 +355,58 @@ pub const MYSQL_URL_VAR: &str = "UOW_TEST_MYSQL_URL";
 pub const MYSQL_URL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
 
 #[cfg(feature = "mysql")]
+thread_local! {
+    /// The MySQL server this thread's next isolated database is made on, when it is not the
+    /// one `UOW_TEST_MYSQL_URL` names (a Galera node: [`open_on_galera`]).
+    static MYSQL_SERVER: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A test's database opened the usual way (`C::open_isolated`).
+pub fn open_isolated<C: TestBackend>() -> TestDb<C> {
+    C::open_isolated()
+}
+
+#[cfg(feature = "galera")]
+pub const GALERA_URLS_VAR: &str = "UOW_TEST_GALERA_URLS";
+#[cfg(feature = "galera")]
+pub const GALERA_URLS_DEFAULT: &str = "mysql://root@127.0.0.1:3316/test \
+    mysql://root@127.0.0.1:3326/test mysql://root@127.0.0.1:3336/test";
+
+/// The URLs of the Galera cluster's nodes (`scripts/galera.sh urls`), from
+/// `UOW_TEST_GALERA_URLS` (separated by spaces) or the script's defaults.
+#[cfg(feature = "galera")]
+pub fn galera_urls() -> Vec<String> {
+    let urls = std::env::var(GALERA_URLS_VAR).unwrap_or_else(|_| GALERA_URLS_DEFAULT.to_string());
+    urls.split_whitespace().map(str::to_string).collect()
+}
+
+/// A test's database made on the first node of the Galera cluster (it replicates to the
+/// others): the MySQL tests' bodies, run against a cluster node.
+#[cfg(feature = "galera")]
+pub fn open_on_galera<C: TestBackend>() -> TestDb<C> {
+    let Some(first) = galera_urls().into_iter().next() else {
+        panic!("{GALERA_URLS_VAR} names no node");
+    };
+    MYSQL_SERVER.with(|server| *server.borrow_mut() = Some(first));
+    let db = C::open_isolated();
+    MYSQL_SERVER.with(|server| *server.borrow_mut() = None);
+    db
+}
+
+/// `url` with the server part of `node` (`mysql://user@host:port`): the same database on
+/// another node of the cluster.
+#[cfg(feature = "galera")]
+pub fn on_node(url: &str, node: &str) -> String {
+    let server = |u: &str| -> usize {
+        match u.rfind('/') {
+            Some(i) if i > "mysql://".len() => i,
+            _ => u.len(),
+        }
+    };
+    format!("{}{}", &node[..server(node)], &url[server(url)..])
+}
+
+#[cfg(feature = "mysql")]
 fn mysql(url: &str) -> diesel::MysqlConnection {
     match diesel::MysqlConnection::establish(url) {
         Ok(conn) => conn,
@@ -330,7 +422,11 @@ impl TestBackend for diesel::MysqlConnection {
     const KIND: Kind = Kind::Mysql;
 
     fn isolate() -> Isolated {
-        let url = std::env::var(MYSQL_URL_VAR).unwrap_or_else(|_| MYSQL_URL_DEFAULT.to_string());
+        let url = MYSQL_SERVER
+            .with(|server| server.borrow().clone())
+            .unwrap_or_else(|| {
+                std::env::var(MYSQL_URL_VAR).unwrap_or_else(|_| MYSQL_URL_DEFAULT.to_string())
+            });
         let database = unique_name();
         if let Err(e) =
             diesel::sql_query(format!("CREATE DATABASE {database}")).execute(&mut mysql(&url))
@@ -357,7 +453,7 @@ impl TestBackend for diesel::MysqlConnection {
     }
 
     fn connect(target: &Target) -> Self {
-        mysql(&target.url)
+        set_up(mysql(&target.url), target)
     }
 }
 
@@ -561,14 +657,17 @@ impl Instrumentation for StatementLog {
 #[macro_export]
 macro_rules! backend_module {
     ($feature:literal, $module:ident, $conn:ty; $($tests:tt)*) => {
-        $crate::backend_module!(@in [$feature] {
+        $crate::backend_module!(@sync [$feature] open(open_isolated) $module, $conn; $($tests)*);
+    };
+    (@sync [$($features:literal),*] open($open:ident) $module:ident, $conn:ty; $($tests:tt)*) => {
+        $crate::backend_module!(@in [$($features),*] open($open) {
             use uow::Driver as UowDef;
             use common::Unbounded as UowConn;
             /// The unit of work type behind a scope's `Deref` (the same on this driver).
             type CoreUow<C> = uow::UnitOfWork<C>;
         } $module, $conn; $($tests)*);
     };
-    (@in [$($features:literal),*] {$($uses:item)*} $module:ident, $conn:ty;
+    (@in [$($features:literal),*] open($open:ident) {$($uses:item)*} $module:ident, $conn:ty;
         $(fn $name:ident($db:ident) $body:block)*) => {
         #[cfg(all($(feature = $features),*))]
         mod $module {
@@ -584,7 +683,7 @@ macro_rules! backend_module {
                 #[test]
                 fn $name() -> common::TestResult {
                     #[allow(unused_mut)]
-                    let mut $db = <Conn as common::TestBackend>::open_isolated();
+                    let mut $db = common::$open::<Conn>();
                     common::create_schema(&mut $db);
                     $body
                 }
@@ -599,12 +698,36 @@ macro_rules! backend_module {
 #[macro_export]
 macro_rules! async_backend_module {
     ($feature:literal, $module:ident, $conn:ty; $($tests:tt)*) => {
-        $crate::backend_module!(@in ["async", $feature] {
+        $crate::async_backend_module!(@async ["async", $feature] open(open_isolated) $module, $conn; $($tests)*);
+    };
+    (@async [$($features:literal),*] open($open:ident) $module:ident, $conn:ty; $($tests:tt)*) => {
+        $crate::backend_module!(@in [$($features),*] open($open) {
             use common::on_async as uow;
             use common::on_async::{Scope, UnitOfWork, Wrapped as UowConn, Wrapped as UowDef};
             /// The unit of work type behind a scope's `Deref`.
             type CoreUow<W> = ::uow::UnitOfWork<::uow::Async<<W as common::on_async::Wrapped>::Inner>>;
         } $module, common::on_async::AsyncConnectionWrapper<$conn>; $($tests)*);
+    };
+}
+
+/// The bodies against the first node of the Galera cluster too (feature `galera`, the cluster
+/// of `scripts/galera.sh`), on both drivers: `galera::name`, `galera_async::name`.
+#[macro_export]
+macro_rules! galera_tests {
+    ($($tests:tt)*) => {
+        $crate::backend_module!(@sync ["galera"] open(open_on_galera)
+            galera, diesel::MysqlConnection; $($tests)*);
+        $crate::async_backend_module!(@async ["async", "galera"] open(open_on_galera)
+            galera_async, diesel_async::AsyncMysqlConnection; $($tests)*);
+    };
+}
+
+/// `backend_tests!` and `galera_tests!`: the suites whose bodies also run on a cluster node.
+#[macro_export]
+macro_rules! backend_and_galera_tests {
+    ($($tests:tt)*) => {
+        $crate::backend_tests!($($tests)*);
+        $crate::galera_tests!($($tests)*);
     };
 }
 

@@ -12,7 +12,7 @@ pub use crate::fields::{FieldInfo, FieldSet, MAX_FIELDS};
 
 use diesel::backend::Backend;
 use diesel::query_builder::AstPass;
-use diesel::row::NamedRow;
+use diesel::row::{NamedRow, Row};
 use diesel::serialize::ToSql;
 use diesel::sql_types::HasSqlType;
 use diesel::QueryResult;
@@ -349,8 +349,10 @@ impl<K: Clone> ForeignKey<K> for Option<K> {
 /// The derive implements it where every `#[tracked(skip)]` field is `Default` (a row has no
 /// value for it).
 pub trait Load<DB: Backend>: Persist<DB> {
-    /// Reads every persisted field, by column name; skipped fields get their default.
-    fn from_row<'a>(row: &impl NamedRow<'a, DB>) -> diesel::deserialize::Result<Self>;
+    /// Reads every persisted field by position, column `i` holding field `i` of
+    /// [`Entity::FIELDS`] (the order of uow's own SELECTs, so no column is looked up by name);
+    /// skipped fields get their default.
+    fn from_row<'a>(row: &impl Row<'a, DB>) -> diesel::deserialize::Result<Self>;
 
     /// Calls `visitor` once per `#[tracked(children)]` field, with the element type and the
     /// function reaching the collection: loading an aggregate reads each level for every
@@ -358,6 +360,23 @@ pub trait Load<DB: Backend>: Persist<DB> {
     fn visit_child_loads<V: ChildLoadVisitor<Self, DB>>(visitor: &mut V) {
         let _ = visitor;
     }
+}
+
+/// Reads the value at `position` of `row`, for [`Load::from_row`]; an error names `column`.
+#[doc(hidden)]
+#[inline]
+pub fn read_field<'a, ST, T, DB, R>(
+    row: &R,
+    position: usize,
+    column: &'static str,
+) -> diesel::deserialize::Result<T>
+where
+    DB: Backend,
+    R: Row<'a, DB>,
+    T: diesel::deserialize::FromSql<ST, DB>,
+{
+    row.get_value::<ST, T, usize>(position)
+        .map_err(|error| format!("column `{column}`: {error}").into())
 }
 
 /// Receives the `#[tracked(children)]` fields of an entity for loading them (see

@@ -286,6 +286,36 @@ pub enum Error {
     )]
     TransactionBroken,
 
+    /// The backend cannot open a transaction in the mode set with
+    /// [`set_transaction_mode`](crate::UnitOfWork::set_transaction_mode) (SQLite has no
+    /// read-only transactions). Nothing was sent.
+    #[error(
+        "{backend} cannot open a transaction in mode {mode}: {reason}; nothing was sent: \
+         set a mode this backend has (see `TransactionMode`)"
+    )]
+    TransactionModeUnsupported {
+        /// The backend's name.
+        backend: &'static str,
+        /// The mode asked for.
+        mode: crate::TransactionMode,
+        /// What the backend lacks.
+        reason: &'static str,
+    },
+
+    /// A transaction mode is set, but the commit or scope runs inside a transaction opened
+    /// outside the unit of work, whose isolation level and access mode were fixed when it
+    /// began. Nothing was sent.
+    #[error(
+        "this unit of work asks for transactions in mode {mode}, but the connection is already \
+         in a transaction opened outside it, which keeps the mode it began with; nothing was \
+         sent: set the mode where that transaction begins and leave this unit of work's mode \
+         unset, or commit on a connection with no open transaction"
+    )]
+    TransactionModeInOuterTransaction {
+        /// The mode asked for.
+        mode: crate::TransactionMode,
+    },
+
     /// The pending changes depend on each other in a circle (for example two new rows whose
     /// foreign keys point at each other while both keys are generated), so no order can write
     /// them. Nothing was written.

@@ -116,7 +116,8 @@ impl<C: Driver> Write<'_, C> {
         let plan = uow.plan_write()?;
         let begin = how.begin && !plan.is_empty();
         if begin {
-            transaction::begin::<C>(self.conn).await?;
+            let mode = how.depth_before.is_none().then_some(uow.transaction_mode);
+            transaction::begin::<C>(self.conn, mode).await?;
         }
         if !plan.is_empty() {
             let what = if how.scope { "flush" } else { "commit" };
@@ -189,6 +190,7 @@ impl<C: Driver> UnitOfWork<C> {
             return Err(Error::CommitInScope);
         }
         let depth_before = transaction::depth::<C>(conn).await?;
+        transaction::check_mode(self.transaction_mode, depth_before)?;
         // Changes made by before-commit hooks are part of this call: a failed commit undoes
         // them too. Without hooks nothing but the commit itself changes memory.
         let save_point = self.hooks.before_commit_any();
@@ -283,6 +285,7 @@ impl<C: Driver> UnitOfWork<C> {
         if depth_before.is_none() {
             return Err(Error::NoTransaction);
         }
+        transaction::check_mode(self.transaction_mode, depth_before)?;
         let plan = self.plan_write()?;
         if plan.is_empty() {
             self.state.end_write(true);
@@ -304,7 +307,7 @@ impl<C: Driver> UnitOfWork<C> {
             armed: true,
         };
         let flush = async {
-            transaction::begin::<C>(write.conn).await?;
+            transaction::begin::<C>(write.conn, None).await?;
             let send = write.uow.send_plan(write.conn, &plan, &mut sent);
             crate::trace::in_span(&span, send).await?;
             transaction::commit::<C>(write.conn, false).await

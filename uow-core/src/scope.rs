@@ -202,6 +202,10 @@ impl<'s, C: Driver> ScopeRun<'s, C> {
         outermost: bool,
     ) -> Result<Self> {
         let depth_before = transaction::depth::<C>(conn).await?;
+        if outermost {
+            transaction::check_mode(uow.transaction_mode, depth_before)?;
+        }
+        let mode = (outermost && depth_before.is_none()).then_some(uow.transaction_mode);
         uow.state.begin_scope();
         // Armed before BEGIN is sent: a BEGIN cut short leaves the connection in doubt.
         let mut run = ScopeRun {
@@ -211,7 +215,7 @@ impl<'s, C: Driver> ScopeRun<'s, C> {
             outermost,
             armed: true,
         };
-        if let Err(error) = transaction::begin::<C>(run.conn).await {
+        if let Err(error) = transaction::begin::<C>(run.conn, mode).await {
             run.armed = false;
             run.uow.state.end_scope(false);
             return Err(error);

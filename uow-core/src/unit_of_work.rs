@@ -17,6 +17,7 @@ use crate::resource::Participant;
 use crate::state::State;
 use crate::store::{key_text, Store};
 use crate::tracking::{EntityState, Lifecycle, Tracked};
+use crate::transaction_mode::TransactionMode;
 
 /// The Unit of Work: gathers new, changed and removed entities and writes them in one
 /// transaction on [`commit`](UnitOfWork::commit).
@@ -63,6 +64,8 @@ pub struct UnitOfWork<C: Driver> {
     /// What the execution layer learnt about the server (MySQL's auto-increment settings).
     pub(crate) session: Session,
     pub(crate) hooks: Hooks<UnitOfWork<C>>,
+    /// How the transactions this unit of work opens begin.
+    pub(crate) transaction_mode: TransactionMode,
 }
 
 impl<C: Driver> fmt::Debug for UnitOfWork<C> {
@@ -136,7 +139,27 @@ impl<C: Driver> UnitOfWork<C> {
             io: Vec::new(),
             session: Session::default(),
             hooks: Hooks::default(),
+            transaction_mode: TransactionMode::new(),
         }
+    }
+
+    /// Sets the isolation level and access mode of the transactions this unit of work opens
+    /// from now on: each `commit`'s and each outermost scope's (see [`TransactionMode`] for
+    /// what each backend does with it).
+    ///
+    /// ```
+    /// use uow::{Isolation, TransactionMode, UnitOfWork};
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// uow.set_transaction_mode(TransactionMode::new().isolation(Isolation::Serializable));
+    /// assert_eq!(uow.transaction_mode().level(), Some(Isolation::Serializable));
+    /// ```
+    pub fn set_transaction_mode(&mut self, mode: TransactionMode) {
+        self.transaction_mode = mode;
+    }
+
+    /// The mode set with [`set_transaction_mode`](Self::set_transaction_mode).
+    pub fn transaction_mode(&self) -> TransactionMode {
+        self.transaction_mode
     }
 
     /// The index of the store of `T`, created on first use together with its execution

@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use diesel::backend::Backend;
+use diesel::expression::QueryMetadata;
 use diesel::query_builder::AstPass;
 use diesel::QueryResult;
 
@@ -13,10 +14,23 @@ use super::batching::{insert_width, update_base_width, MAX_ROWS_PER_UPDATE};
 use super::driver::Driver;
 use super::statements::{InsertOne, InsertRows, ReturnedRow};
 use crate::entity::{Entity, FieldSet, Persist};
+use crate::error::Error;
+use crate::transaction_mode::TransactionMode;
 
 /// What differs between Diesel backends when writing entities. Implemented for every backend
 /// whose cargo feature is on; sealed.
-pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'static {
+// `QueryMetadata<Untyped>` is implied by `Backend`; stated too so that code generic over a
+// dialect still reads untyped rows: with only the `EntityColumns` bound in scope, rustc takes
+// that bound for every `QueryMetadata` it needs.
+pub trait Dialect:
+    Backend
+    + QueryMetadata<sealed::EntityColumns>
+    + QueryMetadata<diesel::sql_types::Untyped>
+    + Sized
+    + sealed::Sealed
+    + sealed::RowNumbers
+    + 'static
+{
     /// The backend's name, for messages.
     const NAME: &'static str;
     /// The most bind parameters one statement may carry.
@@ -24,6 +38,11 @@ pub trait Dialect: Backend + Sized + sealed::Sealed + sealed::RowNumbers + 'stat
     /// The most rows one UPDATE carries (fewer when the bind-parameter limit says so).
     #[doc(hidden)]
     const MAX_ROWS_PER_UPDATE: usize = MAX_ROWS_PER_UPDATE;
+
+    /// The SQL opening a transaction in `mode` at the outermost level (`None`: the
+    /// connection's own BEGIN); an error names what the backend cannot do.
+    #[doc(hidden)]
+    fn begin_sql(mode: TransactionMode) -> Result<Option<&'static str>, Error>;
 
     /// Values an UPDATE of `T` writing `columns` columns binds per row: by default the key,
     /// the persisted version it checks, and the values.
@@ -167,6 +186,32 @@ pub(crate) mod sealed {
 
     pub trait Sealed {}
 
+    /// The SQL "type" of uow's own SELECTs (`load`, `refresh`, an aggregate's levels): every
+    /// persisted column of one entity, in the order of its `FIELDS`, so a row is read by
+    /// position ([`Load::from_row`](crate::Load::from_row)) and not looked up by name. Each
+    /// backend describes it as Diesel describes an untyped query.
+    #[derive(Debug, Clone, Copy)]
+    pub struct EntityColumns;
+
+    /// `QueryMetadata<EntityColumns>` for a backend: what it says for an untyped query.
+    macro_rules! entity_columns_metadata {
+        ($backend:ty) => {
+            impl diesel::expression::QueryMetadata<$crate::exec::dialect::sealed::EntityColumns>
+                for $backend
+            {
+                fn row_metadata(
+                    lookup: &mut Self::MetadataLookup,
+                    out: &mut Vec<Option<Self::TypeMetadata>>,
+                ) {
+                    <Self as diesel::expression::QueryMetadata<
+                        diesel::expression::expression_types::Untyped,
+                    >>::row_metadata(lookup, out)
+                }
+            }
+        };
+    }
+    pub(crate) use entity_columns_metadata;
+
     /// A row's number in a batch, bound and read back as an `INTEGER` (an `i32`), which
     /// every backend has.
     pub trait RowNumbers: Backend {
@@ -209,6 +254,10 @@ pub struct Session {
     /// MySQL: `max_allowed_packet`, read in a write only when a statement may exceed 64 KiB.
     #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
     pub(super) max_allowed_packet: Option<u64>,
+    /// MySQL: whether the server is MariaDB 10.5 or later, which has `INSERT .. RETURNING`
+    /// (read with the auto-increment settings).
+    #[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+    pub(super) insert_returning: bool,
     /// SQLite: the entity types whose generated key proved not to be their table's rowid
     /// (or whose table something else writes to during an INSERT), not asked again.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]

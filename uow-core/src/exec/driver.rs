@@ -44,6 +44,13 @@ pub trait Driver: 'static {
     /// The connection the caller passes to `commit`, `flush`, `load` and `refresh`.
     type Conn: Send;
 
+    /// Whether rows can be read from a statement whose columns the server describes only
+    /// when it runs it, as MariaDB does for `INSERT .. RETURNING`. Diesel's synchronous
+    /// MySQL connection asks for a prepared statement's columns before running it, so it
+    /// cannot; diesel-async's can.
+    #[doc(hidden)]
+    const READS_COLUMNS_DESCRIBED_ON_EXECUTION: bool;
+
     /// Runs `query`, returning the number of rows it affected.
     #[doc(hidden)]
     fn execute<'q, Q>(
@@ -97,6 +104,7 @@ where
 {
     type Backend = C::Backend;
     type Conn = C;
+    const READS_COLUMNS_DESCRIBED_ON_EXECUTION: bool = false;
 
     fn execute<'q, Q>(
         conn: &'q mut C,

@@ -8,10 +8,13 @@ use super::batching::{key_width, update_base_width, MAX_ROWS_PER_INSERT};
 use super::dialect::{sealed, AutoIncrement, Dialect, Inserted, Sent, Session};
 use super::driver::{one_row, Driver};
 use super::mysql_batched::{
-    walk_case_update, CaseRow, FoundRow, FoundRows, MAX_ROWS_PER_CASE_UPDATE,
+    walk_case_update, CaseRow, FoundRow, FoundRows, InsertIdAndSettings, InsertReturningKeys,
+    ReturnedKey, MAX_ROWS_PER_CASE_UPDATE,
 };
 use super::statements::{walk_inserted_values, InsertRows};
 use crate::entity::{Entity, FieldSet, Persist};
+use crate::error::Error;
+use crate::transaction_mode::{Isolation, TransactionMode};
 use diesel::mysql::Mysql;
 use diesel::query_builder::bind_collector::RawBytesBindCollector;
 
@@ -20,6 +23,7 @@ use diesel::expression::SqlLiteral;
 use diesel::sql_types::BigInt;
 
 impl sealed::Sealed for Mysql {}
+sealed::entity_columns_metadata!(Mysql);
 
 /// Whether InnoDB gives the rows of one multi-row INSERT consecutive ids:
 /// lock modes 0 ("traditional") and 1 ("consecutive") do; 2 ("interleaved") does not.
@@ -39,51 +43,6 @@ const PACKET_HEADROOM: usize = 4 << 10;
 /// What a bound value costs in the packet beyond its bytes: its type (2 bytes) and the
 /// longest length prefix (9 bytes).
 const BYTES_PER_PARAM: usize = 11;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interleaved_lock_mode_falls_back_to_one_row_per_insert() {
-        assert!(multi_row_ids_are_consecutive(0));
-        assert!(multi_row_ids_are_consecutive(1));
-        assert!(!multi_row_ids_are_consecutive(2));
-    }
-
-    #[test]
-    fn keys_follow_the_step_read_with_them_and_interleaved_multi_row_keys_are_refused() {
-        let consecutive = AutoIncrement {
-            lock_mode: 1,
-            increment: 3,
-        };
-        let interleaved = AutoIncrement {
-            lock_mode: 2,
-            increment: 3,
-        };
-        assert_eq!(keys_step(5, consecutive), Some(3));
-        assert_eq!(keys_step(1, consecutive), Some(1));
-        assert_eq!(
-            keys_step(1, interleaved),
-            Some(1),
-            "one row: nothing to tell apart"
-        );
-        assert_eq!(keys_step(2, interleaved), None);
-    }
-
-    #[test]
-    fn batches_are_cut_where_the_next_row_would_overflow_the_packet() {
-        assert_eq!(cut_by_bytes(&[10, 10, 10, 10], 25), Ok(vec![2, 2]));
-        assert_eq!(cut_by_bytes(&[10, 10, 10], 30), Ok(vec![3]));
-        assert_eq!(cut_by_bytes(&[30, 1, 1], 30), Ok(vec![1, 2]));
-        assert_eq!(cut_by_bytes(&[], 30), Ok(vec![]));
-        assert_eq!(
-            cut_by_bytes(&[5, 31, 1], 30),
-            Err(1),
-            "a row alone too large"
-        );
-    }
-}
 
 /// Cuts rows of the given sizes into consecutive groups of at most `budget` bytes each;
 /// `Err(row)` when that row alone is larger.
@@ -105,11 +64,6 @@ pub(super) fn cut_by_bytes(sizes: &[usize], budget: usize) -> Result<Vec<usize>,
         groups.push(count);
     }
     Ok(groups)
-}
-
-diesel::define_sql_function! {
-    /// MySQL's id of the first row of the last INSERT on this connection.
-    fn last_insert_id() -> diesel::sql_types::Unsigned<diesel::sql_types::BigInt>;
 }
 
 /// The values one row binds in an INSERT, for measuring them.
@@ -139,15 +93,28 @@ async fn read_settings<D: Driver<Backend = Mysql>>(
     conn: &mut D::Conn,
     session: &mut Session,
 ) -> QueryResult<()> {
-    let settings = diesel::select((lock_mode_sql(), increment_sql(), packet_sql()));
-    let (lock_mode, increment, packet): (i64, i64, i64) =
+    let version = sql::<diesel::sql_types::Text>("VERSION()");
+    let settings = diesel::select((lock_mode_sql(), increment_sql(), packet_sql(), version));
+    let (lock_mode, increment, packet, version): (i64, i64, i64, String) =
         one_row::<D, _, _>(conn, settings).await?;
     session.auto_increment = Some(AutoIncrement {
         lock_mode,
         increment: step(increment),
     });
     session.max_allowed_packet = Some(u64::try_from(packet).unwrap_or(u64::MAX));
+    session.insert_returning = has_insert_returning(&version);
     Ok(())
+}
+
+/// Whether the server of `VERSION()` is MariaDB 10.5 or later (`10.11.6-MariaDB-0+deb12u1`),
+/// which has `INSERT .. RETURNING`.
+pub(super) fn has_insert_returning(version: &str) -> bool {
+    let mut numbers = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let major = numbers.next().unwrap_or(0);
+    let minor = numbers.next().unwrap_or(0);
+    version.contains("MariaDB") && (major, minor) >= (10, 5)
 }
 
 fn lock_mode_sql() -> SqlLiteral<BigInt> {
@@ -275,6 +242,34 @@ impl Dialect for Mysql {
     const NAME: &'static str = "MySQL";
     const MAX_BIND_PARAMS: usize = 65535;
 
+    /// MySQL's `START TRANSACTION` takes no isolation level: `SET TRANSACTION` (without
+    /// `SESSION`) sets it for the next transaction only, sent with it in one round trip.
+    fn begin_sql(mode: TransactionMode) -> Result<Option<&'static str>, Error> {
+        use Isolation::*;
+        Ok(Some(match (mode.level(), mode.is_read_only()) {
+            (None, false) => return Ok(None),
+            (None, true) => "START TRANSACTION READ ONLY",
+            (Some(ReadCommitted), false) => {
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION"
+            }
+            (Some(ReadCommitted), true) => {
+                "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION READ ONLY"
+            }
+            (Some(RepeatableRead), false) => {
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION"
+            }
+            (Some(RepeatableRead), true) => {
+                "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION READ ONLY"
+            }
+            (Some(Serializable), false) => {
+                "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION"
+            }
+            (Some(Serializable), true) => {
+                "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE; START TRANSACTION READ ONLY"
+            }
+        }))
+    }
+
     async fn insert_rows<D: Driver<Backend = Self>, T: Persist<Self>>(
         conn: &mut D::Conn,
         session: &mut Session,
@@ -302,8 +297,10 @@ impl Dialect for Mysql {
     /// larger than the increment), and `LAST_INSERT_ID()` reports that start: the first
     /// value generated by this connection's last INSERT, whatever other sessions do. So
     /// row `k` has key `first + k * increment`. Under lock mode 2 ("interleaved", which
-    /// Galera requires) concurrent inserts may interleave their values: one row per
-    /// statement then. A generated key on MySQL must be the table's AUTO_INCREMENT
+    /// Galera requires) concurrent inserts may interleave their values: MariaDB 10.5 and
+    /// later return them ([`insert_returning_keys`]) to the async driver; MySQL, and the
+    /// synchronous driver (see `Driver::READS_COLUMNS_DESCRIBED_ON_EXECUTION`), get one row
+    /// per statement. A generated key on MySQL must be the table's AUTO_INCREMENT
     /// column; other generated fields cannot be read back at all (MySQL has no
     /// `RETURNING`), and are refused.
     async fn insert_returning<D: Driver<Backend = Self>, T: Persist<Self>>(
@@ -316,12 +313,20 @@ impl Dialect for Mysql {
             statements: 0,
         };
         for group in statements_for::<D, T>(conn, session, rows).await? {
-            let consecutive = group.len() > 1
-                && multi_row_ids_are_consecutive(
-                    auto_increment::<D>(conn, session).await?.lock_mode,
-                );
+            let lock_mode = match group.len() {
+                1 => None,
+                _ => Some(auto_increment::<D>(conn, session).await?.lock_mode),
+            };
+            let consecutive = lock_mode.is_some_and(multi_row_ids_are_consecutive);
             if consecutive {
                 let keys = insert_with_insert_id::<D, T>(conn, session, group).await?;
+                inserted.generated.extend(keys);
+                inserted.statements += 1;
+            } else if lock_mode.is_some()
+                && session.insert_returning
+                && D::READS_COLUMNS_DESCRIBED_ON_EXECUTION
+            {
+                let keys = insert_returning_keys::<D, T>(conn, group).await?;
                 inserted.generated.extend(keys);
                 inserted.statements += 1;
             } else {
@@ -428,8 +433,8 @@ async fn insert_with_insert_id<D: Driver<Backend = Mysql>, T: Persist<Mysql>>(
             format!("INSERT affected {inserted} rows, expected {}", rows.len()).into(),
         ));
     }
-    let keys = diesel::select((last_insert_id(), lock_mode_sql(), increment_sql()));
-    let (first, lock_mode, increment): (u64, i64, i64) = one_row::<D, _, _>(conn, keys).await?;
+    let (first, lock_mode, increment): (u64, i64, i64) =
+        one_row::<D, _, _>(conn, InsertIdAndSettings).await?;
     let actual = AutoIncrement {
         lock_mode,
         increment: step(increment),
@@ -453,17 +458,110 @@ async fn insert_with_insert_id<D: Driver<Backend = Mysql>, T: Persist<Mysql>>(
             let id = offset
                 .checked_mul(increment)
                 .and_then(|step| first.checked_add(step));
-            id.and_then(T::generated_from_insert_id).ok_or_else(|| {
-                diesel::result::Error::QueryBuilderError(
-                    format!(
-                        "{}: MySQL reports only the AUTO_INCREMENT key through \
-                         LAST_INSERT_ID; other generated fields are not supported on \
-                         MySQL: drop `generated` from them and set them in Rust",
-                        T::ENTITY_NAME
-                    )
-                    .into(),
-                )
-            })
+            id.and_then(T::generated_from_insert_id)
+                .ok_or_else(only_the_key_is_generated::<T>)
         })
         .collect()
+}
+
+/// The error for an entity with generated fields besides its AUTO_INCREMENT key.
+fn only_the_key_is_generated<T: Entity>() -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(
+        format!(
+            "{}: MySQL reports only the AUTO_INCREMENT key through LAST_INSERT_ID; other \
+             generated fields are not supported on MySQL: drop `generated` from them and set \
+             them in Rust",
+            T::ENTITY_NAME
+        )
+        .into(),
+    )
+}
+
+/// One multi-row `INSERT .. RETURNING` its keys (MariaDB 10.5 and later), for the
+/// interleaved lock mode (2, which Galera requires), where the keys of one statement's rows
+/// need not be consecutive. The keys, in ascending order, are the rows' in the order of the
+/// VALUES list, because of two things InnoDB promises: its AUTO_INCREMENT values are "unique
+/// and monotonically increasing across all concurrently executing INSERT-like statements" in
+/// every lock mode (interleaving only leaves gaps), and an `INSERT .. VALUES` inserts its rows
+/// in the order listed (what `LAST_INSERT_ID()`, the first row's key, relies on too). So
+/// RETURNING's own row order, which no manual promises, is never relied on: the keys are
+/// sorted. A count that differs, or a key seen twice, refuses the commit.
+async fn insert_returning_keys<D: Driver<Backend = Mysql>, T: Persist<Mysql>>(
+    conn: &mut D::Conn,
+    rows: &[&T],
+) -> QueryResult<Vec<T::Generated>> {
+    let returned: Vec<ReturnedKey> = D::load(conn, InsertReturningKeys(rows)).await?;
+    let mut keys: Vec<u64> = returned.into_iter().map(|key| key.0).collect();
+    keys.sort_unstable();
+    let distinct = keys.windows(2).all(|pair| pair[0] < pair[1]);
+    if keys.len() != rows.len() || !distinct {
+        return Err(diesel::result::Error::QueryBuilderError(
+            format!(
+                "INSERT .. RETURNING gave {} distinct keys for {} new {}",
+                keys.len(),
+                rows.len(),
+                T::ENTITY_NAME
+            )
+            .into(),
+        ));
+    }
+    keys.into_iter()
+        .map(|id| T::generated_from_insert_id(id).ok_or_else(only_the_key_is_generated::<T>))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleaved_lock_mode_falls_back_to_one_row_per_insert() {
+        assert!(multi_row_ids_are_consecutive(0));
+        assert!(multi_row_ids_are_consecutive(1));
+        assert!(!multi_row_ids_are_consecutive(2));
+    }
+
+    #[test]
+    fn keys_follow_the_step_read_with_them_and_interleaved_multi_row_keys_are_refused() {
+        let consecutive = AutoIncrement {
+            lock_mode: 1,
+            increment: 3,
+        };
+        let interleaved = AutoIncrement {
+            lock_mode: 2,
+            increment: 3,
+        };
+        assert_eq!(keys_step(5, consecutive), Some(3));
+        assert_eq!(keys_step(1, consecutive), Some(1));
+        assert_eq!(
+            keys_step(1, interleaved),
+            Some(1),
+            "one row: nothing to tell apart"
+        );
+        assert_eq!(keys_step(2, interleaved), None);
+    }
+
+    #[test]
+    fn insert_returning_is_mariadb_10_5_and_later() {
+        assert!(has_insert_returning("10.11.6-MariaDB-0+deb12u1"));
+        assert!(has_insert_returning("10.5.0-MariaDB"));
+        assert!(has_insert_returning("11.4.2-MariaDB-log"));
+        assert!(!has_insert_returning("10.4.32-MariaDB"));
+        assert!(!has_insert_returning("8.0.36"));
+        assert!(!has_insert_returning("8.4.0-MySQL"));
+        assert!(!has_insert_returning(""));
+    }
+
+    #[test]
+    fn batches_are_cut_where_the_next_row_would_overflow_the_packet() {
+        assert_eq!(cut_by_bytes(&[10, 10, 10, 10], 25), Ok(vec![2, 2]));
+        assert_eq!(cut_by_bytes(&[10, 10, 10], 30), Ok(vec![3]));
+        assert_eq!(cut_by_bytes(&[30, 1, 1], 30), Ok(vec![1, 2]));
+        assert_eq!(cut_by_bytes(&[], 30), Ok(vec![]));
+        assert_eq!(
+            cut_by_bytes(&[5, 31, 1], 30),
+            Err(1),
+            "a row alone too large"
+        );
+    }
 }

@@ -9,12 +9,12 @@ use diesel::mysql::Mysql;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
 use diesel::row::NamedRow;
-use diesel::sql_types::{BigInt, Integer, Untyped};
+use diesel::sql_types::{BigInt, Integer, Unsigned, Untyped};
 use diesel::QueryResult;
 
 use super::batched::ROW;
-use super::batching::key_width;
-use super::statements::{walk_row_match, walk_rows_match};
+use super::batching::{insert_width, key_width};
+use super::statements::{cache_if_small, walk_insert, walk_row_match, walk_rows_match};
 use crate::entity::{Entity, FieldSet, Persist};
 
 /// The most rows one UPDATE carries on MySQL. `CASE` looks for a row's branch by trying its
@@ -155,5 +155,76 @@ pub(super) struct FoundRow(pub i64);
 impl QueryableByName<Mysql> for FoundRow {
     fn build<'a>(row: &impl NamedRow<'a, Mysql>) -> diesel::deserialize::Result<Self> {
         NamedRow::get::<BigInt, i64>(row, ROW).map(FoundRow)
+    }
+}
+
+/// `INSERT INTO t (..) VALUES (..), .. RETURNING CAST(k AS UNSIGNED) AS __uow_key`: the
+/// AUTO_INCREMENT keys of the rows (MariaDB 10.5 and later; MySQL has no `RETURNING`).
+pub(super) struct InsertReturningKeys<'a, T>(pub &'a [&'a T]);
+
+/// The name the returned key is read by.
+const KEY: &str = "__uow_key";
+
+impl<T: Persist<Mysql>> QueryFragment<Mysql> for InsertReturningKeys<'_, T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
+        cache_if_small(&mut out, self.0.len() * insert_width::<T>(), false);
+        walk_insert(self.0, false, out.reborrow())?;
+        let key = T::FIELDS.iter().find(|f| f.key && f.generated);
+        let Some(key) = key else {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("{} has no generated key to return", T::ENTITY_NAME).into(),
+            ));
+        };
+        out.push_sql(" RETURNING CAST(");
+        out.push_identifier(key.column)?;
+        out.push_sql(" AS UNSIGNED) AS ");
+        out.push_identifier(KEY)
+    }
+}
+
+impl<T: Entity> QueryId for InsertReturningKeys<'_, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<T: Entity> Query for InsertReturningKeys<'_, T> {
+    type SqlType = Untyped;
+}
+
+impl<T: Entity, C> RunQueryDsl<C> for InsertReturningKeys<'_, T> {}
+
+/// A row of [`InsertReturningKeys`]: one inserted row's key.
+pub(super) struct ReturnedKey(pub u64);
+
+impl QueryableByName<Mysql> for ReturnedKey {
+    fn build<'a>(row: &impl NamedRow<'a, Mysql>) -> diesel::deserialize::Result<Self> {
+        NamedRow::get::<Unsigned<BigInt>, u64>(row, KEY).map(ReturnedKey)
+    }
+}
+
+/// `SELECT LAST_INSERT_ID()` with the auto-increment lock mode and step of the same session,
+/// after each INSERT whose keys it reads: one constant text with a query id of its own, so
+/// Diesel prepares it once per connection (an SQL literal would be prepared for every row).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InsertIdAndSettings;
+
+impl QueryId for InsertIdAndSettings {
+    type QueryId = InsertIdAndSettings;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for InsertIdAndSettings {
+    type SqlType = (Unsigned<BigInt>, BigInt, BigInt);
+}
+
+impl<C> RunQueryDsl<C> for InsertIdAndSettings {}
+
+impl QueryFragment<Mysql> for InsertIdAndSettings {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
+        out.push_sql(
+            "SELECT LAST_INSERT_ID(), CAST(@@innodb_autoinc_lock_mode AS SIGNED), \
+             CAST(@@auto_increment_increment AS SIGNED)",
+        );
+        Ok(())
     }
 }

@@ -31,6 +31,7 @@ where
 {
     type Backend = C::Backend;
     type Conn = C;
+    const READS_COLUMNS_DESCRIBED_ON_EXECUTION: bool = true;
 
     fn execute<'q, Q>(
         conn: &'q mut C,

@@ -16,15 +16,32 @@ use super::driver::Driver;
 use super::postgres_arrays;
 use super::statements::{push_columns, walk_inserted_values};
 use crate::entity::{Entity, Persist};
+use crate::error::Error;
+use crate::transaction_mode::{Isolation, TransactionMode};
 use diesel::pg::{Pg, PgQueryBuilder};
 use diesel::query_builder::QueryBuilder;
 use diesel::sql_types::{Integer, Nullable, Text};
 
 impl sealed::Sealed for Pg {}
+sealed::entity_columns_metadata!(Pg);
 
 impl Dialect for Pg {
     const NAME: &'static str = "PostgreSQL";
     const MAX_BIND_PARAMS: usize = 65535;
+
+    fn begin_sql(mode: TransactionMode) -> Result<Option<&'static str>, Error> {
+        use Isolation::*;
+        Ok(Some(match (mode.level(), mode.is_read_only()) {
+            (None, false) => return Ok(None),
+            (None, true) => "BEGIN READ ONLY",
+            (Some(ReadCommitted), false) => "BEGIN ISOLATION LEVEL READ COMMITTED",
+            (Some(ReadCommitted), true) => "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
+            (Some(RepeatableRead), false) => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+            (Some(RepeatableRead), true) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            (Some(Serializable), false) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            (Some(Serializable), true) => "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY",
+        }))
+    }
     /// A batch is bound as one array per column (`exec/postgres_arrays.rs`), so no bind limit
     /// cuts it; this cap keeps one statement's arrays to a few megabytes. Large batches pay:
     /// PostgreSQL joins a batch to the table with one scan of the table, so batches of 1,000

@@ -11,16 +11,34 @@ use super::dialect::{insert_one_by_one, sealed, Dialect, Inserted, Session};
 use super::driver::{one_row, Driver};
 use super::statements::{push_columns, walk_insert, InsertRows};
 use crate::entity::{Entity, Persist};
+use crate::error::Error;
+use crate::transaction_mode::TransactionMode;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use std::any::TypeId;
 
 impl sealed::Sealed for Sqlite {}
+sealed::entity_columns_metadata!(Sqlite);
 
 impl Dialect for Sqlite {
     const NAME: &'static str = "SQLite";
     // SQLITE_MAX_VARIABLE_NUMBER of the bundled SQLite (3.32 and later).
     const MAX_BIND_PARAMS: usize = 32766;
+
+    /// `BEGIN IMMEDIATE` whatever the level (SQLite runs every transaction serializably): the
+    /// write lock is taken when the transaction begins, so a second writer waits for it (up
+    /// to the busy timeout) instead of failing when its read lock cannot be upgraded.
+    fn begin_sql(mode: TransactionMode) -> Result<Option<&'static str>, Error> {
+        if mode.is_read_only() {
+            return Err(Error::TransactionModeUnsupported {
+                backend: Self::NAME,
+                mode,
+                reason: "SQLite has no read-only transactions (open the database read-only \
+                         instead, with a `file:..?mode=ro` URI)",
+            });
+        }
+        Ok(Some("BEGIN IMMEDIATE"))
+    }
 
     /// One multi-row `INSERT .. RETURNING rowid, <generated columns>`, matched to the rows
     /// through the rowid. SQLite returns the rows "in an arbitrary order", and a key need

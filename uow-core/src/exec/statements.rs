@@ -5,14 +5,15 @@
 //! is ever formatted into SQL text.
 
 use diesel::backend::Backend;
-use diesel::deserialize::QueryableByName;
+use diesel::deserialize::{FromSqlRow, QueryableByName};
 use diesel::query_builder::{AsChangeset, AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::RunQueryDsl;
-use diesel::row::NamedRow;
+use diesel::row::{NamedRow, Row};
 use diesel::sql_types::Untyped;
 use diesel::QueryResult;
 
 use super::batching::{insert_width, key_width, rows_per_insert, MAX_CACHED_BATCH_BINDS};
+use super::dialect::sealed::EntityColumns;
 use super::dialect::Dialect;
 use crate::entity::{Entity, FieldSet, Load, Persist};
 
@@ -213,11 +214,15 @@ macro_rules! statement {
     };
 }
 
-statement!(InsertRows, DeleteRows, SelectByKey; returning SelectByKey);
+statement!(InsertRows, DeleteRows, SelectByKey);
+
+impl<T: Entity> Query for SelectByKey<'_, T> {
+    type SqlType = EntityColumns;
+}
 
 /// Keeps a statement binding more than [`MAX_CACHED_BATCH_BINDS`] values out of Diesel's
 /// prepared-statement cache, unless it is `full` (every full batch has the same text).
-fn cache_if_small<DB: Backend>(out: &mut AstPass<'_, '_, DB>, binds: usize, full: bool) {
+pub(super) fn cache_if_small<DB: Backend>(out: &mut AstPass<'_, '_, DB>, binds: usize, full: bool) {
     if !full && binds > MAX_CACHED_BATCH_BINDS {
         out.unsafe_to_cache_prepared();
     }
@@ -339,11 +344,11 @@ impl<T: Persist<DB>, DB: Backend> QueryFragment<DB> for SelectByKey<'_, T> {
     }
 }
 
-/// A whole entity read from a row.
+/// A whole entity read from a row of a statement selecting its [`EntityColumns`], by position.
 pub(crate) struct LoadedRow<T>(pub T);
 
-impl<T: Load<DB>, DB: Backend> QueryableByName<DB> for LoadedRow<T> {
-    fn build<'a>(row: &impl NamedRow<'a, DB>) -> diesel::deserialize::Result<Self> {
+impl<T: Load<DB>, DB: Backend> FromSqlRow<EntityColumns, DB> for LoadedRow<T> {
+    fn build_from_row<'a>(row: &impl Row<'a, DB>) -> diesel::deserialize::Result<Self> {
         T::from_row(row).map(LoadedRow)
     }
 }
@@ -390,7 +395,7 @@ impl<C, P: Entity> QueryId for SelectChildren<'_, C, P> {
 impl<C, P: Entity, Conn> RunQueryDsl<Conn> for SelectChildren<'_, C, P> {}
 
 impl<C, P: Entity> Query for SelectChildren<'_, C, P> {
-    type SqlType = Untyped;
+    type SqlType = EntityColumns;
 }
 
 impl<C: Persist<DB>, P: Persist<DB>, DB: Backend> QueryFragment<DB> for SelectChildren<'_, C, P> {

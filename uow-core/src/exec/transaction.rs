@@ -2,8 +2,12 @@
 //! RELEASE), and rolling back every level above a depth, through the connection's own
 //! transaction manager (the [`Driver`]'s) so that Diesel's bookkeeping stays right.
 
+use diesel::connection::{TransactionDepthChange, TransactionManagerStatus};
+
+use super::dialect::Dialect;
 use super::driver::Driver;
 use crate::error::{is_connection_lost, Error, Result};
+use crate::transaction_mode::TransactionMode;
 
 /// Whether `conn`'s transaction manager can still be used; if so, how many transaction
 /// levels are open on it (`None`: no transaction).
@@ -24,11 +28,37 @@ pub(crate) async fn depth<D: Driver>(conn: &mut D::Conn) -> Result<Option<u32>> 
     }
 }
 
-/// BEGIN, or SAVEPOINT when `conn` is already in a transaction.
-pub(crate) async fn begin<D: Driver>(conn: &mut D::Conn) -> Result<()> {
-    D::begin(conn)
-        .await
-        .map_err(|e| Error::Transaction(e).or_connection_lost(false))
+/// BEGIN, or SAVEPOINT when `conn` is already in a transaction. `mode` is the outermost
+/// transaction's (the caller passes `None` for a savepoint, whose mode is its transaction's):
+/// the backend's statement for it, with the transaction manager told of the new level, as
+/// Diesel's own custom BEGINs do (`immediate_transaction`, `build_transaction`).
+pub(crate) async fn begin<D: Driver>(
+    conn: &mut D::Conn,
+    mode: Option<TransactionMode>,
+) -> Result<()> {
+    let sql = match mode {
+        Some(mode) => <D::Backend as Dialect>::begin_sql(mode)?,
+        None => None,
+    };
+    let began = match sql {
+        None => D::begin(conn).await,
+        Some(sql) => match D::batch_execute(conn, sql).await {
+            Ok(()) => D::status(conn).transaction_state().and_then(|state| {
+                state.change_transaction_depth(TransactionDepthChange::IncreaseDepth)
+            }),
+            Err(error) => Err(error),
+        },
+    };
+    began.map_err(|e| Error::Transaction(e).or_connection_lost(false))
+}
+
+/// Refuses a transaction mode for a transaction opened outside the unit of work
+/// (`depth_before` is `Some`): it began in a mode of its own, which uow cannot change.
+pub(crate) fn check_mode(mode: TransactionMode, depth_before: Option<u32>) -> Result<()> {
+    if depth_before.is_some() && !mode.is_default() {
+        return Err(Error::TransactionModeInOuterTransaction { mode });
+    }
+    Ok(())
 }
 
 /// COMMIT, or RELEASE SAVEPOINT inside an outer transaction (`outermost: false`). A
@@ -41,14 +71,45 @@ pub(crate) async fn commit<D: Driver>(conn: &mut D::Conn, outermost: bool) -> Re
 
 /// Rolls back every transaction level opened on `conn` above `depth` (a savepoint or
 /// transaction somebody left open, for example by panicking inside Diesel's `transaction`,
-/// which does not roll back on unwind). Stops when a ROLLBACK fails: the manager is broken
-/// then, and the next use reports it (`TransactionBroken`, or `ConnectionLost`).
+/// which does not roll back on unwind).
+///
+/// A failed ROLLBACK TO SAVEPOINT leaves Diesel's manager valid one level lower (MySQL drops
+/// a whole transaction on a deadlock, its savepoints with it), so the outer levels are rolled
+/// back next. A failed top-level ROLLBACK leaves the manager broken; if the connection is
+/// alive, [`repair`] may mend it. Otherwise the next use reports it (`TransactionBroken`, or
+/// `ConnectionLost`).
 pub(crate) async fn roll_back_to<D: Driver>(conn: &mut D::Conn, depth: Option<u32>) {
     let target = depth.unwrap_or(0);
-    while let Ok(Some(current)) = D::status(conn).transaction_depth() {
-        if current.get() <= target || D::rollback(conn).await.is_err() {
-            break;
+    loop {
+        let current = match D::status(conn).transaction_depth() {
+            Ok(Some(current)) if current.get() > target => current,
+            Ok(_) => return,
+            Err(_) => break,
+        };
+        if D::rollback(conn).await.is_err() {
+            match D::status(conn).transaction_depth() {
+                Ok(Some(after)) if after < current => {}
+                Ok(None) => return,
+                _ => break,
+            }
         }
+    }
+    if target == 0 {
+        repair::<D>(conn).await;
+    }
+}
+
+/// Mends a manager a failed top-level ROLLBACK (or a COMMIT and its ROLLBACK) left broken on a
+/// live connection. A Galera node reports a transaction it aborted (a conflicting write set
+/// committed on another node first) with a deadlock error on the client's next statement,
+/// ROLLBACK included, although the transaction is gone: a second ROLLBACK then succeeds, and
+/// a successful ROLLBACK proves that no transaction is open, so the manager is told that.
+async fn repair<D: Driver>(conn: &mut D::Conn) {
+    if D::status(conn).transaction_depth().is_ok() {
+        return;
+    }
+    if D::batch_execute(conn, "ROLLBACK").await.is_ok() {
+        *D::status(conn) = TransactionManagerStatus::default();
     }
 }
 

@@ -140,20 +140,20 @@ pub(super) fn persist_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStr
     backend_impl(cx, format_ident!("Persist"), predicates, items)
 }
 
-/// `impl<__DB> Load<__DB> for Self`: every persisted field read from a row by column name, every
-/// skipped field defaulted.
+/// `impl<__DB> Load<__DB> for Self`: every persisted field read from a row by its position in
+/// `FIELDS`, every skipped field defaulted.
 pub(super) fn load_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStream {
     let p = &cx.p;
     let db = backend();
     let fields = &cx.fields;
     let names = &fields.names;
-    let read_persisted = (0..fields.persisted.len()).map(|i| read_column(cx, i));
+    let read_persisted = (0..fields.persisted.len()).map(|i| read_position(cx, i));
     let skipped_names = fields.skipped.iter().map(|(field, _)| field.ident);
     let skipped_tys = fields.skipped.iter().map(|(_, ty)| ty);
     let child_loads = super::children::load_items(cx);
     let items = quote! {
         fn from_row<'__a>(
-            __row: &impl #p::NamedRow<'__a, #db>,
+            __row: &impl #p::Row<'__a, #db>,
         ) -> #p::DeserializeResult<Self> {
             #p::Result::Ok(Self {
                 #(#names: #read_persisted,)*
@@ -200,6 +200,21 @@ fn read_column(cx: &Context, i: usize) -> TokenStream {
             __row,
             <#column as #p::Column>::NAME,
         )?
+    }
+}
+
+/// The value of persisted field `i` read from `__row` at position `i`, or `?` on the error
+/// (which names the column).
+fn read_position(cx: &Context, i: usize) -> TokenStream {
+    let p = &cx.p;
+    let db = backend();
+    let (sql_type, ty, column) = (
+        &cx.fields.sql_types[i],
+        &cx.fields.tys[i],
+        &cx.fields.columns[i],
+    );
+    quote! {
+        #p::read_field::<#sql_type, #ty, #db, _>(__row, #i, <#column as #p::Column>::NAME)?
     }
 }
 
