@@ -18,7 +18,6 @@
 //! written, its root's version is checked and advanced with it.
 
 use std::any::TypeId;
-use std::collections::HashMap;
 
 use crate::entity::{
     ChildOf, ChildrenVisitor, ChildrenVisitorMut, Entity, Relation, RelationVisitor,
@@ -28,6 +27,9 @@ use crate::relations::set_link;
 use crate::store::RelationMeta;
 use crate::stores::{StoreSet, SyncedRoot};
 use crate::tracking::{EntityState, Lifecycle, Link, Member, Tracked};
+
+mod matching;
+use matching::Matching;
 
 /// One entity of an aggregate being brought in line: the root, or a member.
 #[derive(Clone, Copy)]
@@ -242,8 +244,10 @@ impl<P: Entity> SyncChildren<'_, P> {
             .copied()
             .collect();
         // Back to the persisted members: new ones from an earlier, failed write are dropped
-        // (with theirs), removals taken back; what the tree says now is applied below.
-        let mut persisted: HashMap<C::Key, Member> = HashMap::new();
+        // (with theirs), removals taken back; what the tree says now is applied below. They
+        // stay in the order of the elements they were made for, so an unchanged collection
+        // matches position by position, with no key hashed.
+        let mut persisted: Vec<(C::Key, Member)> = Vec::with_capacity(old.len());
         for member in old {
             let Some(tracked) = self.member::<C>(member) else {
                 continue; // removed by a write that succeeded since
@@ -260,14 +264,15 @@ impl<P: Entity> SyncChildren<'_, P> {
                             t.unremove();
                         }
                     }
-                    persisted.insert(key, member);
+                    persisted.push((key, member));
                 }
             }
         }
         let relation = child_relation::<P, C>(field)?;
+        let mut matching = Matching::new(persisted);
         if matches!(self.mode, Mode::Write | Mode::Adopt) {
-            for element in children {
-                let member = match persisted.remove(&element.key()) {
+            for (position, element) in children.iter().enumerate() {
+                let member = match matching.take(position, &element.key()) {
                     Some(member) => {
                         if self.mode == Mode::Write {
                             self.update_member(member, element, relation)?;
@@ -277,6 +282,9 @@ impl<P: Entity> SyncChildren<'_, P> {
                     None => self.new_member(store, field_no, element, relation)?,
                 };
                 self.members.push(member);
+                if !C::HAS_CHILDREN {
+                    continue;
+                }
                 let lifecycle = self
                     .member::<C>(member)
                     .map_or(Lifecycle::New, Tracked::lifecycle);
@@ -290,7 +298,7 @@ impl<P: Entity> SyncChildren<'_, P> {
             }
         }
         // Persisted members no element stands for: their rows are deleted, theirs first.
-        for member in persisted.into_values() {
+        for member in matching.rest() {
             if matches!(self.mode, Mode::Adopt | Mode::Release) {
                 continue;
             }
@@ -301,6 +309,9 @@ impl<P: Entity> SyncChildren<'_, P> {
             let value = tracked.value().clone();
             self.changed = true;
             self.members.push(member);
+            if !C::HAS_CHILDREN {
+                continue;
+            }
             let node = Node {
                 store,
                 slot: member.slot,
