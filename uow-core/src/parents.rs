@@ -29,6 +29,31 @@ impl<C: Driver> UnitOfWork<C> {
     /// [`Error::AmbiguousRelation`] when there are several (see
     /// [`set_parent_via`](Self::set_parent_via)), and with [`Error::ParentInKey`] for a
     /// persisted child whose foreign key is part of its primary key.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    /// # diesel::table! { authors (id) { id -> Integer, name -> Text } }
+    /// # diesel::table! { books (id) { id -> Integer, author_id -> Integer, title -> Text } }
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(table = authors)]
+    /// struct Author { #[tracked(generated)] id: i32, name: String }
+    ///
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(table = books, belongs_to(Author, foreign_key = author_id))]
+    /// struct Book { #[tracked(generated)] id: i32, author_id: i32, title: String }
+    ///
+    /// let mut conn = SqliteConnection::establish(":memory:")?;
+    /// diesel::sql_query("CREATE TABLE authors (id INTEGER PRIMARY KEY, name TEXT NOT NULL)").execute(&mut conn)?;
+    /// diesel::sql_query("CREATE TABLE books (id INTEGER PRIMARY KEY, author_id INTEGER NOT NULL REFERENCES authors (id), title TEXT NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let book = uow.register_new(Book { id: 0, author_id: 0, title: "Dune".into() })?;
+    /// let author = uow.register_new(Author { id: 0, name: "Herbert".into() })?;
+    /// uow.set_parent(&book, &author)?; // the author has no key yet
+    /// uow.commit(&mut conn)?; // authors first, then books with the new key
+    /// assert_eq!(uow.get(&book)?.author_id, uow.get(&author)?.id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_parent<T, P>(&mut self, child: &Handle<T>, parent: &Handle<P>) -> Result<()>
     where
         T: Persist<C::Backend>,

@@ -161,6 +161,26 @@ where
     /// back and every entity is exactly as before the call (values, states, changed fields, no
     /// generated key kept), so fixing the cause and calling `commit` again sends each change
     /// once. With nothing pending no statement is sent, not even `BEGIN`.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// let mut conn = SqliteConnection::establish(":memory:")?;
+    /// diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL CHECK (body <> ''))").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.register_new(Note { id: 0, body: "".into() })?;
+    /// assert!(uow.commit(&mut conn).is_err(), "the CHECK refuses the row");
+    /// assert_eq!(uow.get(&note)?.id, 0, "nothing kept from the failed commit");
+    /// uow.get_mut(&note)?.body = "fixed".into();
+    /// let report = uow.commit(&mut conn)?; // the same change, sent once
+    /// assert_eq!(report.inserted("notes"), 1);
+    /// assert_eq!(uow.get(&note)?.id, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit(&mut self, conn: &mut C) -> Result<CommitReport> {
         block(self.commit_on(conn))
     }
@@ -175,6 +195,25 @@ where
     /// Fails with [`Error::NoTransaction`] when `conn` has no open transaction, and with
     /// [`Error::FlushInScope`] inside a scope (use the scope's own `flush`). The flush itself
     /// runs on a savepoint: if it fails, the database and the entities are as before the flush.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::{Connection, RunQueryDsl, SqliteConnection};
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// let mut conn = SqliteConnection::establish(":memory:")?;
+    /// diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.register_new(Note { id: 0, body: "draft".into() })?;
+    /// conn.transaction::<_, Box<dyn std::error::Error>, _>(|conn| {
+    ///     uow.flush(conn)?; // the key is assigned now, inside your transaction
+    ///     assert_eq!(uow.get(&note)?.id, 1);
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn flush(&mut self, conn: &mut C) -> Result<CommitReport> {
         if self.in_scope() {
             return Err(Error::FlushInScope);

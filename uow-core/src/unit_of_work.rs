@@ -212,6 +212,20 @@ impl<C: Driver> UnitOfWork<C> {
     /// Fields marked `#[tracked(generated)]` are left out of the INSERT and written back after
     /// the commit succeeds. An entity whose key is not generated is filed in the identity map at
     /// once, so registering a second entity with the same key is [`Error::DuplicateKey`].
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { tags (code) { code -> Text, label -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = tags)]
+    /// # struct Tag { #[tracked(primary_key)] code: String, label: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let tag = uow.register_new(Tag { code: "rs".into(), label: "Rust".into() })?;
+    /// assert_eq!(uow.state(&tag)?, uow::EntityState::New);
+    /// let again = uow.register_new(Tag { code: "rs".into(), label: "again".into() });
+    /// assert!(matches!(again, Err(uow::Error::DuplicateKey { .. })));
+    /// # Ok::<(), uow::Error>(())
+    /// ```
     pub fn register_new<T: Persist<C::Backend>>(&mut self, entity: T) -> Result<Handle<T>> {
         self.register(Tracked::new_entity(entity), true)
     }

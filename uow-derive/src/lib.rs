@@ -26,7 +26,11 @@ use proc_macro::TokenStream;
 /// make a composite key), `#[tracked(generated)]` (assigned by the database on insert),
 /// `#[tracked(version)]` (optimistic concurrency: checked and advanced on update),
 /// `#[tracked(skip)]` (not persisted, not tracked), `#[tracked(column = name)]` (the column
-/// when it is named differently from the field).
+/// when it is named differently from the field), `#[tracked(children)]` on a `Vec<Child>` (an
+/// aggregate's collection: `Child` is `Tracked` and `belongs_to` this type; written, loaded
+/// and versioned with the root).
+///
+/// The crate docs of `uow` and its README show it in use.
 #[proc_macro_derive(Tracked, attributes(tracked))]
 pub fn derive_tracked(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
