@@ -42,6 +42,27 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Guide
+//!
+//! The [`guide`] takes uow one idea at a time, each with code that runs:
+//!
+//! - [concepts](guide#concepts): entity, unit of work, handle, state;
+//! - [the life of an entity](guide#the-life-of-an-entity): new, clean, dirty, removed;
+//! - [reading entities](guide#reading-entities): `load` by key (a tuple for a composite key),
+//!   your own Diesel queries, the identity map;
+//! - [commit, scopes or flush](guide#commit-scopes-or-flush): which to choose;
+//! - [relations](guide#relations): `belongs_to`, `set_parent`, aggregates;
+//! - [versions](guide#versions): `#[tracked(version)]`, `Conflict`, `force_version_increment`;
+//! - [errors and what to do about them](guide#errors-and-what-to-do-about-them): reload,
+//!   [`retry`], transient failures;
+//! - [threads, async and the web](guide#threads-async-and-the-web): one unit of work per
+//!   request, pools, `AsyncUnitOfWork`;
+//! - [limits](guide#limits): what uow does not do.
+//!
+//! Every public method of [`UnitOfWork`], [`Scope`], [`Handle`], [`EntitiesMut`], the
+//! participants ([`Participant`], [`AtomicFile`]), [`RetryPolicy`], [`TransactionMode`],
+//! [`PlanPreview`] and [`CommitReport`] has a short example of its own, run as a doctest.
+//!
 //! # Attributes
 //!
 //! | where | attribute | meaning |
@@ -159,7 +180,42 @@
 #![warn(missing_docs)]
 
 pub use uow_core::*;
+/// # Example
+///
+/// ```
+/// use uow::prelude::*;
+/// use diesel::{Connection, SqliteConnection};
+///
+/// diesel::table! { accounts (id) { id -> Integer, owner -> Text, nickname -> Nullable<Text> } }
+///
+/// #[derive(Tracked, Clone, Debug, PartialEq)]
+/// #[tracked(table = accounts)]
+/// struct Account {
+///     #[tracked(generated)] // assigned by the database on insert
+///     id: i32,
+///     owner: String,
+///     nickname: Option<String>, // a `Nullable` column takes an `Option`
+///     #[tracked(skip)] // not a column: `Default` when read from a row
+///     cache: Vec<u8>,
+/// }
+///
+/// let mut conn = SqliteConnection::establish(":memory:")?;
+/// diesel::RunQueryDsl::execute(
+///     diesel::sql_query("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL, nickname TEXT)"),
+///     &mut conn,
+/// )?;
+/// let mut uow = UnitOfWork::new();
+/// let ann = uow.register_new(Account { id: 0, owner: "ann".into(), nickname: None, cache: vec![] })?;
+/// uow.commit(&mut conn)?;
+/// assert_eq!(uow.get(&ann)?.id, 1, "the generated key is written back");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(inline)]
 pub use uow_derive::Tracked;
+
+pub mod guide {
+    #![doc = include_str!("guide.md")]
+}
 
 /// The README's code blocks, run as doctests so the "In short" example cannot go stale. Its
 /// other blocks are tagged `sh`/`text`, except "Async and web", which runs with `async` on; the

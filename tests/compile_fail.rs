@@ -15,3 +15,37 @@
 fn ui() {
     trybuild::TestCases::new().compile_fail("tests/ui/*.rs");
 }
+
+/// The most errors one mistake may cause: rustc's own "one mistake, one error" with room for a
+/// note-like second error (Diesel's derives give 3 for a wrong field type).
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+const MAX_ERRORS_PER_CASE: usize = 3;
+
+/// Every case in `tests/ui` reports at most [`MAX_ERRORS_PER_CASE`] errors, call sites
+/// included: each case uses its entities as an application does (`load`, `get_mut`,
+/// `register_removed`, `commit`), and a mistake in the derive must not be repeated at them.
+#[cfg(not(any(feature = "postgres", feature = "mysql")))]
+#[test]
+fn one_mistake_gives_at_most_three_errors() {
+    let mut cases = 0;
+    let mut too_many = Vec::new();
+    for entry in std::fs::read_dir("tests/ui").expect("tests/ui exists") {
+        let path = entry.expect("tests/ui is readable").path();
+        if path.extension().is_some_and(|ext| ext == "stderr") {
+            cases += 1;
+            let stderr = std::fs::read_to_string(&path).expect("a .stderr snapshot is readable");
+            let errors = stderr.lines().filter(|l| l.starts_with("error")).count();
+            if errors > MAX_ERRORS_PER_CASE {
+                too_many.push(format!("{} ({errors} errors)", path.display()));
+            }
+        }
+    }
+    assert!(
+        cases >= 45,
+        "the compile-fail suite has {cases} cases, fewer than 45"
+    );
+    assert!(
+        too_many.is_empty(),
+        "more than {MAX_ERRORS_PER_CASE} errors: {too_many:#?}"
+    );
+}

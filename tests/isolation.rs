@@ -124,12 +124,12 @@ mod server {
                     assert_eq!(scope.get(&ann)?.balance, before);
                     if level == Isolation::Serializable && Conn::KIND == Kind::Mysql {
                         // InnoDB's SERIALIZABLE reads lock: the other session cannot write the row.
-                        other.batch_execute("SET SESSION innodb_lock_wait_timeout = 1").map_err(uow::Error::Transaction)?;
+                        other.batch_execute("SET SESSION innodb_lock_wait_timeout = 1").map_err(uow::Error::Query)?;
                         let blocked = diesel::update(ledger::table.find(id)).set(ledger::balance.eq(after)).execute(&mut other);
                         assert!(blocked.is_err(), "a row read at SERIALIZABLE is locked on MySQL");
                         return Ok::<_, uow::Error>(before);
                     }
-                    diesel::update(ledger::table.find(id)).set(ledger::balance.eq(after)).execute(&mut other).map_err(uow::Error::Transaction)?;
+                    diesel::update(ledger::table.find(id)).set(ledger::balance.eq(after)).execute(&mut other).map_err(uow::Error::Query)?;
                     scope.refresh(&ann)?;
                     Ok(scope.get(&ann)?.balance)
                 })?;

@@ -135,7 +135,7 @@ backend_tests! {
         let mut uow = UnitOfWork::<Conn>::new();
         let a = uow.register_new(Tag { code: "a".into(), label: "Alpha".into() })?;
         let error = uow.register_new(Tag { code: "a".into(), label: "Other".into() }).expect_err("duplicate");
-        assert!(matches!(&error, uow::Error::DuplicateKey { entity: "Tag", key } if key == "\"a\""), "{error}");
+        assert!(matches!(&error, uow::Error::DuplicateKey { entity: "Tag", key, .. } if key == "\"a\""), "{error}");
         assert!(uow.register_clean(Tag { code: "a".into(), label: "x".into() }).is_err());
         assert!(uow.register_dirty(Tag { code: "a".into(), label: "x".into() }).is_err());
         // attach reuses the held instance instead, and never overwrites it.
@@ -223,7 +223,7 @@ backend_tests! {
             match <Conn as TestBackend>::KIND {
                 Kind::Sqlite => {
                     use diesel::connection::SimpleConnection;
-                    scope.connection().batch_execute("COMMIT").map_err(uow::Error::Transaction)?;
+                    scope.connection().batch_execute("COMMIT").map_err(uow::Error::Query)?;
                 }
                 _ => backend_specific::end_session(&mut db, session),
             }

@@ -353,13 +353,142 @@ backend_tests! {
         let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
             scope.register_new(account("new", 1))?;
             scope.flush()?;
-            begin_level(scope.connection()).map_err(uow::Error::Transaction)?;
+            begin_level(scope.connection()).map_err(uow::Error::Query)?;
             Ok(()) // without closing the level it opened: a COMMIT now would only release it
         });
         assert!(matches!(result, Err(uow::Error::TransactionLeftOpen)), "{result:?}");
         assert_eq!(transaction_depth(&mut db.conn), None);
         assert!(uow.is_empty(), "memory rolled back with the database");
         assert!(account_rows(&mut db.connect()).is_empty());
+        Ok(())
+    }
+
+    fn a_failing_statement_of_the_callers_own_is_a_query_error_and_rolls_the_scope_back(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.register_new(Tag { code: "a".into(), label: "taken".into() })?;
+        uow.commit(&mut db.conn)?;
+        let rows_before = account_rows(&mut db.conn);
+        let memory_before = observe(&uow, &ann);
+        let mut new = None;
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.get_mut(&ann)?.balance = 20;
+            new = Some(scope.register_new(account("new", 1))?);
+            scope.flush()?;
+            // The caller's own INSERT, whose label is taken (UNIQUE), its error through `?`.
+            scope.connection().with(|conn| {
+                diesel::insert_into(tags::table)
+                    .values((tags::code.eq("b"), tags::label.eq("taken")))
+                    .execute(conn)
+            })?;
+            Ok(())
+        });
+        let error = result.expect_err("the label is taken");
+        assert!(matches!(error, uow::Error::Query(_)), "{error:?}");
+        assert!(error.to_string().contains("a statement of your own"), "{error}");
+        let source = std::error::Error::source(&error)
+            .and_then(|source| source.downcast_ref::<diesel::result::Error>());
+        assert!(
+            matches!(source, Some(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))),
+            "{source:?}"
+        );
+        assert!(error.database_error().is_some() && !error.is_transient());
+        // Rolled back, database and memory; nothing left open.
+        assert_eq!(transaction_depth(&mut db.conn), None);
+        assert_eq!(account_rows(&mut db.connect()), rows_before);
+        let tags: i64 = tags::table.count().get_result(&mut db.connect())?;
+        assert_eq!(tags, 1);
+        assert_eq!(observe(&uow, &ann), memory_before);
+        assert!(matches!(uow.get(&new.ok_or("ran")?), Err(uow::Error::UnknownEntity { .. })));
+        // The unit of work goes on.
+        uow.get_mut(&ann)?.balance = 12;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(account_rows(&mut db.connect())[0].balance, 12);
+        Ok(())
+    }
+
+    fn a_failing_statement_of_the_callers_own_in_a_nested_scope_undoes_only_that_scope(db) {
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.commit(&mut db.conn)?;
+        uow.transaction(&mut db.conn, |outer| {
+            outer.get_mut(&ann)?.balance = 20;
+            outer.flush()?;
+            let inner: Result<(), uow::Error> = outer.nested(|inner| {
+                inner.register_new(account("inner", 2))?;
+                inner.flush()?;
+                inner.connection().with(|conn| {
+                    diesel::sql_query("SELECT * FROM no_such_table").execute(conn)
+                })?;
+                Ok(())
+            });
+            let error = inner.expect_err("the table does not exist");
+            assert!(matches!(error, uow::Error::Query(diesel::result::Error::DatabaseError(..))), "{error:?}");
+            assert!(std::error::Error::source(&error).is_some());
+            // Only the savepoint was rolled back (on PostgreSQL, that also ends the error
+            // state the failed statement put the transaction in).
+            assert_eq!(outer.len(), 1);
+            outer.get_mut(&ann)?.owner = "anne".into();
+            Ok::<_, uow::Error>(())
+        })?;
+        let rows: Vec<_> = account_rows(&mut db.connect()).into_iter().map(|a| (a.owner, a.balance)).collect();
+        assert_eq!(rows, [("anne".to_string(), 20)]);
+        Ok(())
+    }
+
+    fn a_transient_failure_of_the_callers_own_statement_is_retried(db) {
+        // A trigger makes the caller's own INSERT of the tag `busy` fail as a lost race does:
+        // a serialization failure (PostgreSQL's SQLSTATE 40001), MySQL's deadlock message,
+        // SQLite's "database is locked".
+        match <Conn as TestBackend>::KIND {
+            Kind::Sqlite => db.exec(
+                "CREATE TRIGGER tags_busy BEFORE INSERT ON tags WHEN NEW.code = 'busy' \
+                 BEGIN SELECT RAISE(ABORT, 'database is locked'); END",
+            ),
+            Kind::Postgres => {
+                db.exec(
+                    "CREATE FUNCTION tags_busy() RETURNS trigger AS $$ BEGIN \
+                     IF NEW.code = 'busy' THEN RAISE EXCEPTION 'could not serialize access' \
+                     USING ERRCODE = 'serialization_failure'; END IF; RETURN NEW; END $$ \
+                     LANGUAGE plpgsql",
+                );
+                db.exec(
+                    "CREATE TRIGGER tags_busy BEFORE INSERT ON tags \
+                     FOR EACH ROW EXECUTE FUNCTION tags_busy()",
+                );
+            }
+            Kind::Mysql => db.exec(
+                "CREATE TRIGGER tags_busy BEFORE INSERT ON tags FOR EACH ROW BEGIN \
+                 IF NEW.code = 'busy' THEN SIGNAL SQLSTATE '40001' SET MESSAGE_TEXT = \
+                 'Deadlock found when trying to get lock; try restarting transaction'; END IF; END",
+            ),
+        }
+        let policy = uow::RetryPolicy::default()
+            .backoff(std::time::Duration::ZERO, std::time::Duration::ZERO);
+        let mut errors = Vec::new();
+        let id = uow::retry(&policy, |attempt| {
+            let result = uow::transaction(&mut db.conn, |scope| {
+                let ann = scope.register_new(account("ann", attempt.into()))?;
+                scope.flush()?;
+                let code = if attempt == 1 { "busy" } else { "calm" };
+                scope.connection().with(|conn| {
+                    diesel::insert_into(tags::table)
+                        .values((tags::code.eq(code), tags::label.eq(code)))
+                        .execute(conn)
+                })?;
+                Ok::<_, uow::Error>(scope.get(&ann)?.id)
+            });
+            if let Err(error) = &result {
+                errors.push(error.to_string());
+                assert!(matches!(error, uow::Error::Query(_)) && error.is_transient(), "{error:?}");
+            }
+            result
+        })?;
+        assert_eq!(errors.len(), 1, "run twice: {errors:?}");
+        let rows: Vec<_> = account_rows(&mut db.connect()).into_iter().map(|a| (a.id, a.balance)).collect();
+        assert_eq!(rows, [(id, 2)], "the first run's INSERT was rolled back");
+        let codes: Vec<String> = tags::table.select(tags::code).load(&mut db.connect())?;
+        assert_eq!(codes, ["calm"]);
         Ok(())
     }
 

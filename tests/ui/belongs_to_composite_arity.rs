@@ -23,4 +23,16 @@ struct PrintRun {
     copies: i32,
 }
 
-fn main() {}
+fn main() {
+    // Call sites as a user writes them: a mistake in the derive must not be reported here too.
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+    let mut uow = UnitOfWork::new();
+    let edition = uow.load::<Edition>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&edition).unwrap();
+    uow.register_removed(&edition).unwrap();
+    let print_run = uow.load::<PrintRun>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&print_run).unwrap();
+    uow.register_removed(&print_run).unwrap();
+    uow.commit(&mut conn).unwrap();
+}

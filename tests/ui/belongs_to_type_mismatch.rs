@@ -20,4 +20,16 @@ struct Book {
     title: String,
 }
 
-fn main() {}
+fn main() {
+    // Call sites as a user writes them: a mistake in the derive must not be reported here too.
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+    let mut uow = UnitOfWork::new();
+    let author = uow.load::<Author>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&author).unwrap();
+    uow.register_removed(&author).unwrap();
+    let book = uow.load::<Book>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&book).unwrap();
+    uow.register_removed(&book).unwrap();
+    uow.commit(&mut conn).unwrap();
+}

@@ -21,4 +21,16 @@ struct Product {
     batches: Vec<Batch>,
 }
 
-fn main() {}
+fn main() {
+    // Call sites as a user writes them: a mistake in the derive must not be reported here too.
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+    let mut uow = UnitOfWork::new();
+    let batch = uow.load::<Batch>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&batch).unwrap();
+    uow.register_removed(&batch).unwrap();
+    let product = uow.load::<Product>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&product).unwrap();
+    uow.register_removed(&product).unwrap();
+    uow.commit(&mut conn).unwrap();
+}

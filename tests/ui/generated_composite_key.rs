@@ -8,7 +8,7 @@ diesel::table! {
     }
 }
 
-#[derive(Tracked)]
+#[derive(Tracked, Clone)]
 #[tracked(table = memberships)]
 struct Membership {
     #[tracked(primary_key, generated)]
@@ -18,4 +18,13 @@ struct Membership {
     role: String,
 }
 
-fn main() {}
+fn main() {
+    // Call sites as a user writes them: a mistake in the derive must not be reported here too.
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+    let mut uow = UnitOfWork::new();
+    let membership = uow.load::<Membership>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&membership).unwrap();
+    uow.register_removed(&membership).unwrap();
+    uow.commit(&mut conn).unwrap();
+}

@@ -8,11 +8,20 @@ diesel::table! {
     }
 }
 
-#[derive(Tracked)]
+#[derive(Tracked, Clone)]
 struct Account {
     id: i32,
     owner: String,
     balance: i64,
 }
 
-fn main() {}
+fn main() {
+    // Call sites as a user writes them: a mistake in the derive must not be reported here too.
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+    let mut uow = UnitOfWork::new();
+    let account = uow.load::<Account>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&account).unwrap();
+    uow.register_removed(&account).unwrap();
+    uow.commit(&mut conn).unwrap();
+}

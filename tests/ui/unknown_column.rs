@@ -15,4 +15,13 @@ struct User {
     full_name: String,
 }
 
-fn main() {}
+fn main() {
+    // Call sites as a user writes them: a mistake in the derive must not be reported here too.
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+    let mut uow = UnitOfWork::new();
+    let user = uow.load::<User>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&user).unwrap();
+    uow.register_removed(&user).unwrap();
+    uow.commit(&mut conn).unwrap();
+}

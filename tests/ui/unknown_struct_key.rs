@@ -8,7 +8,7 @@ diesel::table! {
     }
 }
 
-#[derive(Tracked)]
+#[derive(Tracked, Clone)]
 #[tracked(table = accounts, schema = bank)]
 struct Account {
     id: i32,
@@ -16,4 +16,13 @@ struct Account {
     balance: i64,
 }
 
-fn main() {}
+fn main() {
+    // Call sites as a user writes them: a mistake in the derive must not be reported here too.
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+    let mut uow = UnitOfWork::new();
+    let account = uow.load::<Account>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&account).unwrap();
+    uow.register_removed(&account).unwrap();
+    uow.commit(&mut conn).unwrap();
+}

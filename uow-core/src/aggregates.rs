@@ -570,7 +570,7 @@ fn copy_members<P: Entity>(stores: &StoreSet, value: &mut P, members: &[Member])
         members: &'a [Member],
     }
     impl<P: Entity> ChildrenVisitorMut<P> for Copy<'_> {
-        fn visit<C: Entity + ChildOf<P>>(&mut self, field: usize, children: &mut Vec<C>) {
+        fn visit<C: Entity>(&mut self, field: usize, children: &mut Vec<C>) {
             let field = u16::try_from(field).unwrap_or(u16::MAX);
             // Members removed by the write are gone; the rest are in element order.
             let held = self

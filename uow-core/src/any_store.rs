@@ -5,7 +5,9 @@ use crate::entity::Entity;
 use crate::error::Result;
 use crate::plan::{Change, Edge, Step};
 use crate::preview::PreviewStep;
-use crate::store::Store;
+use std::any::TypeId;
+
+use crate::store::{key_text, Store};
 use crate::stores::{AnyStore, EdgeContext, LinkRows, MemberPaths, StoreSet, SyncRoots};
 use crate::tracking::Lifecycle;
 
@@ -40,6 +42,18 @@ impl<T: Entity> AnyStore for Store<T> {
 
     fn describe(&self, slot: u32) -> String {
         Store::describe(self, slot)
+    }
+
+    fn table(&self) -> (TypeId, &'static str, &'static str) {
+        (TypeId::of::<T::Table>(), T::TABLE_NAME, T::ENTITY_NAME)
+    }
+
+    fn row_key(&self, slot: u32) -> Option<String> {
+        let tracked = self.at_slot(slot)?;
+        if tracked.is_new() && T::KEY_GENERATED {
+            return None;
+        }
+        Some(key_text(&tracked.value().key()))
     }
 
     fn preview(&self, step: &Step, paths: &MemberPaths) -> PreviewStep {

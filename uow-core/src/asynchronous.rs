@@ -31,6 +31,11 @@ use crate::report::CommitReport;
 use crate::scope::{Scope, ScopeRun};
 use crate::unit_of_work::UnitOfWork;
 
+mod scope;
+
+use scope::run;
+pub use scope::transaction_async;
+
 /// A unit of work over the diesel-async connection `C` (`AsyncPgConnection`,
 /// `AsyncMysqlConnection`, `SyncConnectionWrapper<SqliteConnection>`, or one from a pool):
 /// the [`UnitOfWork`] it dereferences to, whose reads and writes are `async`.
@@ -51,6 +56,32 @@ where
     C::Backend: Dialect,
 {
     /// An empty unit of work.
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use diesel_async::{sync_connection_wrapper::SyncConnectionWrapper, AsyncConnection, SimpleAsyncConnection};
+    /// # use uow::prelude::*;
+    /// # use uow::ScopedFutureExt;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// # type Conn = SyncConnectionWrapper<diesel::SqliteConnection>;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// # let mut conn = Conn::establish(":memory:").await?;
+    /// # conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+    /// #                     INSERT INTO notes VALUES (1, 'a')").await?;
+    /// let mut uow = uow::AsyncUnitOfWork::<Conn>::new();
+    /// assert!(uow.is_empty()); // it dereferences to a `UnitOfWork`: the same synchronous calls
+    /// let note = uow.register_new(Note { id: 0, body: "b".into() })?;
+    /// uow.commit(&mut conn).await?;
+    /// assert_eq!(uow.get(&note)?.id, 2);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
     pub fn new() -> Self {
         AsyncUnitOfWork {
             uow: UnitOfWork::new(),
@@ -163,6 +194,36 @@ where
     /// synchronous [`UnitOfWork::flush`]).
     // Not `async fn`: the future is declared `Send`, so that callers inside other futures need
     // not prove it (rustc cannot always, rust-lang/rust#100013).
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use diesel_async::{sync_connection_wrapper::SyncConnectionWrapper, AsyncConnection, SimpleAsyncConnection};
+    /// # use uow::prelude::*;
+    /// # use uow::ScopedFutureExt;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// # type Conn = SyncConnectionWrapper<diesel::SqliteConnection>;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// # let mut conn = Conn::establish(":memory:").await?;
+    /// # conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+    /// #                     INSERT INTO notes VALUES (1, 'a')").await?;
+    /// let mut uow = uow::AsyncUnitOfWork::<Conn>::new();
+    /// let note = uow.register_new(Note { id: 0, body: "b".into() })?;
+    /// assert!(matches!(uow.flush(&mut conn).await, Err(uow::Error::NoTransaction)));
+    /// conn.transaction::<_, uow::Error, _>(async |conn| {
+    ///     uow.flush(conn).await?; // the key is assigned now, inside your transaction
+    ///     assert_eq!(uow.get(&note)?.id, 2);
+    ///     Ok(())
+    /// })
+    /// .await?;
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
     #[allow(clippy::manual_async_fn)]
     pub fn flush<'c>(
         &'c mut self,
@@ -178,6 +239,32 @@ where
 
     /// The entity with primary key `key`: the instance already held, or the row read and
     /// tracked as clean (see the synchronous [`UnitOfWork::load`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use diesel_async::{sync_connection_wrapper::SyncConnectionWrapper, AsyncConnection, SimpleAsyncConnection};
+    /// # use uow::prelude::*;
+    /// # use uow::ScopedFutureExt;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// # type Conn = SyncConnectionWrapper<diesel::SqliteConnection>;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// # let mut conn = Conn::establish(":memory:").await?;
+    /// # conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+    /// #                     INSERT INTO notes VALUES (1, 'a')").await?;
+    /// let mut uow = uow::AsyncUnitOfWork::<Conn>::new();
+    /// let note = uow.load::<Note>(&mut conn, 1).await?;
+    /// assert_eq!(uow.get(&note)?.body, "a");
+    /// assert_eq!(uow.load::<Note>(&mut conn, 1).await?, note, "one row, one instance");
+    /// assert!(matches!(uow.load::<Note>(&mut conn, 9).await, Err(uow::Error::NotFound { .. })));
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
     pub fn load<'c, T: Load<C::Backend>>(
         &'c mut self,
         conn: &'c mut C,
@@ -188,6 +275,51 @@ where
 
     /// Attaches roots read with an ordinary Diesel query with their trees, one query per
     /// level for all of them (see the synchronous [`UnitOfWork::attach_aggregates`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use diesel_async::{sync_connection_wrapper::SyncConnectionWrapper, AsyncConnection, SimpleAsyncConnection};
+    /// # use uow::prelude::*;
+    /// use diesel::{ExpressionMethods, QueryDsl};
+    /// use diesel_async::RunQueryDsl; // for your own queries (its `load` hides the unit of work's)
+    ///
+    /// diesel::table! { carts (id) { id -> Integer, owner -> Text } }
+    /// diesel::table! { items (id) { id -> Integer, cart_id -> Integer, sku -> Text } }
+    ///
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(table = carts)]
+    /// struct Cart { id: i32, owner: String, #[tracked(children)] items: Vec<Item> }
+    ///
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(table = items, belongs_to(Cart, foreign_key = cart_id))]
+    /// struct Item { id: i32, cart_id: i32, sku: String }
+    ///
+    /// # type Conn = SyncConnectionWrapper<diesel::SqliteConnection>;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// # let mut conn = Conn::establish(":memory:").await?;
+    /// # conn.batch_execute(
+    /// #     "CREATE TABLE carts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL);
+    /// #      CREATE TABLE items (id INTEGER PRIMARY KEY, cart_id INTEGER NOT NULL, sku TEXT NOT NULL);
+    /// #      INSERT INTO carts VALUES (1, 'ann'), (2, 'bob');
+    /// #      INSERT INTO items VALUES (10, 1, 'pen'), (11, 1, 'ink'), (12, 2, 'pad');",
+    /// # ).await?;
+    /// let carts: Vec<Cart> = carts::table
+    ///     .filter(carts::owner.eq("ann"))
+    ///     .select((carts::id, carts::owner))
+    ///     .load::<(i32, String)>(&mut conn)
+    ///     .await?
+    ///     .into_iter()
+    ///     .map(|(id, owner)| Cart { id, owner, items: Vec::new() })
+    ///     .collect();
+    /// let mut uow = uow::AsyncUnitOfWork::<Conn>::new();
+    /// let handles = uow.attach_aggregates(&mut conn, carts).await?; // one query for the items
+    /// assert_eq!(uow.get(&handles[0])?.items.len(), 2);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
     pub fn attach_aggregates<'c, T: Load<C::Backend>>(
         &'c mut self,
         conn: &'c mut C,
@@ -198,6 +330,34 @@ where
 
     /// Discards the local changes of one entity and reads its row again (see the synchronous
     /// [`UnitOfWork::refresh`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use diesel_async::{sync_connection_wrapper::SyncConnectionWrapper, AsyncConnection, SimpleAsyncConnection};
+    /// # use uow::prelude::*;
+    /// # use uow::ScopedFutureExt;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// # type Conn = SyncConnectionWrapper<diesel::SqliteConnection>;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// # let mut conn = Conn::establish(":memory:").await?;
+    /// # conn.batch_execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+    /// #                     INSERT INTO notes VALUES (1, 'a')").await?;
+    /// let mut uow = uow::AsyncUnitOfWork::<Conn>::new();
+    /// let note = uow.load::<Note>(&mut conn, 1).await?;
+    /// uow.get_mut(&note)?.body = "mine".into();
+    /// conn.batch_execute("UPDATE notes SET body = 'theirs' WHERE id = 1").await?;
+    /// uow.refresh(&mut conn, &note).await?;
+    /// assert_eq!(uow.get(&note)?.body, "theirs");
+    /// assert_eq!(uow.state(&note)?, EntityState::Clean);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
     pub fn refresh<'c, T: Load<C::Backend>>(
         &'c mut self,
         conn: &'c mut C,
@@ -262,91 +422,4 @@ where
             run(&mut self.uow, conn, f, true).await
         }
     }
-}
-
-/// Runs `f` with a new unit of work in one transaction on `conn` (see
-/// [`AsyncUnitOfWork::transaction`]): committed when its future
-/// resolves to `Ok`, rolled back on `Err`, panic or cancellation.
-pub fn transaction_async<'a, 'c, C, R, E, F>(
-    conn: &'c mut C,
-    f: F,
-) -> impl Future<Output = std::result::Result<R, E>> + Send + 'c
-where
-    'a: 'c,
-    C: AsyncConnection + 'static,
-    C::Backend: Dialect,
-    F: ScopeBody<'a, C, std::result::Result<R, E>>,
-    R: Send + 'a,
-    E: From<Error> + Send + 'a,
-{
-    async move { AsyncUnitOfWork::<C>::new().transaction(conn, f).await }
-}
-
-impl<C> Scope<'_, Async<C>>
-where
-    C: AsyncConnection + 'static,
-    C::Backend: Dialect,
-{
-    /// Sends every pending change now, inside the scope's transaction (see the synchronous
-    /// [`Scope::flush`]).
-    pub fn flush(&mut self) -> impl Future<Output = Result<CommitReport>> + Send + '_ {
-        let (uow, conn) = self.parts();
-        uow.flush_on(conn)
-    }
-
-    /// The held instance for `key`, or the row read and tracked.
-    pub fn load<T: Load<C::Backend>>(
-        &mut self,
-        key: T::Key,
-    ) -> impl Future<Output = Result<Handle<T>>> + Send + '_ {
-        let (uow, conn) = self.parts();
-        uow.find_or_read(conn, key)
-    }
-
-    /// Discards local changes of one entity and reads it again.
-    pub fn refresh<'c, T: Load<C::Backend>>(
-        &'c mut self,
-        handle: &'c Handle<T>,
-    ) -> impl Future<Output = Result<()>> + Send + 'c {
-        let (uow, conn) = self.parts();
-        uow.reread(conn, handle)
-    }
-
-    /// Runs `f` in a nested scope on a savepoint (see the synchronous [`Scope::nested`]).
-    pub fn nested<'a, 'c, R, E, F>(
-        &'c mut self,
-        f: F,
-    ) -> impl Future<Output = std::result::Result<R, E>> + Send + 'c
-    where
-        'a: 'c,
-        F: ScopeBody<'a, C, std::result::Result<R, E>>,
-        R: Send + 'a,
-        E: From<Error> + Send + 'a,
-    {
-        let (uow, conn) = self.parts();
-        async move { run(uow, conn, f, false).await }
-    }
-}
-
-async fn run<'a, C, R, E, F>(
-    uow: &mut UnitOfWork<Async<C>>,
-    conn: &mut C,
-    f: F,
-    outermost: bool,
-) -> std::result::Result<R, E>
-where
-    C: AsyncConnection + 'static,
-    C::Backend: Dialect,
-    F: ScopeBody<'a, C, std::result::Result<R, E>>,
-    R: Send + 'a,
-    E: From<Error> + Send + 'a,
-{
-    let mut run = ScopeRun::begin(uow, conn, outermost).await?;
-    let body = async {
-        let mut scope = run.scope();
-        f(&mut scope).await
-    };
-    let outcome = catch_unwind(body).await;
-    let outcome = run.check_depth(outcome).await;
-    run.end(outcome).await
 }

@@ -109,6 +109,12 @@ pub trait Entity: Clone + Send + Sync + 'static {
     /// numbers the children visitors get index into it.
     const CHILDREN: &'static [&'static str] = &[];
 
+    /// How many levels of `#[tracked(children)]` hang below this type (0 without children).
+    /// The derive evaluates it where the struct is declared, so that aggregates that contain
+    /// one another fail to compile. Not public API.
+    #[doc(hidden)]
+    const AGGREGATE_DEPTH: usize = 0;
+
     /// A copy of the entity without its child collections (empty): what a unit of work keeps
     /// of an aggregate's root as its persisted values, and of a member, whose own members the
     /// tree holds. A plain `clone` for an entity without `#[tracked(children)]` fields.
@@ -284,7 +290,7 @@ pub trait ChildrenVisitor<Parent: ?Sized> {
 /// [`Entity::visit_children_mut`]).
 pub trait ChildrenVisitorMut<Parent: ?Sized> {
     /// Children field number `field` (an index into [`Entity::CHILDREN`]) and its collection.
-    fn visit<Child: Entity + ChildOf<Parent>>(&mut self, field: usize, children: &mut Vec<Child>);
+    fn visit<Child: Entity>(&mut self, field: usize, children: &mut Vec<Child>);
 }
 
 /// Receives the entity types of the `#[tracked(children)]` collections of an entity, with
@@ -297,12 +303,27 @@ pub trait ChildTypeVisitor<DB: Backend> {
 /// A type that `belongs_to` `Parent`: what an element of a `#[tracked(children)]` collection
 /// must be. The derive implements it once per parent type named in `belongs_to`.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a child of `{Parent}`: it has no `belongs_to({Parent}, ..)` relation",
+    message = "`{Self}` cannot be a child of `{Parent}`: it is not a `#[derive(Tracked)]` struct with a `belongs_to({Parent}, ..)` relation",
     label = "the elements of a `#[tracked(children)]` collection",
-    note = "the unit of work fills each child's foreign key from its parent: add \
-            `#[tracked(belongs_to({Parent}, foreign_key = ..))]` to `{Self}`"
+    note = "the unit of work fills each child's foreign key from its parent: derive `Tracked` for \
+            `{Self}` and add `#[tracked(belongs_to({Parent}, foreign_key = ..))]` to it"
 )]
 pub trait ChildOf<Parent: ?Sized>: Entity {}
+
+/// `Self` as an element of a `#[tracked(children)]` collection of `Parent`: the derive names
+/// element types as `<Element as IsChildOf<Parent>>::Child` everywhere, so that an element
+/// that is not a child of `Parent` is one error (the others see an unknown type and stay
+/// quiet). Not public API.
+#[doc(hidden)]
+pub trait IsChildOf<Parent: ?Sized> {
+    /// `Self`, known to be a `ChildOf<Parent>`.
+    type Child: ChildOf<Parent>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<C: ChildOf<P>, P: ?Sized> IsChildOf<P> for C {
+    type Child = C;
+}
 
 /// Receives the relations of an entity type, typed (see [`Entity::visit_relations`]).
 pub trait RelationVisitor<Child: Entity> {
@@ -383,20 +404,52 @@ where
 /// [`Load::visit_child_loads`]).
 pub trait ChildLoadVisitor<Parent, DB: Backend> {
     /// Children field number `field`, reached in a parent by `children`.
-    fn visit<Child: Load<DB> + ChildOf<Parent>>(
+    fn visit<Child: Load<DB>>(
         &mut self,
         field: usize,
         children: fn(&mut Parent) -> &mut Vec<Child>,
     );
 }
 
+/// A field type that can be both written to and read from a column of SQL type `ST` on the
+/// backend `DB`: the one bound the derive puts on each field of `impl Persist<DB>`, so that a
+/// field that does not fit is one message, not one per Diesel trait. Not public API.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "field type `{Self}` cannot be written to and read from a column of SQL type `{ST}` on `{DB}`",
+    label = "this field's type does not match its column in `table!` on this backend",
+    note = "use a Rust type Diesel converts to and from `{ST}` (a `Nullable<_>` column takes `Option<_>`), or correct the column's type in `table!`"
+)]
+pub trait FitsColumn<ST, DB: Backend>:
+    ToSql<ST, DB> + diesel::deserialize::FromSql<ST, DB>
+{
+}
+
+#[diagnostic::do_not_recommend]
+impl<T, ST, DB> FitsColumn<ST, DB> for T
+where
+    DB: Backend,
+    T: ToSql<ST, DB> + diesel::deserialize::FromSql<ST, DB>,
+{
+}
+
+/// A field type that can hold what a column of nullability `IsNull` holds: anything for a
+/// `NOT NULL` column, only an `Option` for a `Nullable` one (checked at the derive, before
+/// any backend is known). Not public API.
+#[doc(hidden)]
+pub trait NullFits<IsNull> {}
+
+impl<T> NullFits<diesel::sql_types::is_nullable::NotNull> for T {}
+
+impl<T> NullFits<diesel::sql_types::is_nullable::IsNullable> for Option<T> {}
+
 /// The value a `#[tracked(skip)]` field gets when an entity is read from a row (`load`,
-/// `refresh`): its `Default`. Generic over the backend only so that a skipped field without
-/// `Default` disables loading instead of failing the derive.
+/// `refresh`): its `Default`, required where the struct is declared. (Generic over the backend
+/// because a field whose type names a parameter of the struct is bounded in `impl Load<DB>`.)
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is a `#[tracked(skip)]` field without `Default`, so the entity cannot be read from a row",
-    label = "`load` and `refresh` need every skipped field to be `Default`",
-    note = "implement or derive `Default` for the field's type, or read rows with a Diesel query and `attach` them"
+    label = "a skipped field gets its `Default` when the entity is loaded",
+    note = "implement or derive `Default` for the field's type, or keep the value outside the entity"
 )]
 pub trait SkippedDefault<DB>: Sized {
     /// The default value.

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+mod connection_lost;
+pub(crate) use connection_lost::is_connection_lost;
+
 /// Which statement kind an error or a report line is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Operation {
@@ -50,13 +53,30 @@ pub enum Error {
         source: diesel::result::Error,
     },
 
-    /// The database failed outside any one statement: opening, committing or rolling back the
-    /// transaction. Nothing was written and every entity is as it was before the call.
+    /// uow's own transaction control failed: the BEGIN (or SAVEPOINT), COMMIT (or RELEASE
+    /// SAVEPOINT) or ROLLBACK it sent for a commit or a scope, for example a deferred
+    /// constraint checked at COMMIT, or a serialization failure reported there. Nothing was
+    /// written and every entity is as it was before the call. A statement of your own that
+    /// fails is [`Error::Query`], not this.
     #[error(
         "the database transaction failed: {0}; nothing was written and every entity is as \
          before the call: check the connection and try again"
     )]
     Transaction(#[source] diesel::result::Error),
+
+    /// A statement of your own failed, not one uow sent: a Diesel error turned into this
+    /// error by `?` (`From<diesel::result::Error>`), typically from a query on
+    /// [`Scope::connection`](crate::Scope::connection). Returned from a scope's closure, it
+    /// rolled the scope back, database and memory, like any error. The database error is its
+    /// [`source`](std::error::Error::source) and [`database_error`](Error::database_error),
+    /// so [`is_transient`](Error::is_transient) sees a serialization failure or a deadlock of
+    /// your statement, and [`retry`](crate::retry) runs the work again.
+    #[error(
+        "a statement of your own (not one uow sent) failed: {0}; returned from a scope, it \
+         rolled the scope back and every entity is as when the scope began: fix the \
+         statement or the data it met and run the scope again"
+    )]
+    Query(#[source] diesel::result::Error),
 
     /// An UPDATE or DELETE matched fewer rows than it should: the row was deleted, or its key
     /// changed, by someone else since it was loaded. The commit was rolled back.
@@ -94,13 +114,16 @@ pub enum Error {
         "this unit of work already holds a {entity} with key {key}: use the handle it returned \
          (for example from `find`) instead of registering a second instance; a new child whose \
          key holds a placeholder for a new parent's generated key is filed when the commit \
-         knows it: `set_parent` it before registering the next one with the same placeholder"
+         knows it: `set_parent` it before registering the next one with the same placeholder{hint}"
     )]
     DuplicateKey {
         /// The entity type.
         entity: &'static str,
         /// The key, as `Debug` prints it.
         key: String,
+        /// For a second new entity whose key the database does not assign: the likely cause,
+        /// a database-assigned key not marked `#[tracked(generated)]` (empty otherwise).
+        hint: &'static str,
     },
 
     /// The primary key of an entity that is already in the database was changed in memory.
@@ -316,6 +339,24 @@ pub enum Error {
         mode: crate::TransactionMode,
     },
 
+    /// Two entity types stored in one table change the same row in one commit: the second
+    /// write would silently overwrite the first. Nothing was written.
+    #[error(
+        "{first} and {second} both change the row of `{table}` with key {key} in this commit, \
+         and the second write would silently overwrite the first; nothing was written: change \
+         that row through one entity type, or commit the two changes separately"
+    )]
+    TwoTypesOneRow {
+        /// The table both types are stored in.
+        table: &'static str,
+        /// The row's key, as `Debug` prints it.
+        key: String,
+        /// The entity type whose change was planned first.
+        first: &'static str,
+        /// The other entity type.
+        second: &'static str,
+    },
+
     /// The pending changes depend on each other in a circle (for example two new rows whose
     /// foreign keys point at each other while both keys are generated), so no order can write
     /// them. Nothing was written.
@@ -463,140 +504,22 @@ impl Error {
         match self {
             Error::Statement { source, .. }
             | Error::Transaction(source)
+            | Error::Query(source)
             | Error::ConnectionLost { source, .. } => Some(source),
             _ => None,
         }
     }
-
-    /// This error, as [`Error::ConnectionLost`] if the database error beneath it says the
-    /// connection is gone; `during_commit` when it happened while committing.
-    pub(crate) fn or_connection_lost(self, during_commit: bool) -> Self {
-        match self {
-            Error::Statement { source, .. } | Error::Transaction(source)
-                if is_connection_lost(&source) =>
-            {
-                Error::ConnectionLost {
-                    during_commit,
-                    source,
-                }
-            }
-            other => other,
-        }
-    }
 }
 
-/// Whether a Diesel error says the connection to the server is gone. Diesel maps some of these
-/// to kinds; the rest are recognised by the client libraries' and servers' messages.
-pub(crate) fn is_connection_lost(error: &diesel::result::Error) -> bool {
-    use diesel::result::{DatabaseErrorKind, Error as DieselError};
-    match error {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
-        DieselError::DatabaseError(_, info) => {
-            let message = info.message().to_ascii_lowercase();
-            [
-                // libmysqlclient and MariaDB's client (CR_SERVER_GONE_ERROR, CR_SERVER_LOST)
-                "server has gone away",
-                "lost connection to",
-                // libpq and PostgreSQL
-                "server closed the connection unexpectedly",
-                "terminating connection due to administrator command",
-                "no connection to the server",
-                "connection to server was lost",
-                "could not receive data from server",
-                "could not send data to server",
-                // tokio-postgres (diesel-async): its socket closed, or failed to read or write
-                "connection closed",
-                "error communicating with the server",
-                // mysql_async (diesel-async)
-                "connection to the server is closed",
-                "broken pipe",
-                "connection reset by peer",
-            ]
-            .iter()
-            .any(|needle| message.contains(needle))
-        }
-        _ => false,
-    }
-}
-
-/// A Diesel error met outside any one statement of the unit of work's (beginning, committing
-/// or rolling back a transaction, or a query of the caller's own inside a scope).
+/// A Diesel error of the caller's own statement, met by `?` in code returning this crate's
+/// error (a scope's closure above all): [`Error::Query`]. uow never converts its own errors
+/// this way: a statement it sends fails as [`Error::Statement`], its BEGIN, COMMIT or
+/// ROLLBACK as [`Error::Transaction`], a lost connection as [`Error::ConnectionLost`].
 impl From<diesel::result::Error> for Error {
     fn from(error: diesel::result::Error) -> Self {
-        Error::Transaction(error)
+        Error::Query(error)
     }
 }
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use diesel::result::{DatabaseErrorKind, Error as DieselError};
-
-    fn database(kind: DatabaseErrorKind, message: &str) -> DieselError {
-        DieselError::DatabaseError(kind, Box::new(message.to_string()))
-    }
-
-    #[test]
-    fn a_lost_connection_is_recognised_by_kind_and_by_message() {
-        assert!(is_connection_lost(&database(
-            DatabaseErrorKind::ClosedConnection,
-            "x"
-        )));
-        assert!(is_connection_lost(&database(
-            DatabaseErrorKind::Unknown,
-            "MySQL server has gone away"
-        )));
-        assert!(is_connection_lost(&database(
-            DatabaseErrorKind::Unknown,
-            "Lost connection to server during query"
-        )));
-        assert!(is_connection_lost(&database(
-            DatabaseErrorKind::Unknown,
-            "FATAL: terminating connection due to administrator command"
-        )));
-        // tokio-postgres reports a failed socket read or write without its cause.
-        assert!(is_connection_lost(&database(
-            DatabaseErrorKind::UnableToSendCommand,
-            "error communicating with the server"
-        )));
-        assert!(!is_connection_lost(&database(
-            DatabaseErrorKind::UniqueViolation,
-            "duplicate key"
-        )));
-        assert!(!is_connection_lost(&DieselError::NotFound));
-    }
-
-    #[test]
-    fn only_database_errors_that_lost_the_connection_become_connection_lost() {
-        let lost = Error::Statement {
-            operation: Operation::Insert,
-            table: "t",
-            source: database(DatabaseErrorKind::Unknown, "Server has gone away"),
-        };
-        let lost = lost.or_connection_lost(false);
-        assert!(matches!(
-            lost,
-            Error::ConnectionLost {
-                during_commit: false,
-                ..
-            }
-        ));
-        assert!(lost.to_string().contains("nothing was written"), "{lost}");
-        let at_commit = Error::Transaction(database(DatabaseErrorKind::ClosedConnection, "gone"))
-            .or_connection_lost(true);
-        assert!(
-            at_commit
-                .to_string()
-                .contains("may or may not have been applied"),
-            "{at_commit}"
-        );
-        let other = Error::Transaction(database(DatabaseErrorKind::UniqueViolation, "dup"));
-        assert!(matches!(
-            other.or_connection_lost(false),
-            Error::Transaction(_)
-        ));
-    }
-}

@@ -57,16 +57,80 @@ impl DomainEvent {
     }
 
     /// The type of the entity that recorded it.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.register_new(Note { id: 1, body: "a".into() })?;
+    /// uow.record_event(&note, ())?;
+    /// uow.commit(&mut conn)?;
+    /// assert_eq!(uow.take_events()[0].entity(), "Note");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn entity(&self) -> &'static str {
         self.entity
     }
 
     /// The event, if it is an `E`.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// struct Published { at: u64 }
+    ///
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.register_new(Note { id: 1, body: "a".into() })?;
+    /// uow.record_event(&note, Published { at: 1_700_000_000 })?;
+    /// uow.commit(&mut conn)?;
+    /// for event in uow.take_events() {
+    ///     if let Some(published) = event.downcast_ref::<Published>() {
+    ///         assert_eq!(published.at, 1_700_000_000);
+    ///     }
+    ///     assert!(event.downcast_ref::<String>().is_none());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn downcast_ref<E: Any>(&self) -> Option<&E> {
         self.payload.downcast_ref()
     }
 
     /// The event by value, if it is an `E`.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// #[derive(Debug, PartialEq)]
+    /// struct Renamed { from: String }
+    ///
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.register_new(Note { id: 1, body: "a".into() })?;
+    /// uow.record_event(&note, Renamed { from: "untitled".into() })?;
+    /// uow.commit(&mut conn)?;
+    /// let event = uow.take_events().remove(0);
+    /// let event = event.downcast::<String>().unwrap_err(); // not a String: handed back
+    /// let renamed: Renamed = event.downcast().map_err(|_| "not a Renamed")?;
+    /// assert_eq!(renamed.from, "untitled");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn downcast<E: Any>(self) -> std::result::Result<E, DomainEvent> {
         match self.payload.downcast::<E>() {
             Ok(event) => Ok(*event),

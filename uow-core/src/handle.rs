@@ -94,6 +94,20 @@ pub struct EntitiesMut<'u, T: Entity> {
 
 impl<T: Entity> EntitiesMut<'_, T> {
     /// The entity behind `handle` (as [`UnitOfWork::get`](crate::UnitOfWork::get)).
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let a = uow.attach(Note { id: 1, body: "a".into() });
+    /// let mut notes = uow.entities_mut::<Note>();
+    /// notes.get_mut(&a)?.body.push('b');
+    /// assert_eq!(notes.get(&a)?.body, "ab"); // reads see the change at once
+    /// # Ok::<(), uow::Error>(())
+    /// ```
     pub fn get(&self, handle: &Handle<T>) -> Result<&T> {
         let held = (handle.unit == self.unit)
             .then(|| self.store.get(handle.slot, handle.generation))
@@ -108,6 +122,23 @@ impl<T: Entity> EntitiesMut<'_, T> {
 
     /// The entity behind `handle`, for plain Rust mutation, tracked as by
     /// [`UnitOfWork::get_mut`](crate::UnitOfWork::get_mut).
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let handles: Vec<_> = (1..=3).map(|id| uow.attach(Note { id, body: "x".into() })).collect();
+    /// let mut notes = uow.entities_mut::<Note>();
+    /// for h in &handles[..2] {
+    ///     notes.get_mut(h)?.body.push('!'); // one type lookup for the whole loop
+    /// }
+    /// assert_eq!(uow.changed_columns(&handles[0])?, ["body"]);
+    /// assert!(uow.changed_columns(&handles[2])?.is_empty());
+    /// # Ok::<(), uow::Error>(())
+    /// ```
     #[inline]
     pub fn get_mut(&mut self, handle: &Handle<T>) -> Result<&mut T> {
         if handle.unit == self.unit {

@@ -34,6 +34,7 @@ pub mod entity;
 mod error;
 mod events;
 mod exec;
+mod fallback;
 mod fast_hash;
 mod fields;
 mod handle;
@@ -86,16 +87,18 @@ pub use unit_of_work::UnitOfWork;
 pub mod __private {
     pub use crate::entity::{
         read_field, AutoIncrementKey, ChildLoadVisitor, ChildOf, ChildTypeVisitor, ChildrenVisitor,
-        ChildrenVisitorMut, ColumnVisitor, Entity, FieldInfo, FieldPair, FieldSet, ForeignKey,
-        Load, Persist, Relation, RelationVisitor, SameBits, SameByEq, SkippedDefault, VersionField,
+        ChildrenVisitorMut, ColumnVisitor, Entity, FieldInfo, FieldPair, FieldSet, FitsColumn,
+        ForeignKey, IsChildOf, Load, NullFits, Persist, Relation, RelationVisitor, SameBits,
+        SameByEq, SkippedDefault, VersionField,
     };
+    pub use crate::fallback::{Table as FallbackTable, MESSAGE as FALLBACK_MESSAGE};
     pub use diesel;
     pub use diesel::backend::Backend;
     pub use diesel::deserialize::{FromSql, Result as DeserializeResult};
     pub use diesel::query_builder::{AstPass, QueryFragment};
     pub use diesel::row::{NamedRow, Row};
     pub use diesel::serialize::ToSql;
-    pub use diesel::sql_types::HasSqlType;
+    pub use diesel::sql_types::{HasSqlType, SqlType};
     pub use diesel::{Column, Expression, QueryResult};
     pub use std::clone::Clone;
     pub use std::cmp::PartialEq;

@@ -11,7 +11,7 @@ use diesel::connection::LoadConnection;
 use diesel::Connection;
 
 use crate::aggregates::{child_relation, parent_keys};
-use crate::entity::{ChildLoadVisitor, ChildOf, Entity, Load};
+use crate::entity::{ChildLoadVisitor, Entity, Load};
 use crate::error::{Error, Result};
 use crate::exec::driver::block;
 use crate::exec::read::select_children;
@@ -102,6 +102,26 @@ where
     /// A removal registered for it is taken back, and the domain events recorded for it and not
     /// committed yet are dropped (they described the discarded changes). Fields marked `skip`
     /// keep their values. Participants are not tied to entities and stay enlisted.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.load::<Note>(&mut conn, 1)?;
+    /// uow.get_mut(&note)?.body = "mine".into();
+    /// diesel::sql_query("UPDATE notes SET body = 'theirs' WHERE id = 1").execute(&mut conn)?;
+    /// uow.refresh(&mut conn, &note)?;
+    /// assert_eq!(uow.get(&note)?.body, "theirs");
+    /// assert_eq!(uow.state(&note)?, EntityState::Clean);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn refresh<T: Load<C::Backend>>(&mut self, conn: &mut C, handle: &Handle<T>) -> Result<()> {
         block(self.reread(conn, handle))
     }
@@ -172,12 +192,54 @@ where
     C::Backend: Dialect,
 {
     /// The held instance for `key`, or the row read and tracked (see [`UnitOfWork::load`]).
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a')").execute(&mut conn)?;
+    /// uow::transaction(&mut conn, |scope| {
+    ///     let note = scope.load::<Note>(1)?; // read inside the scope's transaction
+    ///     scope.get_mut(&note)?.body = "b".into();
+    ///     Ok::<_, uow::Error>(())
+    /// })?; // committed: UPDATE notes SET body = 'b' ..
+    /// let body: String = notes::table.select(notes::body).first(&mut conn)?;
+    /// assert_eq!(body, "b");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn load<T: Load<C::Backend>>(&mut self, key: T::Key) -> Result<Handle<T>> {
         let (uow, conn) = self.parts();
         block(uow.find_or_read(conn, key))
     }
 
     /// Discards local changes of one entity and reads it again (see [`UnitOfWork::refresh`]).
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a')").execute(&mut conn)?;
+    /// uow::transaction(&mut conn, |scope| {
+    ///     let note = scope.load::<Note>(1)?;
+    ///     scope.get_mut(&note)?.body = "draft".into();
+    ///     diesel::sql_query("UPDATE notes SET body = 'by SQL' WHERE id = 1").execute(scope.connection())?;
+    ///     scope.refresh(&note)?; // the draft is dropped, the row read again
+    ///     assert_eq!(scope.get(&note)?.body, "by SQL");
+    ///     assert_eq!(scope.state(&note)?, EntityState::Clean);
+    ///     Ok::<_, Box<dyn std::error::Error>>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn refresh<T: Load<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<()> {
         let (uow, conn) = self.parts();
         block(uow.reread(conn, handle))
@@ -223,11 +285,7 @@ trait FillField<T, D: Driver>: Send {
 struct Fields<T, D: Driver>(Vec<Box<dyn FillField<T, D>>>);
 
 impl<T: Load<D::Backend>, D: Driver> ChildLoadVisitor<T, D::Backend> for Fields<T, D> {
-    fn visit<M: Load<D::Backend> + ChildOf<T>>(
-        &mut self,
-        field: usize,
-        children: fn(&mut T) -> &mut Vec<M>,
-    ) {
+    fn visit<M: Load<D::Backend>>(&mut self, field: usize, children: fn(&mut T) -> &mut Vec<M>) {
         self.0.push(Box::new(ChildField { field, children }));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::any::TypeId;
 
-use crate::entity::{Entity, Persist};
+use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::exec::Driver;
 use crate::handle::Handle;
@@ -56,14 +56,47 @@ impl<C: Driver> UnitOfWork<C> {
     /// ```
     pub fn set_parent<T, P>(&mut self, child: &Handle<T>, parent: &Handle<P>) -> Result<()>
     where
-        T: Persist<C::Backend>,
-        P: Persist<C::Backend>,
+        T: Entity,
+        P: Entity,
     {
         self.link(child, None, parent)
     }
 
     /// [`set_parent`](Self::set_parent) through the relation whose foreign key is the field
     /// named `foreign_key` (for several relations to the same parent type).
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { accounts (id) { id -> Integer, owner -> Text } }
+    /// # diesel::table! { transfers (id) { id -> Integer, from_id -> Integer, to_id -> Integer } }
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(table = accounts)]
+    /// struct Account { #[tracked(generated)] id: i32, owner: String }
+    ///
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(
+    ///     table = transfers,
+    ///     belongs_to(Account, foreign_key = from_id),
+    ///     belongs_to(Account, foreign_key = to_id)
+    /// )]
+    /// struct Transfer { #[tracked(generated)] id: i32, from_id: i32, to_id: i32 }
+    ///
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("CREATE TABLE transfers (id INTEGER PRIMARY KEY, from_id INTEGER NOT NULL, to_id INTEGER NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let ann = uow.register_new(Account { id: 0, owner: "ann".into() })?;
+    /// let bob = uow.register_new(Account { id: 0, owner: "bob".into() })?;
+    /// let t = uow.register_new(Transfer { id: 0, from_id: 0, to_id: 0 })?;
+    /// assert!(matches!(uow.set_parent(&t, &ann), Err(uow::Error::AmbiguousRelation { .. })));
+    /// uow.set_parent_via(&t, "from_id", &ann)?;
+    /// uow.set_parent_via(&t, "to_id", &bob)?;
+    /// uow.commit(&mut conn)?; // both accounts first, then the transfer with their keys
+    /// let transfer = uow.get(&t)?;
+    /// assert_eq!((transfer.from_id, transfer.to_id), (uow.get(&ann)?.id, uow.get(&bob)?.id));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_parent_via<T, P>(
         &mut self,
         child: &Handle<T>,
@@ -71,8 +104,8 @@ impl<C: Driver> UnitOfWork<C> {
         parent: &Handle<P>,
     ) -> Result<()>
     where
-        T: Persist<C::Backend>,
-        P: Persist<C::Backend>,
+        T: Entity,
+        P: Entity,
     {
         self.link(child, Some(foreign_key), parent)
     }
@@ -84,8 +117,8 @@ impl<C: Driver> UnitOfWork<C> {
         parent: &Handle<P>,
     ) -> Result<()>
     where
-        T: Persist<C::Backend>,
-        P: Persist<C::Backend>,
+        T: Entity,
+        P: Entity,
     {
         let child_store = self.store_of(child).ok_or(Error::UnknownEntity {
             entity: T::ENTITY_NAME,

@@ -43,11 +43,43 @@ pub(crate) struct PreviewStep {
 
 impl PlanPreview {
     /// How many statements the commit would send.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// for id in 1..=3 {
+    ///     uow.register_new(Note { id, body: "new".into() })?;
+    /// }
+    /// let old = uow.attach(Note { id: 9, body: "old".into() });
+    /// uow.register_removed(&old)?;
+    /// let preview = uow.plan()?;
+    /// assert_eq!(preview.statement_count(), 2); // one DELETE, one INSERT of 3 rows
+    /// # Ok::<(), uow::Error>(())
+    /// ```
     pub fn statement_count(&self) -> usize {
         self.lines.iter().map(|s| s.statements).sum()
     }
 
     /// Whether the commit would send nothing.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let note = uow.attach(Note { id: 1, body: "a".into() });
+    /// assert!(uow.plan()?.is_empty());
+    /// assert_eq!(uow.plan()?.to_string(), "nothing to commit\n");
+    /// uow.get_mut(&note)?.body = "b".into();
+    /// assert!(!uow.plan()?.is_empty());
+    /// # Ok::<(), uow::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.lines.is_empty()
     }

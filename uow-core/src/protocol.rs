@@ -405,6 +405,22 @@ impl<C: Driver> UnitOfWork<C> {
     }
 
     /// Whether the next commit would write anything.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let note = uow.attach(Note { id: 1, body: "a".into() });
+    /// assert!(!uow.has_changes());
+    /// uow.get_mut(&note)?.body = "b".into();
+    /// assert!(uow.has_changes());
+    /// uow.get_mut(&note)?.body = "a".into();
+    /// assert!(!uow.has_changes(), "set back: nothing to write");
+    /// # Ok::<(), uow::Error>(())
+    /// ```
     pub fn has_changes(&mut self) -> bool {
         if self.state.sync_aggregates().is_err() {
             return true;

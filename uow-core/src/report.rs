@@ -88,16 +88,78 @@ impl CommitReport {
     }
 
     /// One line per table written.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a'), (2, 'b')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let a = uow.load::<Note>(&mut conn, 1)?;
+    /// uow.get_mut(&a)?.body = "changed".into();
+    /// uow.register_new(Note { id: 3, body: "c".into() })?;
+    /// let report = uow.commit(&mut conn)?;
+    /// let line = &report.tables()[0];
+    /// assert_eq!((line.entity, line.table), ("Note", "notes"));
+    /// assert_eq!((line.inserted, line.updated, line.deleted), (1, 1, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn tables(&self) -> &[TableReport] {
         &self.tables
     }
 
     /// INSERT/UPDATE/DELETE statements sent.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a'), (2, 'b')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// for id in 3..=5 {
+    ///     uow.register_new(Note { id, body: "new".into() })?;
+    /// }
+    /// let old = uow.load::<Note>(&mut conn, 1)?;
+    /// uow.register_removed(&old)?;
+    /// let report = uow.commit(&mut conn)?;
+    /// assert_eq!(report.rows(), 4);
+    /// assert_eq!(report.statements(), 2); // one DELETE, one INSERT of 3 rows
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn statements(&self) -> usize {
         self.statements
     }
 
     /// Whether nothing was written.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a'), (2, 'b')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let a = uow.load::<Note>(&mut conn, 1)?;
+    /// uow.get_mut(&a)?.body = "a".into(); // the value it had: nothing to write
+    /// let report = uow.commit(&mut conn)?;
+    /// assert!(report.is_empty());
+    /// assert_eq!(report.to_string(), "nothing written");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.tables.is_empty()
     }
@@ -111,21 +173,96 @@ impl CommitReport {
     }
 
     /// Rows inserted into `table`.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a'), (2, 'b')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// uow.register_new(Note { id: 3, body: "c".into() })?;
+    /// uow.register_new(Note { id: 4, body: "d".into() })?;
+    /// let report = uow.commit(&mut conn)?;
+    /// assert_eq!(report.inserted("notes"), 2);
+    /// assert_eq!(report.inserted("other_table"), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn inserted(&self, table: &str) -> usize {
         self.sum(table, |t| t.inserted)
     }
 
     /// Rows updated in `table`.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a'), (2, 'b')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// for id in [1, 2] {
+    ///     let note = uow.load::<Note>(&mut conn, id)?;
+    ///     uow.get_mut(&note)?.body.push_str(" (edited)");
+    /// }
+    /// assert_eq!(uow.commit(&mut conn)?.updated("notes"), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn updated(&self, table: &str) -> usize {
         self.sum(table, |t| t.updated)
     }
 
     /// Rows deleted from `table`.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a'), (2, 'b')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.load::<Note>(&mut conn, 2)?;
+    /// uow.register_removed(&note)?;
+    /// assert_eq!(uow.commit(&mut conn)?.deleted("notes"), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn deleted(&self, table: &str) -> usize {
         self.sum(table, |t| t.deleted)
     }
 
     /// Rows written in all tables.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a'), (2, 'b')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let a = uow.load::<Note>(&mut conn, 1)?;
+    /// let b = uow.load::<Note>(&mut conn, 2)?;
+    /// uow.get_mut(&a)?.body = "changed".into();
+    /// uow.register_removed(&b)?;
+    /// uow.register_new(Note { id: 3, body: "c".into() })?;
+    /// assert_eq!(uow.commit(&mut conn)?.rows(), 3); // 1 inserted + 1 updated + 1 deleted
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rows(&self) -> usize {
         self.tables
             .iter()

@@ -46,12 +46,38 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// At most `attempts` runs in all (at least one).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    /// # let busy = || uow::Error::Transaction(DieselError::DatabaseError(
+    /// #     DatabaseErrorKind::SerializationFailure, Box::new("could not serialize access".to_string())));
+    /// let policy = uow::RetryPolicy::default().attempts(3).backoff(Duration::ZERO, Duration::ZERO);
+    /// let mut runs = 0;
+    /// let outcome: Result<(), uow::Error> = uow::retry(&policy, |_attempt| {
+    ///     runs += 1;
+    ///     Err(busy()) // transient every time
+    /// });
+    /// assert!(outcome.unwrap_err().is_transient(), "the last error is returned");
+    /// assert_eq!(runs, 3);
+    /// assert_eq!(uow::RetryPolicy::default().attempts(0).max_attempts(), 1);
+    /// ```
     pub fn attempts(mut self, attempts: u32) -> Self {
         self.attempts = attempts.max(1);
         self
     }
 
     /// Exponential backoff starting at `base`, never above `max`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let ms = Duration::from_millis;
+    /// let policy = uow::RetryPolicy::default().backoff(ms(10), ms(40));
+    /// // About 10 ms, 20 ms, 40 ms, 40 ms ..., each cut by up to half at random (jitter).
+    /// assert!(policy.delay(1) >= ms(5) && policy.delay(1) <= ms(10));
+    /// assert!(policy.delay(2) >= ms(10) && policy.delay(2) <= ms(20));
+    /// assert!(policy.delay(9) >= ms(20) && policy.delay(9) <= ms(40));
+    /// ```
     pub fn backoff(mut self, base: Duration, max: Duration) -> Self {
         self.base_delay = base;
         self.max_delay = max.max(base);
@@ -60,23 +86,74 @@ impl RetryPolicy {
 
     /// Also rerun after [`Error::Conflict`]. Only right when the closure reloads what it
     /// changes (a fresh unit of work, or `refresh`), so each run sees the current rows.
+    ///
+    /// ```
+    /// let conflict = uow::Error::Conflict {
+    ///     operation: uow::Operation::Update,
+    ///     entity: "Account",
+    ///     table: "accounts",
+    ///     key: "1".into(),
+    /// };
+    /// assert!(!uow::RetryPolicy::default().should_retry(&conflict));
+    /// assert!(uow::RetryPolicy::default().retry_conflicts(true).should_retry(&conflict));
+    /// ```
     pub fn retry_conflicts(mut self, yes: bool) -> Self {
         self.retry_conflicts = yes;
         self
     }
 
     /// The most runs `retry` makes.
+    ///
+    /// ```
+    /// let policy = uow::RetryPolicy::default();
+    /// assert_eq!(policy.max_attempts(), 5);
+    /// assert_eq!(policy.attempts(2).max_attempts(), 2);
+    /// ```
     pub fn max_attempts(&self) -> u32 {
         self.attempts
     }
 
     /// Whether `error` is worth another run under this policy.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # use diesel::result::{DatabaseErrorKind, Error as DieselError};
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL CHECK (body <> ''))").execute(&mut conn)?;
+    /// let policy = uow::RetryPolicy::default();
+    /// // A lost race is worth another run ...
+    /// let lost_race = uow::Error::Transaction(DieselError::DatabaseError(
+    ///     DatabaseErrorKind::SerializationFailure,
+    ///     Box::new("could not serialize access".to_string()),
+    /// ));
+    /// assert!(policy.should_retry(&lost_race));
+    /// // ... a row the database refuses is not: it would be refused again.
+    /// let mut uow = UnitOfWork::new();
+    /// uow.register_new(Note { id: 1, body: "".into() })?;
+    /// let refused = uow.commit(&mut conn).unwrap_err();
+    /// assert!(!policy.should_retry(&refused));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn should_retry(&self, error: &Error) -> bool {
         error.is_transient() || (self.retry_conflicts && error.is_conflict())
     }
 
     /// The wait before run `attempt + 1`: doubling from the base delay, capped, with up to
     /// half of it as jitter so that competing workers spread out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = uow::RetryPolicy::default(); // 5 ms doubling, at most 200 ms
+    /// let ms = Duration::from_millis;
+    /// assert!(policy.delay(1) >= ms(2) && policy.delay(1) <= ms(5));
+    /// assert!(policy.delay(3) >= ms(10) && policy.delay(3) <= ms(20));
+    /// assert!(policy.delay(30) <= ms(200));
+    /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
         let doubled = self
             .base_delay
@@ -98,6 +175,8 @@ impl Error {
     /// a lock wait timeout (MySQL 1205), or a busy SQLite database; or a connection lost
     /// before the COMMIT ([`Error::ConnectionLost`] with `during_commit: false`: nothing was
     /// written, and a rerun that opens a new connection, from a pool say, can succeed).
+    /// Whoever sent the statement: one of uow's ([`Error::Statement`]), its COMMIT
+    /// ([`Error::Transaction`]), or one of your own in a scope ([`Error::Query`]).
     ///
     /// ```
     /// use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -106,6 +185,13 @@ impl Error {
     ///     Box::new("could not serialize access".to_string()),
     /// ));
     /// assert!(lost_race.is_transient());
+    /// // A deadlock met by a query of your own, turned into `uow::Error` by `?`.
+    /// let own: uow::Error = DieselError::DatabaseError(
+    ///     DatabaseErrorKind::Unknown,
+    ///     Box::new("deadlock detected".to_string()),
+    /// )
+    /// .into();
+    /// assert!(matches!(own, uow::Error::Query(_)) && own.is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
         match self {
@@ -117,6 +203,29 @@ impl Error {
     }
 
     /// Whether this is an [`Error::Conflict`]: the row changed since it was read.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { items (id) { id -> Integer, qty -> Integer, version -> Integer } }
+    /// #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// #[tracked(table = items)]
+    /// struct Item { id: i32, qty: i32, #[tracked(version)] version: i32 }
+    ///
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER NOT NULL, version INTEGER NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO items VALUES (1, 5, 1)").execute(&mut conn)?;
+    /// let (mut ours, mut theirs) = (UnitOfWork::new(), UnitOfWork::new());
+    /// let mine = ours.load::<Item>(&mut conn, 1)?;
+    /// let other = theirs.load::<Item>(&mut conn, 1)?;
+    /// theirs.get_mut(&other)?.qty = 4;
+    /// theirs.commit(&mut conn)?; // version 1 -> 2
+    /// ours.get_mut(&mine)?.qty = 3;
+    /// let error = ours.commit(&mut conn).unwrap_err(); // UPDATE .. WHERE version = 1: no row
+    /// assert!(error.is_conflict());
+    /// assert!(!error.is_transient(), "rerunning the same change would conflict again");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
     }
@@ -232,8 +341,9 @@ pub fn retry<T, E: Retryable>(
 ///     async |attempt| {
 ///         runs.push(attempt);
 ///         if attempt < 3 {
-///             // What a deadlock looks like: transient, so it is run again.
-///             return Err(uow::Error::Transaction(diesel::result::Error::DatabaseError(
+///             // A serialization failure of a statement of the closure's own: transient, so
+///             // it is run again.
+///             return Err(uow::Error::Query(diesel::result::Error::DatabaseError(
 ///                 diesel::result::DatabaseErrorKind::SerializationFailure,
 ///                 Box::new("could not serialize access".to_string()),
 ///             )));
@@ -316,6 +426,17 @@ mod tests {
             Box::new(String::new())
         ))
         .is_transient());
+        // The caller's own statements, converted by `?`.
+        let own = |kind, message: &str| {
+            Error::from(DieselError::DatabaseError(
+                kind,
+                Box::new(message.to_string()),
+            ))
+        };
+        assert!(matches!(own(Unknown, "x"), Error::Query(_)));
+        assert!(own(SerializationFailure, "could not serialize access").is_transient());
+        assert!(own(Unknown, "Deadlock found when trying to get lock").is_transient());
+        assert!(!own(UniqueViolation, "duplicate key").is_transient());
     }
 
     #[test]

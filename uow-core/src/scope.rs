@@ -51,6 +51,27 @@ impl<C: Driver> Scope<'_, C> {
     }
 
     /// The scope's connection, for queries of your own inside the same transaction.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// uow::transaction(&mut conn, |scope| {
+    ///     let note = scope.register_new(Note { id: 0, body: "a".into() })?;
+    ///     scope.flush()?;
+    ///     let id = scope.get(&note)?.id;
+    ///     // Your own query, in the scope's transaction, sees the flushed row.
+    ///     let body: String = notes::table.find(id).select(notes::body).first(scope.connection())?;
+    ///     assert_eq!(body, "a");
+    ///     Ok::<_, Box<dyn std::error::Error>>(())
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn connection(&mut self) -> &mut C::Conn {
         self.conn
     }
@@ -64,6 +85,27 @@ where
     /// Sends every pending change now, inside the scope's transaction: generated keys are
     /// readable right after, and a later failure in the scope still rolls everything back,
     /// database and memory.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// let outcome: Result<(), Box<dyn std::error::Error>> = uow::transaction(&mut conn, |scope| {
+    ///     let note = scope.register_new(Note { id: 0, body: "a".into() })?;
+    ///     assert_eq!(scope.flush()?.inserted("notes"), 1);
+    ///     assert_eq!(scope.get(&note)?.id, 1); // the key is known now
+    ///     Err("changed my mind".into()) // the flushed INSERT is rolled back with the scope
+    /// });
+    /// assert!(outcome.is_err());
+    /// let count: i64 = notes::table.count().get_result(&mut conn)?;
+    /// assert_eq!(count, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn flush(&mut self) -> Result<CommitReport> {
         block(self.uow.flush_on(self.conn))
     }
@@ -72,6 +114,32 @@ where
     /// panics, only its changes are undone (database and memory) and this scope goes on; if it
     /// succeeds, its changes become part of this scope. Pending changes are not flushed when
     /// the nested scope ends.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { #[tracked(generated)] id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// uow.transaction(&mut conn, |scope| {
+    ///     scope.register_new(Note { id: 0, body: "kept".into() })?;
+    ///     let inner: Result<(), Box<dyn std::error::Error>> = scope.nested(|inner| {
+    ///         inner.register_new(Note { id: 0, body: "undone".into() })?;
+    ///         inner.flush()?;
+    ///         Err("the nested part fails".into()) // only its own changes are undone
+    ///     });
+    ///     assert!(inner.is_err());
+    ///     Ok::<_, uow::Error>(())
+    /// })?;
+    /// assert_eq!(uow.len(), 1);
+    /// let bodies: Vec<String> = notes::table.select(notes::body).load(&mut conn)?;
+    /// assert_eq!(bodies, ["kept"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn nested<R, E, F>(&mut self, f: F) -> std::result::Result<R, E>
     where
         F: FnOnce(&mut Scope<'_, C>) -> std::result::Result<R, E>,
@@ -136,6 +204,30 @@ where
     /// pending change, including changes made before the scope) when `f` returns `Ok`; on `Err`
     /// or panic rolls the transaction back and puts every entity back as it was when the scope
     /// began, then returns the error or lets the panic continue.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.register_new(Note { id: 1, body: "a".into() })?; // before the scope
+    /// let failed: Result<(), Box<dyn std::error::Error>> = uow.transaction(&mut conn, |scope| {
+    ///     scope.get_mut(&note)?.body = "b".into();
+    ///     scope.flush()?;
+    ///     Err("refused".into())
+    /// });
+    /// assert!(failed.is_err());
+    /// assert_eq!(uow.get(&note)?.body, "a", "memory as when the scope began");
+    /// assert_eq!(uow.state(&note)?, EntityState::New);
+    /// uow.transaction(&mut conn, |_| Ok::<_, uow::Error>(()))?; // commits what is pending
+    /// assert_eq!(uow.state(&note)?, EntityState::Clean);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn transaction<R, E, F>(&mut self, conn: &mut C, f: F) -> std::result::Result<R, E>
     where
         F: FnOnce(&mut Scope<'_, C>) -> std::result::Result<R, E>,

@@ -137,12 +137,7 @@ impl<T: Entity> Store<T> {
         // One lookup files the key and finds a duplicate.
         if let Some(key) = tracked.filed_key() {
             match self.by_key.entry(key.clone()) {
-                Entry::Occupied(_) => {
-                    return Err(Error::DuplicateKey {
-                        entity: T::ENTITY_NAME,
-                        key: key_text(key),
-                    })
-                }
+                Entry::Occupied(_) => return Err(duplicate_key::<T>(key, tracked.is_new())),
                 Entry::Vacant(vacant) => {
                     vacant.insert(slot);
                 }
@@ -319,10 +314,7 @@ impl<T: Entity> Store<T> {
                 .get(key)
                 .filter(|other| *other != slot && !moving.contains_key(other));
             if held.is_some() || taken.insert(key, *slot).is_some() {
-                return Err(Error::DuplicateKey {
-                    entity: T::ENTITY_NAME,
-                    key: key_text(key),
-                });
+                return Err(duplicate_key::<T>(key, false));
             }
         }
         Ok(())
@@ -408,5 +400,22 @@ impl<T: Entity> Store<T> {
     /// The entity in `slot`, whatever its generation (slots of a plan step, of a cycle).
     pub fn at_slot(&self, slot: u32) -> Option<&Tracked<T>> {
         self.tracked(slot)
+    }
+}
+
+/// `DuplicateKey` for `key`; a second new entity of a type whose key the database does not
+/// assign most often has a database-assigned key left at its default, so the error says so.
+fn duplicate_key<T: Entity>(key: &T::Key, new: bool) -> Error {
+    let key_fields = T::FIELDS.iter().filter(|f| f.key).count();
+    let hint = if new && !T::KEY_GENERATED && key_fields == 1 {
+        "; if the database assigns this key (an auto-increment id left at its default), mark \
+         the field `#[tracked(generated)]`: new entities then wait for the key it assigns"
+    } else {
+        ""
+    };
+    Error::DuplicateKey {
+        entity: T::ENTITY_NAME,
+        key: key_text(key),
+        hint,
     }
 }

@@ -62,6 +62,11 @@ pub(crate) trait AnyStore: Any + Send {
     fn sync_roots(&self) -> Option<SyncRoots>;
     /// One line naming the entity in `slot`, for cycle errors.
     fn describe(&self, slot: u32) -> String;
+    /// The entity type's table (its `Table` type, and its name) and the type's name.
+    fn table(&self) -> (TypeId, &'static str, &'static str);
+    /// The key of the row the entity in `slot` writes, printed; `None` while the database has
+    /// still to assign it.
+    fn row_key(&self, slot: u32) -> Option<String>;
     /// The rows of `step`, printed for [`PlanPreview`](crate::PlanPreview); a member's row
     /// ends with its path in its aggregate.
     fn preview(&self, step: &Step, paths: &MemberPaths) -> PreviewStep;

@@ -22,6 +22,13 @@ use std::fmt;
 ///   other changes). Transactions that would break it fail with a serialization failure or a
 ///   deadlock, which [`Error::is_transient`](crate::Error::is_transient) recognises, so
 ///   [`retry`](crate::retry) reruns them.
+///
+/// ```
+/// use uow::{Isolation, TransactionMode};
+/// assert_eq!(Isolation::RepeatableRead.to_string(), "REPEATABLE READ");
+/// let mode = TransactionMode::new().isolation(Isolation::Serializable);
+/// assert_eq!(mode.level(), Some(Isolation::Serializable));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Isolation {
@@ -79,6 +86,15 @@ pub struct TransactionMode {
 
 impl TransactionMode {
     /// The server's default level, read-write.
+    ///
+    /// ```
+    /// use uow::TransactionMode;
+    /// let mode = TransactionMode::new();
+    /// assert_eq!(mode, TransactionMode::default());
+    /// assert_eq!(mode.level(), None);
+    /// assert!(!mode.is_read_only());
+    /// assert_eq!(mode.to_string(), "the server's default, read-write");
+    /// ```
     pub const fn new() -> Self {
         TransactionMode {
             isolation: None,
@@ -87,28 +103,88 @@ impl TransactionMode {
     }
 
     /// The same mode at isolation level `level`.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// use uow::{Isolation, TransactionMode};
+    /// let mut uow = UnitOfWork::new();
+    /// uow.set_transaction_mode(TransactionMode::new().isolation(Isolation::Serializable));
+    /// uow.register_new(Note { id: 1, body: "a".into() })?;
+    /// // SQLite runs every transaction serializably: any level is accepted.
+    /// assert_eq!(uow.commit(&mut conn)?.inserted("notes"), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn isolation(mut self, level: Isolation) -> Self {
         self.isolation = Some(level);
         self
     }
 
     /// The same mode, read-only: the database refuses every write in it.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// use uow::TransactionMode;
+    /// let mut uow = UnitOfWork::new();
+    /// uow.set_transaction_mode(TransactionMode::new().read_only());
+    /// let note = uow.register_new(Note { id: 1, body: "a".into() })?;
+    /// // PostgreSQL and MySQL begin `READ ONLY` and refuse the INSERT; SQLite has no such mode.
+    /// let error = uow.commit(&mut conn).unwrap_err();
+    /// assert!(matches!(error, uow::Error::TransactionModeUnsupported { .. }));
+    /// assert_eq!(uow.state(&note)?, EntityState::New, "nothing changed in memory either");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub const fn read_only(mut self) -> Self {
         self.read_only = true;
         self
     }
 
     /// The isolation level asked for, if any.
+    ///
+    /// ```
+    /// use uow::{Isolation, TransactionMode};
+    /// assert_eq!(TransactionMode::new().level(), None); // the server's default
+    /// assert_eq!(
+    ///     TransactionMode::new().isolation(Isolation::ReadCommitted).level(),
+    ///     Some(Isolation::ReadCommitted)
+    /// );
+    /// ```
     pub const fn level(&self) -> Option<Isolation> {
         self.isolation
     }
 
     /// Whether the transactions are read-only.
+    ///
+    /// ```
+    /// use uow::TransactionMode;
+    /// assert!(!TransactionMode::new().is_read_only());
+    /// assert!(TransactionMode::new().read_only().is_read_only());
+    /// ```
     pub const fn is_read_only(&self) -> bool {
         self.read_only
     }
 
     /// Whether nothing is asked beyond a plain BEGIN.
+    ///
+    /// ```
+    /// use uow::{Isolation, TransactionMode};
+    /// assert!(TransactionMode::new().is_default());
+    /// assert!(!TransactionMode::new().isolation(Isolation::Serializable).is_default());
+    /// assert!(!TransactionMode::new().read_only().is_default());
+    /// ```
     pub const fn is_default(&self) -> bool {
         self.isolation.is_none() && !self.read_only
     }

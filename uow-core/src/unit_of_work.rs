@@ -1,23 +1,24 @@
-//! [`UnitOfWork`]: the public API for registering, reading and changing entities. Nothing here
-//! sends a statement: writing is the commit protocol's (`protocol.rs`, `scope.rs`), reading
-//! rows the execution layer's (`exec/read.rs`).
+//! [`UnitOfWork`]: the public API for registering, reading and changing entities (what it can
+//! tell about a held entity is in `inspect.rs`, events in `events.rs`, participants and hooks
+//! in `hooks.rs`). Nothing here sends a statement: writing is the commit protocol's
+//! (`protocol.rs`, `scope.rs`), reading rows the execution layer's (`exec/read.rs`).
 
-use std::any::{Any, TypeId};
 use std::fmt;
 
 use crate::aggregates;
-use crate::entity::{ChildTypeVisitor, Entity, FieldSet, Persist};
+use crate::entity::{ChildTypeVisitor, Entity, Persist};
 use crate::error::{Error, Result};
-use crate::events::{DomainEvent, EventSource};
-use crate::exec::{Changes, Driver, Session, TableIo};
+use crate::exec::{Driver, Session, TableIo};
 use crate::handle::{EntitiesMut, Handle};
-use crate::hooks::{HookError, Hooks};
-use crate::report::CommitReport;
-use crate::resource::Participant;
+use crate::hooks::Hooks;
 use crate::state::State;
 use crate::store::{key_text, Store};
-use crate::tracking::{EntityState, Lifecycle, Tracked};
+use crate::tracking::{Lifecycle, Tracked};
 use crate::transaction_mode::TransactionMode;
+
+mod events;
+mod hooks;
+mod inspect;
 
 /// The Unit of Work: gathers new, changed and removed entities and writes them in one
 /// transaction on [`commit`](UnitOfWork::commit).
@@ -85,16 +86,64 @@ impl<C: Driver> Default for UnitOfWork<C> {
 
 impl<C: Driver> UnitOfWork<C> {
     /// Number of entities held (new, clean, dirty and removed).
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// assert_eq!(uow.len(), 0);
+    /// uow.attach(Note { id: 1, body: "a".into() });
+    /// uow.attach(Note { id: 1, body: "a".into() }); // the same row: the instance held already
+    /// uow.attach(Note { id: 2, body: "b".into() });
+    /// assert_eq!(uow.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.state.stores.entities()
     }
 
     /// Whether no entity is held.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// assert!(uow.is_empty());
+    /// let note = uow.register_new(Note { id: 1, body: "a".into() })?;
+    /// assert!(!uow.is_empty());
+    /// uow.register_removed(&note)?; // a new entity removed before any commit is simply dropped
+    /// assert!(uow.is_empty());
+    /// # Ok::<(), uow::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Whether a transaction scope is open on this unit of work.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// assert!(!uow.in_scope());
+    /// uow.transaction(&mut conn, |scope| {
+    ///     assert!(scope.in_scope());
+    ///     Ok::<_, uow::Error>(())
+    /// })?;
+    /// assert!(!uow.in_scope());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn in_scope(&self) -> bool {
         self.state.in_scope()
     }
@@ -133,6 +182,17 @@ impl<C: Driver> UnitOfWork<C> {
 
 impl<C: Driver> UnitOfWork<C> {
     /// An empty unit of work.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::{Connection, SqliteConnection};
+    /// let mut conn = SqliteConnection::establish(":memory:")?;
+    /// let mut uow = UnitOfWork::new(); // the connection type is inferred from `commit`
+    /// assert!(uow.is_empty());
+    /// let report = uow.commit(&mut conn)?;
+    /// assert!(report.is_empty(), "nothing pending: nothing sent, not even BEGIN");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new() -> Self {
         UnitOfWork {
             state: State::new(),
@@ -158,6 +218,14 @@ impl<C: Driver> UnitOfWork<C> {
     }
 
     /// The mode set with [`set_transaction_mode`](Self::set_transaction_mode).
+    ///
+    /// ```
+    /// use uow::{Isolation, TransactionMode, UnitOfWork};
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// assert!(uow.transaction_mode().is_default());
+    /// uow.set_transaction_mode(TransactionMode::new().isolation(Isolation::ReadCommitted));
+    /// assert_eq!(uow.transaction_mode().to_string(), "READ COMMITTED");
+    /// ```
     pub fn transaction_mode(&self) -> TransactionMode {
         self.transaction_mode
     }
@@ -235,6 +303,26 @@ impl<C: Driver> UnitOfWork<C> {
     /// Later changes through [`get_mut`](Self::get_mut) are detected field by field. Fails with
     /// [`Error::DuplicateKey`] when an entity with the same key is held already; see
     /// [`attach`](Self::attach) to reuse the held instance instead.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq, Queryable)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'hello')").execute(&mut conn)?;
+    /// let row: Note = notes::table.find(1).first(&mut conn)?; // your own Diesel query
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.register_clean(row.clone())?;
+    /// assert_eq!(uow.state(&note)?, EntityState::Clean);
+    /// uow.get_mut(&note)?.body = "changed".into();
+    /// assert_eq!(uow.commit(&mut conn)?.updated("notes"), 1); // UPDATE notes SET body = ? ..
+    /// assert!(matches!(uow.register_clean(row), Err(uow::Error::DuplicateKey { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn register_clean<T: Persist<C::Backend>>(&mut self, entity: T) -> Result<Handle<T>> {
         self.register(Tracked::persisted(entity), false)
     }
@@ -269,6 +357,27 @@ impl<C: Driver> UnitOfWork<C> {
     }
 
     /// [`attach`](Self::attach) for every row of a query result, in order.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq, Queryable)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a'), (2, 'b')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let first = uow.load::<Note>(&mut conn, 1)?;
+    /// uow.get_mut(&first)?.body = "changed".into();
+    /// let rows: Vec<Note> = notes::table.order(notes::id).load(&mut conn)?;
+    /// let handles = uow.attach_all(rows);
+    /// assert_eq!(handles[0], first, "the held instance, not a second one");
+    /// assert_eq!(uow.get(&handles[0])?.body, "changed", "its change survives the re-read");
+    /// assert_eq!(uow.get(&handles[1])?.body, "b");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn attach_all<T, I>(&mut self, entities: I) -> Vec<Handle<T>>
     where
         T: Persist<C::Backend>,
@@ -286,6 +395,26 @@ impl<C: Driver> UnitOfWork<C> {
     ///
     /// For entities already held, mutate through [`get_mut`](Self::get_mut) instead: only the
     /// changed columns are written then.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'old')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// // Rebuilt from a form: what the row holds is unknown, so every column is written.
+    /// let note = uow.register_dirty(Note { id: 1, body: "from the form".into() })?;
+    /// assert_eq!(uow.state(&note)?, EntityState::Dirty);
+    /// assert_eq!(uow.commit(&mut conn)?.updated("notes"), 1);
+    /// let body: String = notes::table.select(notes::body).first(&mut conn)?;
+    /// assert_eq!(body, "from the form");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn register_dirty<T: Persist<C::Backend>>(&mut self, entity: T) -> Result<Handle<T>> {
         self.register(Tracked::dirty(entity), true)
     }
@@ -311,10 +440,7 @@ impl<C: Driver> UnitOfWork<C> {
     /// assert_eq!(uow.plan()?.statement_count(), 1); // UPDATE carts SET version = 4 ..
     /// # Ok::<(), uow::Error>(())
     /// ```
-    pub fn force_version_increment<T: Persist<C::Backend>>(
-        &mut self,
-        handle: &Handle<T>,
-    ) -> Result<()> {
+    pub fn force_version_increment<T: Entity>(&mut self, handle: &Handle<T>) -> Result<()> {
         if T::version_field().is_none() {
             return Err(Error::NoVersion {
                 entity: T::ENTITY_NAME,
@@ -327,7 +453,26 @@ impl<C: Driver> UnitOfWork<C> {
     /// Registers a held entity for removal: the next commit DELETEs its row (the classic
     /// `registerRemoved`). A new entity that was never committed is simply dropped, and its
     /// handle goes stale.
-    pub fn register_removed<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<()> {
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO notes VALUES (1, 'a')").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let note = uow.load::<Note>(&mut conn, 1)?;
+    /// uow.register_removed(&note)?;
+    /// assert_eq!(uow.state(&note)?, EntityState::Removed);
+    /// assert_eq!(uow.commit(&mut conn)?.deleted("notes"), 1);
+    /// assert!(uow.get(&note).is_err(), "removed and committed: the handle is stale");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register_removed<T: Entity>(&mut self, handle: &Handle<T>) -> Result<()> {
         let tracked = self.tracked_mut(handle)?;
         match tracked.lifecycle() {
             Lifecycle::Removed => Err(Error::AlreadyRemoved {
@@ -358,13 +503,42 @@ impl<C: Driver> UnitOfWork<C> {
     }
 
     /// Takes back a [`register_removed`](Self::register_removed) that was not committed yet.
-    pub fn unremove<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<()> {
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let note = uow.attach(Note { id: 1, body: "a".into() });
+    /// uow.register_removed(&note)?;
+    /// uow.unremove(&note)?;
+    /// assert_eq!(uow.state(&note)?, EntityState::Clean);
+    /// assert!(!uow.has_changes());
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn unremove<T: Entity>(&mut self, handle: &Handle<T>) -> Result<()> {
         self.tracked_mut(handle)?.unremove();
         Ok(())
     }
 
     /// The entity behind `handle`.
-    pub fn get<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<&T> {
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let note = uow.register_new(Note { id: 1, body: "hello".into() })?;
+    /// assert_eq!(uow.get(&note)?.body, "hello");
+    /// let other = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// assert!(matches!(other.get(&note), Err(uow::Error::UnknownEntity { .. })));
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn get<T: Entity>(&self, handle: &Handle<T>) -> Result<&T> {
         Ok(self.tracked(handle)?.value())
     }
 
@@ -375,8 +549,23 @@ impl<C: Driver> UnitOfWork<C> {
     ///
     /// For many changes to entities of one type in a row, [`entities_mut`](Self::entities_mut)
     /// finds the type's entities once instead of on every call.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let note = uow.attach(Note { id: 1, body: "a".into() });
+    /// uow.get_mut(&note)?.body.push('b');
+    /// assert_eq!(uow.state(&note)?, EntityState::Dirty);
+    /// uow.get_mut(&note)?.body = "a".into(); // back to the persisted value: nothing to write
+    /// assert_eq!(uow.state(&note)?, EntityState::Clean);
+    /// # Ok::<(), uow::Error>(())
+    /// ```
     #[inline]
-    pub fn get_mut<T: Persist<C::Backend>>(&mut self, handle: &Handle<T>) -> Result<&mut T> {
+    pub fn get_mut<T: Entity>(&mut self, handle: &Handle<T>) -> Result<&mut T> {
         // One store lookup, and no error value built on the way (this is the hot path of
         // plain mutation; see BENCHMARKS.md, W5).
         if let Some(store) = self.store_of_mut(handle) {
@@ -417,154 +606,5 @@ impl<C: Driver> UnitOfWork<C> {
             unit,
             store: self.store_mut::<T>().1,
         }
-    }
-
-    /// The handle of the held entity with primary key `key`, if any.
-    pub fn find<T: Persist<C::Backend>>(&self, key: &T::Key) -> Option<Handle<T>> {
-        let (index, store) = self.state.stores.get_indexed::<T>()?;
-        Some(Handle::new(self.state.id, index, store.find(key)?))
-    }
-
-    /// Where the entity stands: new, clean, dirty or removed.
-    pub fn state<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<EntityState> {
-        Ok(self.tracked(handle)?.state())
-    }
-
-    /// The fields the next commit would UPDATE (empty for new and removed entities).
-    pub fn changed_fields<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<FieldSet> {
-        let tracked = self.tracked(handle)?;
-        Ok(match tracked.lifecycle() {
-            Lifecycle::Persisted => tracked.changed_fields(),
-            _ => FieldSet::EMPTY,
-        })
-    }
-
-    /// The column names the next commit would UPDATE, in field order.
-    pub fn changed_columns<T: Persist<C::Backend>>(
-        &self,
-        handle: &Handle<T>,
-    ) -> Result<Vec<&'static str>> {
-        Ok(self.changes(handle)?.columns())
-    }
-
-    /// The pending changes of one entity as a Diesel [`AsChangeset`](diesel::AsChangeset),
-    /// usable in a hand-written `diesel::update(...).set(...)`.
-    pub fn changes<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<Changes<'_, T>> {
-        let fields = self.changed_fields(handle)?;
-        Ok(Changes::new(self.get(handle)?, fields))
-    }
-
-    /// The persisted values of an entity: what the database row holds as far as this unit of
-    /// work knows (the current values for a clean entity). Of a changed aggregate root, the
-    /// columns only: its child collections are empty.
-    pub fn original<T: Persist<C::Backend>>(&self, handle: &Handle<T>) -> Result<&T> {
-        Ok(self.tracked(handle)?.persisted_value())
-    }
-
-    /// Enlists a participant outside the database (an [`AtomicFile`](crate::AtomicFile), a
-    /// provisioned server...) in the next commit: it is prepared before the database commits,
-    /// committed after, and compensated if anything fails. After a failed commit it stays
-    /// enlisted for the retry; after a successful one it is done.
-    pub fn enlist(&mut self, participant: impl Participant + 'static) {
-        self.state.participants.push(Box::new(participant));
-    }
-
-    /// Records a domain event for an entity. It is handed out by
-    /// [`take_events`](Self::take_events) once the changes are committed; a scope that rolls
-    /// back drops the events recorded inside it; a failed commit keeps them for the retry.
-    pub fn record_event<T: Persist<C::Backend>>(
-        &mut self,
-        handle: &Handle<T>,
-        event: impl Any + Send,
-    ) -> Result<()> {
-        let revision = self.tracked(handle)?.revision();
-        self.state.events.record(DomainEvent::new(
-            T::ENTITY_NAME,
-            Box::new(event),
-            EventSource {
-                entity_type: TypeId::of::<T>(),
-                slot: handle.slot,
-                generation: handle.generation,
-                revision,
-            },
-        ));
-        Ok(())
-    }
-
-    /// The events of committed changes, in the order they were recorded; each is handed out
-    /// once.
-    ///
-    /// ```
-    /// # use uow::prelude::*;
-    /// # use diesel::{Connection, RunQueryDsl, SqliteConnection};
-    /// # diesel::table! { orders (id) { id -> Integer, total -> BigInt } }
-    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
-    /// # #[tracked(table = orders)]
-    /// # struct Order { #[tracked(generated)] id: i32, total: i64 }
-    /// #[derive(Debug, PartialEq)]
-    /// struct OrderPlaced(i64);
-    ///
-    /// let mut conn = SqliteConnection::establish(":memory:")?;
-    /// diesel::sql_query("CREATE TABLE orders (id INTEGER PRIMARY KEY, total BIGINT NOT NULL)").execute(&mut conn)?;
-    /// let mut uow = UnitOfWork::new();
-    /// let order = uow.register_new(Order { id: 0, total: 42 })?;
-    /// uow.record_event(&order, OrderPlaced(42))?;
-    /// assert!(uow.take_events().is_empty(), "not committed yet");
-    /// uow.commit(&mut conn)?;
-    /// let events = uow.take_events();
-    /// assert_eq!(events[0].downcast_ref::<OrderPlaced>(), Some(&OrderPlaced(42)));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn take_events(&mut self) -> Vec<DomainEvent> {
-        self.state.events.take()
-    }
-}
-
-impl<C: Driver> UnitOfWork<C> {
-    /// Runs `hook` before every commit (and at the end of every outermost scope), before
-    /// anything is written; it may still register changes. An error stops the commit.
-    ///
-    /// ```
-    /// # use uow::prelude::*;
-    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
-    /// uow.on_before_commit(|uow| {
-    ///     if uow.len() > 100 {
-    ///         return Err("too many entities in one commit".into());
-    ///     }
-    ///     Ok(())
-    /// });
-    /// ```
-    pub fn on_before_commit(
-        &mut self,
-        hook: impl FnMut(&mut UnitOfWork<C>) -> Result<(), HookError> + Send + 'static,
-    ) {
-        self.hooks.push_before_commit(Box::new(hook));
-    }
-
-    /// Runs `hook` after every successful commit (and outermost scope), with what was written.
-    ///
-    /// ```
-    /// # use uow::prelude::*;
-    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
-    /// uow.on_after_commit(|report| println!("committed: {report}"));
-    /// ```
-    pub fn on_after_commit(&mut self, hook: impl FnMut(&CommitReport) + Send + 'static) {
-        self.hooks.push_after_commit(Box::new(hook));
-    }
-
-    /// Runs `hook` after every failed commit or rolled-back outermost scope: with the error for
-    /// a failed `commit`, with `None` for a scope (its error, or panic, goes to the caller).
-    ///
-    /// ```
-    /// # use uow::prelude::*;
-    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
-    /// uow.on_after_rollback(|error| eprintln!("rolled back: {error:?}"));
-    /// ```
-    pub fn on_after_rollback(&mut self, hook: impl FnMut(Option<&Error>) + Send + 'static) {
-        self.hooks.push_after_rollback(Box::new(hook));
-    }
-
-    pub(crate) fn run_before_commit_hooks(&mut self) -> Result<()> {
-        Hooks::run_before_commit(self, |uow| &mut uow.hooks)
     }
 }

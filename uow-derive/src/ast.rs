@@ -5,12 +5,15 @@ use syn::{Data, DeriveInput, Fields, Generics, Type};
 
 use crate::attr::{self, ContainerAttrs, FieldAttrs};
 use crate::ctxt::Ctxt;
+use crate::diesel_attr::{self, DieselContainer};
 
 /// A struct deriving `Tracked`.
 pub struct Input<'a> {
     pub ident: &'a Ident,
     pub generics: &'a Generics,
     pub attrs: ContainerAttrs,
+    /// What the struct's `#[diesel(...)]` says; `valid.rs` merges it into `attrs`.
+    pub diesel: DieselContainer,
     /// Every named field, skipped ones included, in declaration order.
     pub fields: Vec<Field<'a>>,
 }
@@ -20,6 +23,8 @@ pub struct Field<'a> {
     pub ident: &'a Ident,
     pub ty: &'a Type,
     pub attrs: FieldAttrs,
+    /// `#[diesel(column_name = ..)]`; `valid.rs` merges it into `attrs.column`.
+    pub diesel_column: Option<(proc_macro2::Span, Ident)>,
     /// Part of the primary key; decided in `valid.rs` (explicit `primary_key`, else `id`).
     pub key: bool,
 }
@@ -121,6 +126,7 @@ impl<'a> Input<'a> {
                     ident: field.ident.as_ref()?,
                     ty: &field.ty,
                     attrs: attr::field(cx, &field.attrs),
+                    diesel_column: diesel_attr::column_name(&field.attrs),
                     key: false,
                 })
             })
@@ -129,6 +135,7 @@ impl<'a> Input<'a> {
             ident: &input.ident,
             generics: &input.generics,
             attrs,
+            diesel: diesel_attr::container(&input.attrs),
             fields,
         })
     }

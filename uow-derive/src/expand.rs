@@ -17,6 +17,7 @@ use crate::valid;
 
 mod children;
 mod entity;
+mod fallback;
 mod generated;
 mod generics;
 mod key;
@@ -33,13 +34,21 @@ use generics::ImplGenerics;
 pub fn derive(input: &DeriveInput) -> TokenStream {
     let mut cx = Ctxt::default();
     let Some(mut parsed) = Input::from_syn(&mut cx, input) else {
-        return cx.into_compile_errors();
+        return failed(cx, input, None);
     };
     valid::check(&mut cx, &mut parsed);
     if cx.has_errors() {
-        return cx.into_compile_errors();
+        let krate = parsed.attrs.krate.as_ref().map(|k| &k.value);
+        return failed(cx, input, krate);
     }
     expand(&parsed)
+}
+
+/// The errors, and impls that keep them the only ones (see `fallback`).
+fn failed(cx: Ctxt, input: &DeriveInput, krate: Option<&syn::Path>) -> TokenStream {
+    let mut tokens = cx.into_compile_errors();
+    tokens.extend(fallback::fallback_impls(input, krate));
+    tokens
 }
 
 /// The expansion of a valid input. The where clauses extend one another as the traits do:
@@ -51,21 +60,28 @@ fn expand(input: &Input) -> TokenStream {
     let entity_predicates = entity::entity_predicates(&cx);
     let persist_predicates = persist::persist_predicates(&cx, &entity_predicates);
     let load_predicates = persist::load_predicates(&cx, &persist_predicates);
-    wrap_in_const([
-        column_type_trait(&cx),
-        children::child_of_impls(&cx, &entity_predicates),
-        relations::relation_impls(&cx, &entity_predicates),
-        entity::entity_impl(&cx, &entity_predicates),
-        persist::persist_impl(&cx, &persist_predicates),
-        persist::load_impl(&cx, &load_predicates),
-    ])
+    wrap_in_const(
+        &private_path(input.attrs.krate.as_ref().map(|k| &k.value)),
+        [
+            column_type_trait(&cx),
+            column_checks(&cx),
+            children::depth_check(&cx),
+            children::child_of_impls(&cx, &entity_predicates),
+            relations::relation_impls(&cx, &entity_predicates),
+            entity::entity_impl(&cx, &entity_predicates),
+            persist::persist_impl(&cx, &persist_predicates),
+            persist::load_impl(&cx, &load_predicates),
+        ],
+    )
 }
 
 /// What the impls share about the struct, computed once.
 struct Context<'a> {
     input: &'a Input<'a>,
-    /// `::uow::__private`, or `path::__private` with `#[tracked(crate = path)]`: generated code
-    /// names every runtime item through it (ARCHITECTURE.md, "Why `__private` inside `const _`").
+    /// `__uow`, the name `wrap_in_const` gives `::uow::__private` (or `path::__private` with
+    /// `#[tracked(crate = path)]`): generated code names every runtime item through it
+    /// (ARCHITECTURE.md, "Why `__private` inside `const _`"), and a wrong `crate =` path is one
+    /// error, at that `use`.
     p: TokenStream,
     /// The module of the Diesel `table!`, where the columns are.
     table_module: syn::Path,
@@ -77,13 +93,7 @@ impl<'a> Context<'a> {
     /// `None` when the struct names no table.
     fn new(input: &'a Input<'a>) -> Option<Self> {
         let table_module = table_module(&input.attrs.table.as_ref()?.value);
-        let p = match &input.attrs.krate {
-            Some(krate) => {
-                let path = &krate.value;
-                quote!(#path::__private)
-            }
-            None => quote!(::uow::__private),
-        };
+        let p = quote!(__uow);
         let generics = ImplGenerics::new(input);
         let fields = Fields::new(input, &generics, &table_module, &p);
         Some(Context {
@@ -199,28 +209,62 @@ fn column_type_trait(cx: &Context) -> TokenStream {
         #[diagnostic::on_unimplemented(
             message = "field type `{Self}` does not map to its column's SQL type `{__ST}`",
             label = "this field's type does not match its column in `table!`",
-            note = "use a Rust type Diesel converts to `{__ST}` (its documentation lists them; a `Nullable<_>` column takes `Option<_>`), or correct the column's type in `table!`"
+            note = "use a Rust type Diesel converts to and from `{__ST}` (its documentation lists them; a `Nullable<_>` column takes `Option<_>`), or correct the column's type in `table!`"
         )]
         pub trait __UowColumnType<__ST> {}
 
         #[diagnostic::do_not_recommend]
         impl<__T, __ST> __UowColumnType<__ST> for __T
         where
-            __T: #p::diesel::expression::AsExpression<__ST>,
+            __T: #p::diesel::expression::AsExpression<__ST>
+                + #p::NullFits<<__ST as #p::SqlType>::IsNull>,
             __ST: #p::diesel::sql_types::SqlType + #p::diesel::expression::TypedExpressionType,
         {
         }
     }
 }
 
+/// `__UowColumnType` checked once for every field whose type names no parameter of the struct
+/// (the others are bounds of `impl Entity`): a call in a function nobody calls, spanned on the
+/// field's type, so that a field that does not fit its column is reported there, once, and
+/// not again where the entity is used.
+fn column_checks(cx: &Context) -> TokenStream {
+    let checks = cx.fields.typed().filter_map(|(field, ty, sql_type)| {
+        if cx.generics.mentions_params(ty) {
+            return None;
+        }
+        let (first, last) = spans::spans_of(field.ty)?;
+        let open = spans::respan(quote!(__uow_fits_column::<), first);
+        let close = spans::respan(quote!(>), last);
+        Some(quote!(#open #ty, #sql_type #close();))
+    });
+    quote! {
+        #[allow(dead_code)]
+        fn __uow_column_checks() {
+            fn __uow_fits_column<__T: ?Sized + __UowColumnType<__ST>, __ST>() {}
+            #(#checks)*
+        }
+    }
+}
+
 /// `items` inside an anonymous `const`: nothing the expansion declares is visible in, or
 /// collides with, the user's module (several derives in one module are fine).
-fn wrap_in_const(items: [TokenStream; 6]) -> TokenStream {
+fn wrap_in_const(private: &TokenStream, items: [TokenStream; 8]) -> TokenStream {
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]
         const _: () = {
+            use #private as __uow;
             #(#items)*
         };
+    }
+}
+
+/// The runtime's hidden module: `::uow::__private`, or `path::__private` with
+/// `#[tracked(crate = path)]`.
+pub(crate) fn private_path(krate: Option<&syn::Path>) -> TokenStream {
+    match krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::uow::__private),
     }
 }

@@ -9,29 +9,54 @@
 mod ast;
 mod attr;
 mod ctxt;
+mod diesel_attr;
 mod expand;
 mod valid;
 
 use proc_macro::TokenStream;
 
-/// Derives `uow::Entity` and `uow::Persist` for a struct with named fields.
+/// Derives `uow::Entity`, `uow::Persist` and `uow::Load` for a struct with named fields.
 ///
-/// Container attributes: `#[tracked(table = path::to::table)]` (required) names the Diesel
-/// `table!`; `#[tracked(belongs_to(Parent, foreign_key = field))]` declares a foreign key to
-/// another entity (several allowed; `foreign_key = (a, b)` for a parent with a composite key,
-/// the fields in the order of its key); `#[tracked(crate = path)]` when `uow` is re-exported under
-/// another name.
+/// The `uow` crate's documentation of `Tracked` shows it in use.
+///
+/// Container attributes: `#[tracked(table = path::to::table)]` names the Diesel `table!`;
+/// `#[tracked(belongs_to(Parent, foreign_key = field))]` declares a foreign key to another
+/// entity (several allowed; `foreign_key = (a, b)` for a parent with a composite key, the fields
+/// in the order of its key); `#[tracked(crate = path)]` when `uow` is re-exported under another
+/// name.
 ///
 /// Field attributes: `#[tracked(primary_key)]` (the key; defaults to the field `id`; several
-/// make a composite key), `#[tracked(generated)]` (assigned by the database on insert),
-/// `#[tracked(version)]` (optimistic concurrency: checked and advanced on update),
-/// `#[tracked(skip)]` (not persisted, not tracked), `#[tracked(column = name)]` (the column
-/// when it is named differently from the field), `#[tracked(children)]` on a `Vec<Child>` (an
-/// aggregate's collection: `Child` is `Tracked` and `belongs_to` this type; written, loaded
-/// and versioned with the root).
+/// make a composite key, a tuple in field order), `#[tracked(generated)]` (assigned by the
+/// database on insert), `#[tracked(version)]` (optimistic concurrency: checked and advanced on
+/// update), `#[tracked(skip)]` (not persisted, not tracked; its type must be `Default`),
+/// `#[tracked(column = name)]` (the column when it is named differently from the field),
+/// `#[tracked(children)]` on a `Vec<Child>` (an aggregate's collection: `Child` is `Tracked`
+/// and `belongs_to` this type; written, loaded and versioned with the root).
 ///
-/// The crate docs of `uow` and its README show it in use.
-#[proc_macro_derive(Tracked, attributes(tracked))]
+/// **Diesel's attributes are read too**, so a struct that also derives Diesel's traits says
+/// things once: `#[diesel(table_name = ..)]`, `#[diesel(column_name = ..)]`,
+/// `#[diesel(primary_key(..))]` and `#[diesel(belongs_to(Parent))]` (foreign key `parent_id`)
+/// or `belongs_to(Parent, foreign_key = field)`. `#[tracked]` is needed only for what Diesel
+/// has no word for (`generated`, `version`, `skip`, `children`); a `#[tracked]` table, column
+/// or key that contradicts Diesel's is a compile error.
+///
+/// Entities own their data: a lifetime parameter or a reference field is refused (a unit of
+/// work keeps entities past any borrow, and rows cannot lend); `Cow<'static, str>` is fine.
+///
+/// **Reading the errors.** Every mistake is reported where it was made, once, with a `help:`;
+/// call sites (`load`, `get_mut`, ...) stay quiet. Three come from rustc's name resolution,
+/// which a derive cannot word:
+///
+/// - "cannot find type `x` in module `accounts`": field `x` is not a column of the table: name
+///   its column with `column = ..` (or Diesel's `column_name`), or mark it `skip`;
+/// - "use of unresolved module or unlinked crate `acounts`" on `table = ..`: the path does not
+///   name the `table!` (a typo, or a `schema::` prefix missing);
+/// - the same on `crate = ..`: the path where `uow` is re-exported is wrong.
+///
+/// A field whose type does not fit its column ("field type `String` does not map to its
+/// column's SQL type `BigInt`") is reported on the field, and once more at each `load`,
+/// `register_new` or `attach` of the entity (rustc checks the backend there).
+#[proc_macro_derive(Tracked, attributes(tracked, diesel))]
 pub fn derive_tracked(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);
     expand::derive(&input).into()

@@ -6,8 +6,10 @@
 //! errors come out field by field, in the order the user reads them.
 
 use proc_macro2::Ident;
+use quote::ToTokens as _;
 
 use crate::ast::{Field, Input};
+use crate::attr::{BelongsTo, Spanned};
 use crate::ctxt::Ctxt;
 
 /// The most persisted fields an entity may have (`uow_core::MAX_FIELDS`).
@@ -15,7 +17,12 @@ const MAX_FIELDS: usize = 128;
 
 /// Checks `input` and decides which fields form the key.
 pub fn check(cx: &mut Ctxt, input: &mut Input) {
+    merge_diesel_table(cx, input);
+    merge_diesel_columns(cx, input);
+    merge_diesel_primary_key(cx, input);
+    merge_diesel_belongs_to(input);
     check_table_present(cx, input);
+    check_no_lifetimes(cx, input);
     choose_key_fields(input);
     check_key_present(cx, input);
 
@@ -27,6 +34,7 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
         check_generated_not_in_composite_key(cx, field, composite);
         check_children_is_a_vec(cx, field);
         check_children_is_only_children(cx, field);
+        check_persisted_field_owns_its_value(cx, field);
     }
 
     for relation in &input.attrs.belongs_to {
@@ -47,6 +55,171 @@ pub fn check(cx: &mut Ctxt, input: &mut Input) {
     check_field_count(cx, input);
 }
 
+/// uow reads Diesel's `table_name`; a `#[tracked(table = ..)]` naming another table
+/// contradicts it (`accounts` and `accounts::table` name the same one).
+fn merge_diesel_table(cx: &mut Ctxt, input: &mut Input) {
+    let Some((span, path)) = input.diesel.table_name.clone() else {
+        return;
+    };
+    match &input.attrs.table {
+        Some(table) if table_text(&table.value) != table_text(&path) => cx.error(
+            &table.value,
+            format!(
+                "`#[tracked(table = {})]` contradicts `#[diesel(table_name = {})]`",
+                table_text(&table.value),
+                table_text(&path)
+            ),
+            "remove `table` from `#[tracked(...)]`: uow reads Diesel's `table_name`",
+        ),
+        Some(_) => {}
+        None => {
+            input.attrs.table = Some(Spanned {
+                key: Ident::new("table_name", span),
+                value: path,
+            })
+        }
+    }
+}
+
+/// A table path as text, without a last `::table` segment.
+fn table_text(path: &syn::Path) -> String {
+    let text = path.to_token_stream().to_string().replace(' ', "");
+    match text.strip_suffix("::table") {
+        Some(module) => module.to_string(),
+        None => text,
+    }
+}
+
+/// uow reads Diesel's `column_name`; a `#[tracked(column = ..)]` naming another column
+/// contradicts it.
+fn merge_diesel_columns(cx: &mut Ctxt, input: &mut Input) {
+    for field in &mut input.fields {
+        let Some((span, column)) = field.diesel_column.clone() else {
+            continue;
+        };
+        match &field.attrs.column {
+            Some(own) if own.value != column => cx.error(
+                &own.value,
+                format!(
+                    "`#[tracked(column = {})]` contradicts `#[diesel(column_name = {column})]` on field `{}`",
+                    own.value, field.ident
+                ),
+                "remove `column` from `#[tracked(...)]`: uow reads Diesel's `column_name`",
+            ),
+            Some(_) => {}
+            None => {
+                field.attrs.column = Some(Spanned {
+                    key: Ident::new("column_name", span),
+                    value: column,
+                })
+            }
+        }
+    }
+}
+
+/// uow reads Diesel's `primary_key(..)`: its fields form the key, and `#[tracked(primary_key)]`
+/// on another set of fields contradicts it.
+fn merge_diesel_primary_key(cx: &mut Ctxt, input: &mut Input) {
+    let Some((span, keys)) = input.diesel.primary_key.clone() else {
+        return;
+    };
+    for key in &keys {
+        if !input.fields.iter().any(|f| f.ident == key) {
+            cx.error(
+                key,
+                format!(
+                    "`#[diesel(primary_key(..))]` names `{key}`, which is not a field of `{}`",
+                    input.ident
+                ),
+                "name the key fields as they are declared in the struct",
+            );
+        }
+    }
+    let tracked: Vec<&Field> = input
+        .fields
+        .iter()
+        .filter(|f| f.attrs.primary_key.is_some())
+        .collect();
+    if let Some(first) = tracked.first() {
+        let same = tracked.len() == keys.len() && tracked.iter().all(|f| keys.contains(f.ident));
+        if !same {
+            cx.error(
+                first.attrs.primary_key.as_ref().unwrap_or(first.ident),
+                format!(
+                    "`#[tracked(primary_key)]` on `{}` contradicts `#[diesel(primary_key({}))]`",
+                    tracked
+                        .iter()
+                        .map(|f| f.ident.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    keys.iter()
+                        .map(|k| k.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "remove `primary_key` from `#[tracked(...)]`: uow reads Diesel's `primary_key`",
+            );
+        }
+        return;
+    }
+    for field in &mut input.fields {
+        if keys.contains(field.ident) {
+            field.attrs.primary_key = Some(Ident::new("primary_key", span));
+        }
+    }
+}
+
+/// uow reads Diesel's `belongs_to(Parent)` (foreign key `parent_id`) and
+/// `belongs_to(Parent, foreign_key = field)`; one also given in `#[tracked(belongs_to(..))]`
+/// with the same foreign key is one relation.
+fn merge_diesel_belongs_to(input: &mut Input) {
+    for (parent, foreign_key) in std::mem::take(&mut input.diesel.belongs_to) {
+        let parent_text = parent.to_token_stream().to_string();
+        let known = input.attrs.belongs_to.iter().any(|relation| {
+            relation.parent.to_token_stream().to_string() == parent_text
+                && relation.foreign_keys.len() == 1
+                && relation.foreign_keys[0] == foreign_key
+        });
+        if !known {
+            input.attrs.belongs_to.push(BelongsTo {
+                parent,
+                foreign_keys: vec![foreign_key],
+            });
+        }
+    }
+}
+
+/// Entities own their data: a unit of work holds them from one call to the next, past any
+/// borrow, and builds them from rows, which cannot lend a `&str`.
+fn check_no_lifetimes(cx: &mut Ctxt, input: &Input) {
+    for param in input.generics.lifetimes() {
+        cx.error(
+            &param.lifetime,
+            format!(
+                "`{}` borrows data (`{}`): a unit of work holds entities past any borrow",
+                input.ident, param.lifetime
+            ),
+            "make the fields own their values (`String` for `&str`, `Vec<T>` for `&[T]`) and remove the lifetime",
+        );
+    }
+}
+
+/// A persisted field is read back from rows, which cannot lend it a reference.
+fn check_persisted_field_owns_its_value(cx: &mut Ctxt, field: &Field) {
+    if let syn::Type::Reference(reference) = field.ty {
+        if field.persisted() {
+            cx.error(
+                reference,
+                format!(
+                    "field `{}` is a reference: an entity read from a row must own its values",
+                    field.ident
+                ),
+                "use an owned type (`String` for `&str`, `Vec<u8>` for `&[u8]`)",
+            );
+        }
+    }
+}
+
 /// A table is required, unless a malformed or misspelt `table` was already reported (a second
 /// error for the same mistake would only add noise).
 fn check_table_present(cx: &mut Ctxt, input: &Input) {
@@ -54,7 +227,7 @@ fn check_table_present(cx: &mut Ctxt, input: &Input) {
         cx.error(
             input.ident,
             format!("`{}` derives `Tracked` but names no table", input.ident),
-            "add `#[tracked(table = your_table)]` naming the Diesel `table!` the struct is stored in",
+            "add `#[tracked(table = your_table)]` (or Diesel's `#[diesel(table_name = your_table)]`) naming the Diesel `table!` the struct is stored in",
         );
     }
 }

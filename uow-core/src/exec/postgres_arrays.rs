@@ -4,14 +4,14 @@
 //! text (its prepared statement, its plan) is the same for every batch of a column set, and
 //! planning it does not grow with the rows as a `VALUES` list's does (a 10,000-row list took
 //! about 15 ms to plan). Each array is typed by its field's SQL type, from the derive's
-//! [`Persist::visit_columns`], and serialized element by element with that type's `ToSql`,
-//! so a value is written exactly as it would be as a parameter of its own.
+//! [`Persist::visit_columns`], and serialized by Diesel's own `ToSql` for arrays, element by
+//! element with that type's `ToSql`, so a value is written exactly as it would be as a
+//! parameter of its own.
 
 use std::io::Write;
 
 use diesel::pg::Pg;
-use diesel::query_builder::bind_collector::RawBytesBindCollector;
-use diesel::query_builder::{AstPass, BindCollector};
+use diesel::query_builder::AstPass;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::{Array, HasSqlType, Integer};
 use diesel::QueryResult;
@@ -205,33 +205,19 @@ impl<'x, T: Persist<Pg>> ColumnVisitor<T, Pg> for WriteColumn<'_, 'x, '_, T> {
     }
 }
 
-/// Serializes `values` as the elements of a one-dimensional array of `ST`.
+/// Serializes `values` as a one-dimensional array of `ST`: Diesel's `ToSql` for a slice, which
+/// writes each element with its own `ToSql` (`NULL` as length -1), through a reference to it.
 fn write_array<'x, ST, F>(
-    values: impl ExactSizeIterator<Item = &'x F>,
+    values: impl Iterator<Item = &'x F>,
     out: &mut Output<'_, '_, Pg>,
 ) -> serialize::Result
 where
+    ST: 'static,
     Pg: HasSqlType<ST>,
     F: ToSql<ST, Pg> + 'x,
 {
-    let len = i32::try_from(values.len())?;
-    let mut elements = RawBytesBindCollector::<Pg>::new();
-    for value in values {
-        elements.push_bound_value::<ST, F>(value, out.metadata_lookup())?;
-    }
-    let element_oid = <Pg as HasSqlType<ST>>::metadata(out.metadata_lookup()).oid()?;
-    let has_null = elements.binds.iter().any(Option::is_none);
-    write_header(out, has_null, element_oid, len)?;
-    for element in &elements.binds {
-        match element {
-            Some(bytes) => {
-                out.write_all(&i32::try_from(bytes.len())?.to_be_bytes())?;
-                out.write_all(bytes)?;
-            }
-            None => out.write_all(&(-1i32).to_be_bytes())?,
-        }
-    }
-    Ok(IsNull::No)
+    let elements: Vec<&F> = values.collect();
+    ToSql::<Array<ST>, Pg>::to_sql(elements.as_slice(), &mut out.reborrow())
 }
 
 /// The row numbers `0..rows` as an `int4[]`.

@@ -3,6 +3,7 @@
 //! transaction manager (the [`Driver`]'s) so that Diesel's bookkeeping stays right.
 
 use diesel::connection::{TransactionDepthChange, TransactionManagerStatus};
+use diesel::result::Error as DieselError;
 
 use super::dialect::Dialect;
 use super::driver::Driver;
@@ -30,8 +31,10 @@ pub(crate) async fn depth<D: Driver>(conn: &mut D::Conn) -> Result<Option<u32>> 
 
 /// BEGIN, or SAVEPOINT when `conn` is already in a transaction. `mode` is the outermost
 /// transaction's (the caller passes `None` for a savepoint, whose mode is its transaction's):
-/// the backend's statement for it, with the transaction manager told of the new level, as
-/// Diesel's own custom BEGINs do (`immediate_transaction`, `build_transaction`).
+/// the backend's statement for it, sent as it is (one round trip, MySQL's two statements
+/// included), with the transaction manager told of the new level, as Diesel's own custom
+/// BEGINs do (`AnsiTransactionManager::begin_transaction_sql`, which needs the connection's
+/// manager to be that type, while a pooled or wrapped connection has its own).
 pub(crate) async fn begin<D: Driver>(
     conn: &mut D::Conn,
     mode: Option<TransactionMode>,
@@ -43,9 +46,12 @@ pub(crate) async fn begin<D: Driver>(
     let began = match sql {
         None => D::begin(conn).await,
         Some(sql) => match D::batch_execute(conn, sql).await {
-            Ok(()) => D::status(conn).transaction_state().and_then(|state| {
-                state.change_transaction_depth(TransactionDepthChange::IncreaseDepth)
-            }),
+            Ok(()) => match D::status(conn) {
+                TransactionManagerStatus::Valid(valid) => {
+                    valid.change_transaction_depth(TransactionDepthChange::IncreaseDepth)
+                }
+                TransactionManagerStatus::InError => Err(DieselError::BrokenTransactionManager),
+            },
             Err(error) => Err(error),
         },
     };

@@ -6,7 +6,7 @@ use proc_macro2::TokenStream;
 use quote::quote;
 use syn::Type;
 
-use super::spans::field_bound;
+use super::spans::{field_bound, field_path};
 use super::Context;
 use crate::ast::Field;
 
@@ -18,13 +18,28 @@ fn children<'a>(cx: &'a Context) -> Vec<(&'a Field<'a>, Type)> {
         .collect()
 }
 
-/// `Element: ChildOf<Self>` per children field, for `impl Entity`: an element type that does
-/// not `belongs_to` this struct is reported on the field's type.
+/// The children fields with their element types as every body and bound names them:
+/// `<Element as IsChildOf<Self>>::Child`, spanned on the field's type. An element that is not
+/// a child of this struct is then one error there; the other uses see an unknown type.
+fn checked_children<'a>(cx: &'a Context) -> Vec<(&'a Field<'a>, TokenStream)> {
+    let p = &cx.p;
+    children(cx)
+        .into_iter()
+        .map(|(field, element)| {
+            let path = field_path(field, &element, quote!(#p::IsChildOf), quote!(Self));
+            (field, quote!(#path::Child))
+        })
+        .collect()
+}
+
+/// `Element: ChildOf<Self>` per children field whose element type names a parameter of the
+/// struct, for `impl Entity`; other element types are checked by `visit_children`'s body.
 pub(super) fn entity_predicates(cx: &Context) -> Vec<TokenStream> {
     let p = &cx.p;
     let self_ty = &cx.generics.self_ty;
     children(cx)
         .iter()
+        .filter(|(_, element)| cx.generics.mentions_params(element))
         .map(|(field, element)| {
             field_bound(field, element, quote!(#p::ChildOf<), quote!(#self_ty>))
         })
@@ -52,7 +67,7 @@ pub(super) fn load_predicates(cx: &Context) -> Vec<TokenStream> {
 /// `Load::visit_child_loads`; nothing without children fields.
 pub(super) fn load_items(cx: &Context) -> TokenStream {
     let p = &cx.p;
-    let children = children(cx);
+    let children = checked_children(cx);
     if children.is_empty() {
         return quote!();
     }
@@ -70,7 +85,7 @@ pub(super) fn load_items(cx: &Context) -> TokenStream {
 /// defaults) without children fields.
 pub(super) fn entity_items(cx: &Context) -> TokenStream {
     let p = &cx.p;
-    let children = children(cx);
+    let children = checked_children(cx);
     if children.is_empty() {
         return quote!();
     }
@@ -86,6 +101,16 @@ pub(super) fn entity_items(cx: &Context) -> TokenStream {
         .map(|f| f.ident);
     quote! {
         const HAS_CHILDREN: bool = true;
+
+        const AGGREGATE_DEPTH: usize = {
+            let mut __depth = 0;
+            #(
+                if <#elements as #p::Entity>::AGGREGATE_DEPTH + 1 > __depth {
+                    __depth = <#elements as #p::Entity>::AGGREGATE_DEPTH + 1;
+                }
+            )*
+            __depth
+        };
 
         fn clone_columns(&self) -> Self {
             Self {
@@ -108,7 +133,7 @@ pub(super) fn entity_items(cx: &Context) -> TokenStream {
 /// `Persist::visit_child_types`; nothing without children fields.
 pub(super) fn persist_items(cx: &Context) -> TokenStream {
     let p = &cx.p;
-    let children = children(cx);
+    let children = checked_children(cx);
     if children.is_empty() {
         return quote!();
     }
@@ -144,4 +169,20 @@ pub(super) fn child_of_impls(cx: &Context, predicates: &[TokenStream]) -> TokenS
         });
     }
     impls
+}
+
+/// For a struct with children fields and no parameters: `AGGREGATE_DEPTH` evaluated where the
+/// struct is declared, so that aggregates that contain one another (`Product` holds `Batch`es
+/// that hold `Product`s) are one error, a cycle in that constant, instead of a unit of work
+/// recursing without end.
+pub(super) fn depth_check(cx: &Context) -> TokenStream {
+    let p = &cx.p;
+    if !cx.input.children().any(|_| true) || !cx.generics.params.is_empty() {
+        return quote!();
+    }
+    let self_ty = &cx.generics.self_ty;
+    quote! {
+        // An aggregate may not contain itself: a cycle here is a cycle of `children`.
+        const _: usize = <#self_ty as #p::Entity>::AGGREGATE_DEPTH;
+    }
 }

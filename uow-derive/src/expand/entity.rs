@@ -20,11 +20,20 @@ pub(super) fn entity_predicates(cx: &Context) -> Vec<TokenStream> {
     let mut predicates = cx.generics.where_predicates.clone();
     // Entities are `Clone` (the baseline is a copy); for generic structs `derive(Clone)` only
     // gives that under bounds of its own, so require it rather than restate them.
-    predicates.push(quote!(#self_ty: #p::Clone));
     // A unit of work moves between threads with its entities (`UnitOfWork: Send`), and an
-    // async write holds them borrowed across `.await` (futures that are `Send`).
-    predicates.push(quote!(#self_ty: #p::Send + #p::Sync));
+    // async write holds them borrowed across `.await` (futures that are `Send`). A struct
+    // without parameters is checked by the trait's own supertraits, once, at the derive: a
+    // bound here would be reported again at every call site.
+    if !cx.generics.params.is_empty() {
+        predicates.push(quote!(#self_ty: #p::Clone));
+        predicates.push(quote!(#self_ty: #p::Send + #p::Sync));
+    }
+    // Bounds on a field whose type names no parameter of the struct are checked once where
+    // the struct is declared (by the bodies, and `column_checks`), not here.
     for (field, ty, sql_type) in cx.fields.typed() {
+        if !cx.generics.mentions_params(ty) {
+            continue;
+        }
         predicates.push(field_bound(field, ty, quote!(#p::PartialEq), quote!()));
         // Previews and messages print field values (Diesel's `ToSql` requires it as well).
         predicates.push(field_bound(field, ty, quote!(#p::Debug), quote!()));

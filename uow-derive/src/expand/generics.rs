@@ -1,8 +1,9 @@
 //! The impls' generics: the struct's own, with its lifetimes made `'static`.
 //!
-//! A unit of work keeps entities between calls, so it holds them with owned (`'static`) data.
-//! The generics are rebuilt by hand rather than with `split_for_impl`, to substitute the
-//! lifetimes.
+//! A unit of work keeps entities between calls, so it holds them with owned (`'static`) data:
+//! `valid.rs` refuses lifetime parameters before expansion, so the substitution here is a
+//! guard that keeps every impl `'static` should that rule change. The generics are rebuilt by hand rather than with
+//! `split_for_impl`, to substitute the lifetimes.
 
 use proc_macro2::{Ident, TokenStream};
 use quote::{quote, ToTokens};
@@ -80,6 +81,23 @@ impl ImplGenerics {
         ty
     }
 
+    /// Whether `ty` names one of the struct's type or const parameters. A bound on a type that
+    /// does not is known to hold or fail where the struct is declared: such bounds stay out of
+    /// the impls' where clauses (a failed one there would be reported again at every call
+    /// site) and are checked once, by the bodies or by `column_checks`.
+    pub fn mentions_params(&self, ty: &Type) -> bool {
+        let names: Vec<&Ident> = self
+            .params
+            .iter()
+            .filter_map(|param| match param {
+                GenericParam::Type(t) => Some(&t.ident),
+                GenericParam::Const(c) => Some(&c.ident),
+                GenericParam::Lifetime(_) => None,
+            })
+            .collect();
+        !names.is_empty() && names_any(ty.to_token_stream(), &names)
+    }
+
     /// The impl's parameters followed by `extra` (the backend parameter of `Persist` and
     /// `Load`).
     pub fn params_and(&self, extra: &Ident) -> TokenStream {
@@ -110,4 +128,13 @@ fn self_ty(input: &Input) -> TokenStream {
     } else {
         quote!(#ident<#(#type_args),*>)
     }
+}
+
+/// Whether `tokens` (at any depth) hold one of `names`.
+fn names_any(tokens: TokenStream, names: &[&Ident]) -> bool {
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) => names.contains(&&ident),
+        proc_macro2::TokenTree::Group(group) => names_any(group.stream(), names),
+        _ => false,
+    })
 }

@@ -1,15 +1,13 @@
 //! `impl Persist<__DB>` (writing the entity) and `impl Load<__DB>` (reading it), generic over
 //! the backend: which backends exist is decided by Diesel's and `uow-core`'s features, and a
-//! backend fits when the field types do (`ToSql`, `FromSql`, `HasSqlType` bounds).
+//! backend fits when the field types do (one `FitsColumn` bound per field: written and read).
 
 use proc_macro2::{Ident, Span, TokenStream};
 use quote::{format_ident, quote};
-use syn::Type;
 
 use super::key::walk_key_arms;
 use super::spans::field_bound;
 use super::Context;
-use crate::ast::Field;
 
 /// The backend parameter of `Persist` and `Load`.
 fn backend() -> Ident {
@@ -24,20 +22,28 @@ pub(super) fn persist_predicates(
 ) -> Vec<TokenStream> {
     let p = &cx.p;
     let table_module = &cx.table_module;
+    let self_ty = &cx.generics.self_ty;
     let mut predicates = entity_predicates.to_vec();
+    // Assumed rather than checked again: a struct that is not `Clone` is then one error (at
+    // `impl Entity`), not one more per impl. Only without parameters: on a generic struct the
+    // bound would hide the impl's associated types (`Key`) from the bodies.
+    if cx.generics.params.is_empty() {
+        predicates.push(quote!(#self_ty: #p::Entity));
+    }
     predicates.push(quote!(__DB: #p::Backend));
     predicates.push(quote!(#table_module::table: #p::QueryFragment<__DB>));
+    // One bound per field, written and read (`FitsColumn`): a field that does not fit its
+    // column is one message where the entity is used, with the one at the field
+    // (`column_checks`).
     for (field, ty, sql_type) in cx.fields.typed() {
         predicates.push(field_bound(
             field,
             ty,
-            quote!(#p::ToSql<),
+            quote!(#p::FitsColumn<),
             quote!(#sql_type, __DB>),
         ));
         predicates.push(quote!(__DB: #p::HasSqlType<#sql_type>));
     }
-    let generated = cx.fields.typed().filter(|(field, ..)| field.generated());
-    predicates.extend(generated.map(|(field, ty, sql_type)| from_sql(cx, field, ty, sql_type)));
     predicates.extend(super::children::persist_predicates(cx));
     predicates
 }
@@ -49,30 +55,25 @@ pub(super) fn load_predicates(
     persist_predicates: &[TokenStream],
 ) -> Vec<TokenStream> {
     let p = &cx.p;
+    let self_ty = &cx.generics.self_ty;
     let mut predicates = persist_predicates.to_vec();
-    predicates.extend(
-        cx.fields
-            .typed()
-            .map(|(field, ty, sql_type)| from_sql(cx, field, ty, sql_type)),
-    );
+    if cx.generics.params.is_empty() {
+        predicates.push(quote!(#self_ty: #p::Persist<__DB>));
+    }
     for (field, ty) in &cx.fields.skipped {
-        // Through `__DB`, so that a skipped field without `Default` only makes `load` and
-        // `refresh` unavailable instead of failing the whole derive.
-        predicates.push(field_bound(
-            field,
-            ty,
-            quote!(#p::SkippedDefault<),
-            quote!(__DB>),
-        ));
+        // A skipped field whose type names no parameter of the struct is checked by
+        // `from_row`'s body, once, at the derive.
+        if cx.generics.mentions_params(ty) {
+            predicates.push(field_bound(
+                field,
+                ty,
+                quote!(#p::SkippedDefault<),
+                quote!(__DB>),
+            ));
+        }
     }
     predicates.extend(super::children::load_predicates(cx));
     predicates
-}
-
-/// `ty: FromSql<sql_type, __DB>`, spanned on the field's type.
-fn from_sql(cx: &Context, field: &Field, ty: &Type, sql_type: &TokenStream) -> TokenStream {
-    let p = &cx.p;
-    field_bound(field, ty, quote!(#p::FromSql<), quote!(#sql_type, __DB>))
 }
 
 /// `impl<__DB> Persist<__DB> for Self`: the table, each field and each key part as bind

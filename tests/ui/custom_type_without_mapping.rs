@@ -1,0 +1,32 @@
+use uow::prelude::*;
+
+diesel::table! {
+    accounts (id) {
+        id -> Integer,
+        owner -> Text,
+        nickname -> Nullable<Text>,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Owner(String);
+
+// `Owner` has no Diesel mapping (`AsExpression`, `FromSql`, `ToSql`) to `Text`.
+#[derive(Tracked, Clone)]
+#[tracked(table = accounts)]
+struct Account {
+    id: i32,
+    owner: Owner,
+    nickname: Option<String>,
+}
+
+fn main() {
+    // Call sites as a user writes them: a mistake in the derive must not be reported here too.
+    use diesel::Connection;
+    let mut conn = diesel::SqliteConnection::establish(":memory:").unwrap();
+    let mut uow = UnitOfWork::new();
+    let account = uow.load::<Account>(&mut conn, Default::default()).unwrap();
+    let _ = uow.get_mut(&account).unwrap();
+    uow.register_removed(&account).unwrap();
+    uow.commit(&mut conn).unwrap();
+}
