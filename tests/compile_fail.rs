@@ -1,5 +1,8 @@
 //! Compile-fail tests for `#[derive(Tracked)]`: every misuse must be rejected with an error on
-//! the offending token and a `help:` line saying how to fix it.
+//! the offending token and a `help:` line saying how to fix it. One case is no misuse:
+//! `correct_names_give_no_hint.rs` names tables, columns and the crate in every accepted way,
+//! and its only error is a deliberate one, so that anything else in its snapshot is an error
+//! that correct code caused.
 
 /// Runs every `tests/ui/*.rs` case and compares the compiler output with its `.stderr`.
 ///

@@ -12,6 +12,10 @@ diesel::table! {
 }
 
 /// The table of a struct whose derive failed (see the module docs).
+///
+/// The derive also looks this name up through `__private` (as `FallbackTable`) to tell whether
+/// `#[tracked(crate = ..)]` leads to `uow` (`uow-derive/src/expand/names.rs`): if `__private`
+/// stopped exporting it, every derive would report a wrong crate path.
 pub type Table = uow_derive_failed::table;
 
 /// What a fallback impl returns where it must return an error.

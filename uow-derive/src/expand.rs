@@ -2,8 +2,10 @@
 //! the runtime only through `::uow::__private` (or `#[tracked(crate = ...)]`).
 //!
 //! `expand` computes what every impl needs once (`Context`, `Fields`) and asks one function per
-//! part of the output: `generics` (lifetimes made `'static`), `entity` (`impl Entity`), `key`
-//! and `generated` (the key and generated fields, which `Entity` and `Persist` both describe),
+//! part of the output: `names` (the table, its columns and the crate path, each named once,
+//! with a hint in uow's words when one does not resolve), `generics` (lifetimes made
+//! `'static`), `entity` (`impl Entity`), `key` and `generated` (the key and generated fields,
+//! which `Entity` and `Persist` both describe),
 //! `relations` (one `Relation` impl per `belongs_to`), `children` (`#[tracked(children)]`
 //! collections, and `ChildOf` per parent type), `persist` (`impl Persist` and `impl Load`). `spans` makes rustc report a failed requirement on the field that causes it.
 
@@ -21,6 +23,7 @@ mod fallback;
 mod generated;
 mod generics;
 mod key;
+mod names;
 mod persist;
 mod relations;
 mod spans;
@@ -63,6 +66,10 @@ fn expand(input: &Input) -> TokenStream {
     wrap_in_const(
         &private_path(input.attrs.krate.as_ref().map(|k| &k.value)),
         [
+            // First: rustc stops at the first `__uow::` trait that does not resolve.
+            names::crate_hint(&cx),
+            names::schema_trait(&cx),
+            names::schema_impl(&cx),
             column_type_trait(&cx),
             column_checks(&cx),
             children::depth_check(&cx),
@@ -81,9 +88,10 @@ struct Context<'a> {
     /// `__uow`, the name `wrap_in_const` gives `::uow::__private` (or `path::__private` with
     /// `#[tracked(crate = path)]`): generated code names every runtime item through it
     /// (ARCHITECTURE.md, "Why `__private` inside `const _`"), and a wrong `crate =` path is one
-    /// error, at that `use`.
+    /// error, at that `use`, followed by `names::crate_hint`'s.
     p: TokenStream,
-    /// The module of the Diesel `table!`, where the columns are.
+    /// The module of the Diesel `table!`, where the columns are, as written: only
+    /// `names::schema_impl` resolves it; the impls name the table through `names::table_type`.
     table_module: syn::Path,
     generics: ImplGenerics,
     fields: Fields<'a>,
@@ -95,7 +103,7 @@ impl<'a> Context<'a> {
         let table_module = table_module(&input.attrs.table.as_ref()?.value);
         let p = quote!(__uow);
         let generics = ImplGenerics::new(input);
-        let fields = Fields::new(input, &generics, &table_module, &p);
+        let fields = Fields::new(input, &generics, &p);
         Some(Context {
             input,
             p,
@@ -125,9 +133,9 @@ struct Fields<'a> {
     names: Vec<&'a Ident>,
     /// The fields' types, their lifetimes `'static`.
     tys: Vec<Type>,
-    /// `table_module::column`.
+    /// The columns, as `names::column_type` names them.
     columns: Vec<TokenStream>,
-    /// The columns' SQL types, `<table_module::column as Expression>::SqlType`.
+    /// The columns' SQL types, `<column as Expression>::SqlType`.
     sql_types: Vec<TokenStream>,
     /// The key fields, in declaration order: a composite key is a tuple in that order.
     keys: Vec<usize>,
@@ -139,19 +147,12 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn new(
-        input: &'a Input<'a>,
-        generics: &ImplGenerics,
-        table_module: &syn::Path,
-        p: &TokenStream,
-    ) -> Self {
+    fn new(input: &'a Input<'a>, generics: &ImplGenerics, p: &TokenStream) -> Self {
         let persisted: Vec<&Field> = input.persisted().collect();
         let columns: Vec<TokenStream> = persisted
             .iter()
-            .map(|f| {
-                let column = f.column();
-                quote!(#table_module::#column)
-            })
+            .enumerate()
+            .map(|(index, f)| names::column_type(index, f.column()))
             .collect();
         let sql_types = columns
             .iter()
@@ -249,7 +250,7 @@ fn column_checks(cx: &Context) -> TokenStream {
 
 /// `items` inside an anonymous `const`: nothing the expansion declares is visible in, or
 /// collides with, the user's module (several derives in one module are fine).
-fn wrap_in_const(private: &TokenStream, items: [TokenStream; 8]) -> TokenStream {
+fn wrap_in_const(private: &TokenStream, items: [TokenStream; 11]) -> TokenStream {
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, unused_qualifications, clippy::all)]

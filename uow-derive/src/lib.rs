@@ -44,14 +44,18 @@ use proc_macro::TokenStream;
 /// work keeps entities past any borrow, and rows cannot lend); `Cow<'static, str>` is fine.
 ///
 /// **Reading the errors.** Every mistake is reported where it was made, once, with a `help:`;
-/// call sites (`load`, `get_mut`, ...) stay quiet. Three come from rustc's name resolution,
-/// which a derive cannot word:
+/// call sites (`load`, `get_mut`, ...) stay quiet. Three mistakes are names that do not
+/// resolve: rustc reports them in its own words, which a derive cannot change, and the derive
+/// adds a second error on the same token saying what to check:
 ///
-/// - "cannot find type `x` in module `accounts`": field `x` is not a column of the table: name
-///   its column with `column = ..` (or Diesel's `column_name`), or mark it `skip`;
-/// - "use of unresolved module or unlinked crate `acounts`" on `table = ..`: the path does not
-///   name the `table!` (a typo, or a `schema::` prefix missing);
-/// - the same on `crate = ..`: the path where `uow` is re-exported is wrong.
+/// - a field that is not a column: "cannot find type `x` in module `accounts`", then "field
+///   `x` is not a column of `accounts`" (mark it `skip`, or name its column with `column = ..`
+///   or Diesel's `column_name`);
+/// - `table = ..` that names no `table!`: "unresolved import `acounts`", then "`table =
+///   acounts` does not name a Diesel `table!` in scope" (a typo, or the module not in scope:
+///   import it or write its path);
+/// - `crate = ..` that does not lead to `uow`: "unresolved import `uwo`", then "`crate = uwo`
+///   is not the path of the `uow` crate".
 ///
 /// A field whose type does not fit its column ("field type `String` does not map to its
 /// column's SQL type `BigInt`") is reported on the field, and once more at each `load`,

@@ -58,6 +58,7 @@ pub(super) fn entity_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStre
     let impl_params = &cx.generics.params;
     let self_ty = &cx.generics.self_ty;
     let table_module = &cx.table_module;
+    let table = super::names::table_type();
     let entity_name = cx.input.ident.to_string();
     let table_name = table_module
         .segments
@@ -84,7 +85,7 @@ pub(super) fn entity_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStre
         impl<#impl_params> #p::Entity for #self_ty
         where #(#predicates,)*
         {
-            type Table = #table_module::table;
+            type Table = #table;
             type Key = #key_ty;
             type Generated = #generated_ty;
 

@@ -21,7 +21,7 @@ pub(super) fn persist_predicates(
     entity_predicates: &[TokenStream],
 ) -> Vec<TokenStream> {
     let p = &cx.p;
-    let table_module = &cx.table_module;
+    let table = super::names::table_type();
     let self_ty = &cx.generics.self_ty;
     let mut predicates = entity_predicates.to_vec();
     // Assumed rather than checked again: a struct that is not `Clone` is then one error (at
@@ -31,7 +31,7 @@ pub(super) fn persist_predicates(
         predicates.push(quote!(#self_ty: #p::Entity));
     }
     predicates.push(quote!(__DB: #p::Backend));
-    predicates.push(quote!(#table_module::table: #p::QueryFragment<__DB>));
+    predicates.push(quote!(#table: #p::QueryFragment<__DB>));
     // One bound per field, written and read (`FitsColumn`): a field that does not fit its
     // column is one message where the entity is used, with the one at the field
     // (`column_checks`).
@@ -81,7 +81,7 @@ pub(super) fn load_predicates(
 pub(super) fn persist_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStream {
     let p = &cx.p;
     let db = backend();
-    let table_module = &cx.table_module;
+    let table = super::names::table_value();
     let fields = &cx.fields;
     let indexes = 0..fields.persisted.len();
     let visit_indexes = 0..fields.persisted.len();
@@ -94,7 +94,7 @@ pub(super) fn persist_impl(cx: &Context, predicates: &[TokenStream]) -> TokenStr
     let items = quote! {
         #[inline]
         fn walk_table(__out: #p::AstPass<'_, '_, #db>) -> #p::QueryResult<()> {
-            #p::QueryFragment::<#db>::walk_ast(&#table_module::table, __out)
+            #p::QueryFragment::<#db>::walk_ast(&#table, __out)
         }
 
         #[inline]

@@ -71,6 +71,40 @@ fn const_block(input: DeriveInput) -> Vec<Item> {
         .collect()
 }
 
+/// The items of a `const _: () = { ... };` item, or `None` for another item.
+fn const_items(item: &Item) -> Option<Vec<Item>> {
+    let Item::Const(item) = item else {
+        return None;
+    };
+    let syn::Expr::Block(block) = &*item.expr else {
+        return None;
+    };
+    Some(
+        block
+            .block
+            .stmts
+            .iter()
+            .filter_map(|stmt| match stmt {
+                syn::Stmt::Item(item) => Some(item.clone()),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The items of the block that names the table and the columns (`expand/names.rs`): the one
+/// nested `const _` implementing `__UowColumns`.
+fn schema_block(items: &[Item]) -> Vec<Item> {
+    let mut found = items.iter().filter_map(const_items).filter(|inner| {
+        inner.iter().any(|item| {
+            matches!(item, Item::Impl(i) if i.trait_.as_ref().is_some_and(|(_, p, _)| text(p) == "__UowColumns"))
+        })
+    });
+    let block = found.next().expect("a block implementing `__UowColumns`");
+    assert!(found.next().is_none(), "one block names the table");
+    block
+}
+
 /// The impl of the trait whose path ends in `name`.
 fn impl_of<'a>(items: &'a [Item], name: &str) -> &'a ItemImpl {
     let found = items.iter().find_map(|item| match item {
@@ -226,8 +260,8 @@ fn the_expansion_is_one_anonymous_const_with_every_impl() {
         .collect();
     assert_eq!(
         structs,
-        ["__UowRelation0"],
-        "one relation type per `belongs_to`"
+        ["__UowSchema", "__UowRelation0"],
+        "the schema type, then one relation type per `belongs_to`"
     );
 }
 
@@ -314,25 +348,130 @@ fn type_parameters_are_kept_and_lifetimes_refused() {
 
 #[test]
 fn table_and_table_module_name_the_same_table() {
-    let table_type = |table: TokenStream| {
+    let schema = |table: TokenStream| {
         let items = const_block(parse_quote! {
             #[tracked(table = #table)]
             struct Note { id: i32 }
         });
-        let entity = impl_of(&items, "Entity");
-        entity.items.iter().find_map(|item| match item {
-            syn::ImplItem::Type(t) if t.ident == "Table" => Some(text(&t.ty)),
+        let block = schema_block(&items);
+        let uses: Vec<String> = block
+            .iter()
+            .filter_map(|item| match item {
+                Item::Use(u) => Some(text(u)),
+                _ => None,
+            })
+            .collect();
+        let table = impl_of(&block, "__UowColumns")
+            .items
+            .iter()
+            .find_map(|item| match item {
+                syn::ImplItem::Type(t) if t.ident == "Table" => Some(text(&t.ty)),
+                _ => None,
+            });
+        (uses, table)
+    };
+    for table in [quote!(schema::notes), quote!(schema::notes::table)] {
+        let (uses, table) = schema(table);
+        assert_eq!(uses, ["useschema::notes;"]);
+        assert_eq!(table.as_deref(), Some("notes::table"));
+    }
+}
+
+#[test]
+fn the_users_names_are_resolved_in_one_block_with_hints_beside() {
+    let items = const_block(parse_quote! {
+        #[tracked(table = crate::schema::accounts)]
+        struct Account {
+            id: i32,
+            #[tracked(column = owner)]
+            holder: String,
+            #[tracked(skip)]
+            cache: Vec<u8>,
+        }
+    });
+
+    // Only the schema block names the table and its columns; the impls name them through
+    // `__UowColumns`.
+    let schema = schema_block(&items);
+    let columns = text(impl_of(&schema, "__UowColumns"));
+    for wanted in [
+        "typeTable=accounts::table;",
+        "constTABLE:Self::Table=Self::Table{};",
+        "typeColumn0=accounts::id;",
+        "typeColumn1=accounts::owner;",
+    ] {
+        assert!(columns.contains(wanted), "no `{wanted}` in {columns}");
+    }
+    for name in ["Entity", "Persist", "Load"] {
+        let imp = text(impl_of(&items, name));
+        assert!(!imp.contains("accounts::"), "{name} names the table: {imp}");
+    }
+    let entity = text(impl_of(&items, "Entity"));
+    assert!(
+        entity.contains("typeTable=<__UowSchemaas__UowColumns>::Table;"),
+        "{entity}"
+    );
+    assert!(
+        entity.contains("column:<<__UowSchemaas__UowColumns>::Column1as__uow::Column>::NAME"),
+        "{entity}"
+    );
+
+    // The hints: fallbacks named `table` and after each column (not after skipped fields),
+    // shadowed by the table module's glob import, and a message per persisted field.
+    let hints: Vec<Item> = schema.iter().filter_map(const_items).flatten().collect();
+    let fallbacks: Vec<String> = hints
+        .iter()
+        .filter_map(|item| match item {
+            Item::Struct(s) => Some(s.ident.to_string()),
             _ => None,
         })
-    };
-    assert_eq!(
-        table_type(quote!(schema::notes)).as_deref(),
-        Some("schema::notes::table")
+        .collect();
+    assert_eq!(fallbacks, ["table", "id", "owner"]);
+    let hints = text(quote!(#(#hints)*));
+    for wanted in [
+        "message=\"`table = crate::schema::accounts` does not name a Diesel `table!` in scope\"",
+        "message=\"field `id` is not a column of `crate::schema::accounts`\"",
+        "message=\"`column = owner` is not a column of `crate::schema::accounts`\"",
+        "useaccounts::*;",
+        "<table<>as__UowTableFound>::__uow_found();",
+        "<owneras__UowColumnFound1<<__UowSchemaas__UowColumns>::Table>>::__uow_found();",
+    ] {
+        let wanted = wanted.replace(' ', "");
+        assert!(hints.contains(&wanted), "no `{wanted}` in {hints}");
+    }
+    assert!(
+        !hints.contains("cache"),
+        "a skipped field has no column: {hints}"
     );
-    assert_eq!(
-        table_type(quote!(schema::notes::table)).as_deref(),
-        Some("schema::notes::table")
+}
+
+#[test]
+fn the_crate_hint_is_checked_before_the_first_runtime_trait() {
+    let mut input = account();
+    input
+        .attrs
+        .push(parse_quote!(#[tracked(crate = my::reexport)]));
+    let items = const_block(input);
+    let position =
+        |wanted: &dyn Fn(&str) -> bool| items.iter().position(|item| wanted(&text(item)));
+    let hint = position(&|item| item.contains("impl__UowCrateCheckforFallbackTable<>{}"));
+    let hint = hint.expect("the crate hint");
+    let first_runtime = position(&|item| {
+        !item.starts_with("use") && !item.contains("__UowCrateCheck") && item.contains("__uow::")
+    });
+    assert!(
+        first_runtime.is_some_and(|first| hint < first),
+        "rustc stops at the first unresolved `__uow::` trait: the hint must come before it"
     );
+    let hint = text(&items[hint]);
+    for wanted in [
+        "message=\"`crate = my::reexport` is not the path of the `uow` crate\"",
+        "structFallbackTable{",
+        "use__uow::*;",
+    ] {
+        let wanted = wanted.replace(' ', "");
+        assert!(hint.contains(&wanted), "no `{wanted}` in {hint}");
+    }
 }
 
 #[test]
