@@ -360,7 +360,33 @@ fn timed<C, O>(
     total
 }
 
+/// `UOW_W7_PROFILE=uow|hand` (and `UOW_W7_ROUNDS`, default 50): that routine on SQLite that
+/// many times, nothing else, for a profiler (`valgrind --tool=callgrind
+/// --toggle-collect='*with_uow*'` counts the routine's instructions only, whatever else the
+/// machine does).
+fn profile_only() -> bool {
+    let Ok(variant) = std::env::var("UOW_W7_PROFILE") else {
+        return false;
+    };
+    let rounds = std::env::var("UOW_W7_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(50);
+    let mut db = sqlite::open();
+    for _ in 0..rounds {
+        let id = sqlite::seed(&mut db);
+        match variant.as_str() {
+            "uow" => drop(sqlite::with_uow(&mut db.conn, id)),
+            _ => drop(sqlite::by_hand(&mut db.conn, id)),
+        }
+    }
+    true
+}
+
 fn benches(c: &mut Criterion) {
+    if profile_only() {
+        return;
+    }
     #[cfg(feature = "sqlite")]
     sqlite::bench(c);
     #[cfg(feature = "postgres")]

@@ -25,6 +25,8 @@ if [ "${UOW_BENCH_SUMMARY_ONLY:-0}" != 1 ]; then
     # Results of an earlier run must not leak into this table.
     rm -rf "$target/criterion"
     cargo bench --bench workloads --bench tracking --bench bulk --bench aggregates "$@"
+    # The outbox's commit (and, with `--features rabbitmq,nats`, the relay's throughput).
+    cargo bench --bench outbox --features outbox "$@"
     if [ "${UOW_BENCH_SKIP_SQLALCHEMY:-0}" != 1 ]; then
         python3 benches/sqlalchemy/bench.py
     fi

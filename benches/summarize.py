@@ -79,6 +79,17 @@ GROUPS = [
         ("uow", "uow: load::<Product>, get_mut + plain Rust on the tree, commit"),
         ("diesel_by_hand", "Diesel: a query per level, tree by hand, diff against a copy, UPDATE per row + INSERT + DELETE .. IN + version"),
     ]),
+    ("outbox_commit_1000", "Outbox: 1,000 held items changed, one event each, one commit", [
+        ("events_in_memory", "uow: record_event (outbox off)"),
+        ("outbox", "uow: record_outbox_event (outbox on: + one INSERT of 1,000 rows)"),
+        ("diesel_by_hand", "Diesel: UPDATE per row + outbox rows (serde_json) in one multi-row INSERT"),
+    ]),
+    ("outbox_relay_rabbitmq", "Relay: 1,000 outbox rows to RabbitMQ, batches of 100, confirms awaited", [
+        ("relay", "uow: Relay::relay_once until empty"),
+    ]),
+    ("outbox_relay_nats", "Relay: 1,000 outbox rows to NATS JetStream, batches of 100, acks awaited", [
+        ("relay", "uow: Relay::relay_once until empty"),
+    ]),
     ("bulk_100000", "Bulk: 100,000 new customers in 1,000-row chunks", [
         ("scope_flush_per_chunk", "uow: one scope, register_new + scope.flush() per chunk"),
         ("commit_per_chunk", "uow: register_new + commit per chunk"),
@@ -131,6 +142,8 @@ TARGETS = [
     ("W2' (commit only) vs Diesel UPDATE .. FROM unnest", ("w2_commit_only_10000", "uow"), ("w2_commit_only_10000", "diesel_update_from_unnest"), "info", None, on_postgres),
     ("W2 over the link (absolute)", ("w2_update_10000", "uow"), None, "lt", 100_000_000, over_link),
     ("W7 aggregate vs Diesel by hand", ("w7_aggregate", "uow"), ("w7_aggregate", "diesel_by_hand"), "le", 1.2),
+    ("Outbox on vs off (1,000 changes, one event each)", ("outbox_commit_1000", "outbox"), ("outbox_commit_1000", "events_in_memory"), "info", None),
+    ("Outbox on vs Diesel by hand (same job)", ("outbox_commit_1000", "outbox"), ("outbox_commit_1000", "diesel_by_hand"), "info", None),
     ("Bulk: scope vs commit per chunk", ("bulk_100000", "scope_flush_per_chunk"), ("bulk_100000", "commit_per_chunk"), "le", 1.1),
     ("Bulk: commit per chunk vs Diesel", ("bulk_100000", "commit_per_chunk"), ("bulk_100000", "diesel_multi_row_returning"), "info", None),
 ]

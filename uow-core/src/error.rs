@@ -274,6 +274,43 @@ pub enum Error {
     )]
     ParticipantsInOuterTransaction,
 
+    /// An event given to `record_outbox_event` could not be serialized to JSON (its
+    /// `Serialize` implementation failed, for example a map with keys that are not strings).
+    /// Nothing was recorded.
+    #[error(
+        "the event `{event_type}` could not be serialized to JSON for the outbox: {reason}; \
+         nothing was recorded: fix its `Serialize` implementation and record it again"
+    )]
+    EventNotSerializable {
+        /// The event's `OutboxEvent::EVENT_TYPE`.
+        event_type: &'static str,
+        /// serde_json's message.
+        reason: String,
+    },
+
+    /// The outbox relay's publisher could not hand messages to its broker, or the broker did
+    /// not confirm them. The relay marked none of them published: they stay in the outbox and
+    /// are sent again (consumers drop duplicates through the inbox).
+    #[error(
+        "publishing outbox messages to {publisher} failed: {source}; they stay unpublished in \
+         the outbox and the relay sends them again: check that the broker is reachable"
+    )]
+    Publish {
+        /// The publisher's name (`Publisher::NAME`).
+        publisher: &'static str,
+        /// The broker client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// The outbox relay was given a connection with a transaction open: a batch must be its
+    /// own transaction, committed only after the broker confirmed it.
+    #[error(
+        "the outbox relay needs a connection with no open transaction, so that each batch is \
+         committed on its own once the broker confirmed it: give it a connection of its own"
+    )]
+    RelayInTransaction,
+
     /// The connection to the database server was lost (the server closed it or was
     /// restarted, a network failure, a statement too large for MySQL's `max_allowed_packet`).
     /// A server discards the open transaction of a connection it loses, so nothing of the call

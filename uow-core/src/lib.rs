@@ -40,6 +40,10 @@ mod fields;
 mod handle;
 mod hooks;
 mod loading;
+#[cfg(feature = "outbox")]
+pub mod outbox;
+#[cfg(feature = "outbox")]
+mod outbox_table;
 mod parents;
 mod plan;
 mod planning;

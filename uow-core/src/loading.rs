@@ -311,7 +311,7 @@ where
             let keys: Vec<T::Key> = parents.iter().map(Entity::key).collect();
             let mut members = select_children::<M, T, D>(conn, foreign_key, &keys).await?;
             fill_children::<M, D>(conn, &mut members).await?;
-            let position: HashMap<T::Key, usize> =
+            let position: HashMap<T::Key, usize, crate::fast_hash::KeyHash> =
                 keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
             let owners = parent_keys::<T, M>(&members, relation);
             for (member, owner) in members.into_iter().zip(owners) {

@@ -114,7 +114,11 @@ impl<C: Driver> Write<'_, C> {
             uow.state.participants.prepare()?;
         }
         let plan = uow.plan_write()?;
-        let begin = how.begin && !plan.is_empty();
+        #[cfg(feature = "outbox")]
+        let outbox = uow.state.events.has_outbox_rows();
+        #[cfg(not(feature = "outbox"))]
+        let outbox = false;
+        let begin = how.begin && (!plan.is_empty() || outbox);
         if begin {
             let mode = how.depth_before.is_none().then_some(uow.transaction_mode);
             transaction::begin::<C>(self.conn, mode).await?;
@@ -123,6 +127,12 @@ impl<C: Driver> Write<'_, C> {
             let what = if how.scope { "flush" } else { "commit" };
             let span = span.insert(crate::trace::write_span(what));
             crate::trace::in_span(span, uow.send_plan(self.conn, &plan, sent)).await?;
+        }
+        #[cfg(feature = "outbox")]
+        if outbox {
+            // After the entities' rows, so the keys the database assigned are known.
+            let rows = uow.state.events.outbox_rows(&uow.state.stores);
+            exec::outbox::insert_rows::<C>(self.conn, &rows, sent).await?;
         }
         if how.prepare == PrepareAt::BeforeCommit {
             uow.state.participants.prepare()?;

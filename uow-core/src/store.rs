@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use crate::entity::{Entity, Relation, RelationVisitor};
 use crate::error::{Error, Result};
-use crate::fast_hash::FastHash;
+use crate::fast_hash::{FastHash, KeyHash};
 use crate::tracking::Tracked;
 
 mod bulk;
@@ -68,7 +68,7 @@ struct Slot<T: Entity> {
 pub(crate) struct Store<T: Entity> {
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
-    by_key: HashMap<T::Key, u32>,
+    by_key: HashMap<T::Key, u32, KeyHash>,
     /// Slots that may have something to write: new, removed, mutably borrowed, register_dirty.
     touched: Vec<u32>,
     /// What the write under way produced, applied once it succeeded.
@@ -93,7 +93,7 @@ impl<T: Entity> Store<T> {
         Store {
             slots: Vec::new(),
             free: Vec::new(),
-            by_key: HashMap::new(),
+            by_key: HashMap::default(),
             touched: Vec::new(),
             written: Written::default(),
             levels: (0..open_levels)

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use crate::fast_hash::KeyHash;
+
 use crate::tracking::Member;
 
 /// The persisted members of one collection, matched to its elements by key: first at the
@@ -10,7 +12,7 @@ use crate::tracking::Member;
 /// members not matched yet, built the first time a position does not match.
 pub(super) struct Matching<K> {
     members: Vec<Option<(K, Member)>>,
-    by_key: Option<HashMap<K, usize>>,
+    by_key: Option<HashMap<K, usize, KeyHash>>,
 }
 
 impl<K: std::hash::Hash + Eq + Clone> Matching<K> {

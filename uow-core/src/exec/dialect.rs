@@ -44,6 +44,48 @@ pub trait Dialect:
     #[doc(hidden)]
     fn begin_sql(mode: TransactionMode) -> Result<Option<&'static str>, Error>;
 
+    /// Inserts outbox rows (feature `outbox`), one statement.
+    #[cfg(feature = "outbox")]
+    #[doc(hidden)]
+    fn insert_outbox<'q, D: Driver<Backend = Self>>(
+        conn: &'q mut D::Conn,
+        rows: &'q [crate::events::NewOutboxRow<'q>],
+    ) -> impl Future<Output = QueryResult<usize>> + Send + 'q;
+
+    /// Up to `limit` unpublished outbox rows in order, locked where rows can be.
+    #[cfg(feature = "outbox")]
+    #[doc(hidden)]
+    fn claim_outbox<D: Driver<Backend = Self>>(
+        conn: &mut D::Conn,
+        limit: i64,
+    ) -> impl Future<Output = QueryResult<Vec<crate::outbox_table::OutboxMessage>>> + Send + '_;
+
+    /// Sequence, aggregate type and key of every unpublished outbox row up to `last`.
+    #[cfg(feature = "outbox")]
+    #[doc(hidden)]
+    fn unpublished_up_to<D: Driver<Backend = Self>>(
+        conn: &mut D::Conn,
+        last: i64,
+    ) -> impl Future<Output = QueryResult<Vec<(i64, String, String)>>> + Send + '_;
+
+    /// Marks outbox rows published.
+    #[cfg(feature = "outbox")]
+    #[doc(hidden)]
+    fn mark_published<D: Driver<Backend = Self>>(
+        conn: &mut D::Conn,
+        sequences: Vec<i64>,
+        at: i64,
+    ) -> impl Future<Output = QueryResult<usize>> + Send + '_;
+
+    /// Inserts a message id into the inbox unless it is there: 1 row, or 0.
+    #[cfg(feature = "outbox")]
+    #[doc(hidden)]
+    fn insert_inbox<'q, D: Driver<Backend = Self>>(
+        conn: &'q mut D::Conn,
+        message_id: &'q str,
+        at: i64,
+    ) -> impl Future<Output = QueryResult<usize>> + Send + 'q;
+
     /// Values an UPDATE of `T` writing `columns` columns binds per row: by default the key,
     /// the persisted version it checks, and the values.
     #[doc(hidden)]

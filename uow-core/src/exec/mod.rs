@@ -26,6 +26,8 @@ mod mysql;
 mod mysql_batched;
 #[cfg(feature = "async")]
 mod nonblocking;
+#[cfg(feature = "outbox")]
+pub(crate) mod outbox;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "postgres")]

@@ -239,6 +239,11 @@ async fn statements_for<'r, D: Driver<Backend = Mysql>, T: Persist<Mysql>>(
 }
 
 impl Dialect for Mysql {
+    #[cfg(feature = "outbox")]
+    super::outbox::outbox_statements!(
+        claim: |query| query.for_update().skip_locked(),
+        inbox: |values| diesel::insert_or_ignore_into(i::uow_inbox).values(values),
+    );
     const NAME: &'static str = "MySQL";
     const MAX_BIND_PARAMS: usize = 65535;
 

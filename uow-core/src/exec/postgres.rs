@@ -26,6 +26,11 @@ impl sealed::Sealed for Pg {}
 sealed::entity_columns_metadata!(Pg);
 
 impl Dialect for Pg {
+    #[cfg(feature = "outbox")]
+    super::outbox::outbox_statements!(
+        claim: |query| query.for_update().skip_locked(),
+        inbox: |values| diesel::insert_into(i::uow_inbox).values(values).on_conflict_do_nothing(),
+    );
     const NAME: &'static str = "PostgreSQL";
     const MAX_BIND_PARAMS: usize = 65535;
 

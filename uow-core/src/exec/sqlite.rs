@@ -21,6 +21,11 @@ impl sealed::Sealed for Sqlite {}
 sealed::entity_columns_metadata!(Sqlite);
 
 impl Dialect for Sqlite {
+    #[cfg(feature = "outbox")]
+    super::outbox::outbox_statements!(
+        claim: |query| query,
+        inbox: |values| diesel::insert_or_ignore_into(i::uow_inbox).values(values),
+    );
     const NAME: &'static str = "SQLite";
     // SQLITE_MAX_VARIABLE_NUMBER of the bundled SQLite (3.32 and later).
     const MAX_BIND_PARAMS: usize = 32766;

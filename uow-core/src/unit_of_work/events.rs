@@ -44,8 +44,21 @@ impl<C: Driver> UnitOfWork<C> {
         handle: &Handle<T>,
         event: impl Any + Send,
     ) -> Result<()> {
+        #[cfg(not(feature = "outbox"))]
+        return self.record_event_with(handle, event);
+        #[cfg(feature = "outbox")]
+        self.record_event_with(handle, event, None)
+    }
+
+    /// `record_event`, with what the event is written as in the outbox if it is written there.
+    pub(crate) fn record_event_with<T: Entity>(
+        &mut self,
+        handle: &Handle<T>,
+        event: impl Any + Send,
+        #[cfg(feature = "outbox")] outbox: Option<crate::events::OutboxRecord>,
+    ) -> Result<()> {
         let revision = self.tracked(handle)?.revision();
-        self.state.events.record(DomainEvent::new(
+        let event = DomainEvent::new(
             T::ENTITY_NAME,
             Box::new(event),
             EventSource {
@@ -54,7 +67,13 @@ impl<C: Driver> UnitOfWork<C> {
                 generation: handle.generation,
                 revision,
             },
-        ));
+        );
+        #[cfg(feature = "outbox")]
+        let event = match outbox {
+            Some(record) => event.with_outbox(record),
+            None => event,
+        };
+        self.state.events.record(event);
         Ok(())
     }
 

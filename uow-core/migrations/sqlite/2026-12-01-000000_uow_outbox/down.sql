@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS uow_inbox;
+DROP TABLE IF EXISTS uow_outbox;
