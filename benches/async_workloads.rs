@@ -18,6 +18,8 @@
 
 mod common;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -76,25 +78,51 @@ fn group<'c>(c: &'c mut Criterion, name: &str, heavy: bool) -> BenchmarkGroup<'c
     group
 }
 
-/// Times `routine` only, on the runtime: `setup` runs before each call and the routine's
-/// output is dropped after it, both untimed. Both get `state` (the benchmark's database).
-fn timed_async<D, I, O>(
+/// A step of an asynchronous benchmark: a future borrowing the benchmark's database, `Send`
+/// so that it can run on the runtime's workers.
+type Step<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Times `routine` only, on a task spawned on the runtime, as a web framework runs a request
+/// handler (the handler's task and the connection's I/O task on the runtime's workers): `setup`
+/// runs before each call and the routine's output is dropped after it, both untimed. Both get
+/// the benchmark's database, lent to the task for the call, and `param`. Polling the routine
+/// from the benchmark's own thread instead (`Runtime::block_on` around it) would add two
+/// wake-ups across threads to every round trip, which the hand-written variants, with fewer
+/// round trips, would pay less of.
+fn timed_async<P: Copy + Send + 'static, I: Send + 'static, O: Send + 'static>(
     iters: u64,
-    state: &mut D,
-    mut setup: impl AsyncFnMut(&mut D) -> I,
-    mut routine: impl AsyncFnMut(&mut D, I) -> O,
+    db: &mut Option<AsyncBenchDb>,
+    param: P,
+    setup: for<'a> fn(&'a mut AsyncBenchDb, P) -> Step<'a, I>,
+    routine: for<'a> fn(&'a mut AsyncBenchDb, I) -> Step<'a, O>,
 ) -> Duration {
-    block_on(async {
+    let Some(mut lent) = db.take() else {
+        panic!("the benchmark's database was not given back");
+    };
+    let task = RUNTIME.spawn(async move {
         let mut total = Duration::ZERO;
         for _ in 0..iters {
-            let input = setup(state).await;
+            let input = setup(&mut lent, param).await;
             let start = Instant::now();
-            let output = routine(state, input).await;
+            let output = routine(&mut lent, input).await;
             total += start.elapsed();
             drop(output);
         }
-        total
-    })
+        (lent, total)
+    });
+    let (lent, total) = ok(block_on(task), "the benchmark's task");
+    *db = Some(lent);
+    total
+}
+
+/// Opens a benchmark database (on the runtime: its connection's task is spawned there).
+fn open_async() -> Option<AsyncBenchDb> {
+    Some(block_on(AsyncBenchDb::open()))
+}
+
+/// Drops a benchmark database on the runtime (its connection's task is stopped there).
+fn close_async(db: Option<AsyncBenchDb>) {
+    block_on(async move { drop(db) });
 }
 
 /// The synchronous counterpart (`workloads.rs`'s `timed`).
@@ -720,97 +748,57 @@ fn w1_check(n: usize) {
     assert_eq!(uow.len(), n);
 }
 
+/// W1's set-up: empty tables, `n` new rows.
+fn w1_setup(db: &mut AsyncBenchDb, n: usize) -> Step<'_, Vec<Item>> {
+    Box::pin(async move {
+        db.reset().await;
+        new_items(n)
+    })
+}
+
 fn w1(c: &mut Criterion) {
+    type Routine = for<'a> fn(&'a mut AsyncBenchDb, Vec<Item>) -> Step<'a, Box<dyn Send>>;
+    let variants: [(&str, Routine); 5] = [
+        ("uow_async", |db, rows| {
+            Box::pin(async move {
+                Box::new(on_async::w1_uow(&mut db.conn, rows).await) as Box<dyn Send>
+            })
+        }),
+        ("diesel_async_multi_row", |db, rows| {
+            Box::pin(async move {
+                on_async::w1_multi_row(&mut db.conn, &rows).await;
+                Box::new(rows) as Box<dyn Send>
+            })
+        }),
+        ("diesel_async_multi_row_returning", |db, mut rows| {
+            Box::pin(async move {
+                on_async::w1_multi_row_returning(&mut db.conn, &mut rows).await;
+                Box::new(rows) as Box<dyn Send>
+            })
+        }),
+        ("diesel_async_returning_in_transaction", |db, mut rows| {
+            Box::pin(async move {
+                on_async::w1_returning_in_transaction(&mut db.conn, &mut rows).await;
+                Box::new(rows) as Box<dyn Send>
+            })
+        }),
+        ("diesel_async_row_by_row", |db, rows| {
+            Box::pin(async move {
+                on_async::w1_row_by_row(&mut db.conn, &rows).await;
+                Box::new(rows) as Box<dyn Send>
+            })
+        }),
+    ];
     for n in [100usize, 10_000] {
         w1_check(n);
         let mut g = group(c, &format!("w1_async_insert_{n}"), n > 1000);
-        g.bench_function("uow_async", |b| {
-            let mut db = block_on(AsyncBenchDb::open());
-            b.iter_custom(|iters| {
-                timed_async(
-                    iters,
-                    &mut db,
-                    async |db: &mut AsyncBenchDb| {
-                        db.reset().await;
-                        new_items(n)
-                    },
-                    async |db: &mut AsyncBenchDb, rows| on_async::w1_uow(&mut db.conn, rows).await,
-                )
+        for (name, routine) in variants {
+            g.bench_function(name, |b| {
+                let mut db = open_async();
+                b.iter_custom(|iters| timed_async(iters, &mut db, n, w1_setup, routine));
+                close_async(db);
             });
-            block_on(async move { drop(db) });
-        });
-        g.bench_function("diesel_async_multi_row", |b| {
-            let mut db = block_on(AsyncBenchDb::open());
-            b.iter_custom(|iters| {
-                timed_async(
-                    iters,
-                    &mut db,
-                    async |db: &mut AsyncBenchDb| {
-                        db.reset().await;
-                        new_items(n)
-                    },
-                    async |db: &mut AsyncBenchDb, rows: Vec<Item>| {
-                        on_async::w1_multi_row(&mut db.conn, &rows).await;
-                        rows
-                    },
-                )
-            });
-            block_on(async move { drop(db) });
-        });
-        g.bench_function("diesel_async_multi_row_returning", |b| {
-            let mut db = block_on(AsyncBenchDb::open());
-            b.iter_custom(|iters| {
-                timed_async(
-                    iters,
-                    &mut db,
-                    async |db: &mut AsyncBenchDb| {
-                        db.reset().await;
-                        new_items(n)
-                    },
-                    async |db: &mut AsyncBenchDb, mut rows: Vec<Item>| {
-                        on_async::w1_multi_row_returning(&mut db.conn, &mut rows).await;
-                        rows
-                    },
-                )
-            });
-            block_on(async move { drop(db) });
-        });
-        g.bench_function("diesel_async_returning_in_transaction", |b| {
-            let mut db = block_on(AsyncBenchDb::open());
-            b.iter_custom(|iters| {
-                timed_async(
-                    iters,
-                    &mut db,
-                    async |db: &mut AsyncBenchDb| {
-                        db.reset().await;
-                        new_items(n)
-                    },
-                    async |db: &mut AsyncBenchDb, mut rows: Vec<Item>| {
-                        on_async::w1_returning_in_transaction(&mut db.conn, &mut rows).await;
-                        rows
-                    },
-                )
-            });
-            block_on(async move { drop(db) });
-        });
-        g.bench_function("diesel_async_row_by_row", |b| {
-            let mut db = block_on(AsyncBenchDb::open());
-            b.iter_custom(|iters| {
-                timed_async(
-                    iters,
-                    &mut db,
-                    async |db: &mut AsyncBenchDb| {
-                        db.reset().await;
-                        new_items(n)
-                    },
-                    async |db: &mut AsyncBenchDb, rows: Vec<Item>| {
-                        on_async::w1_row_by_row(&mut db.conn, &rows).await;
-                        rows
-                    },
-                )
-            });
-            block_on(async move { drop(db) });
-        });
+        }
         g.bench_function("uow_sync", |b| {
             let mut db = <PgConnection as BenchBackend>::open();
             b.iter_custom(|iters| {
@@ -902,36 +890,33 @@ fn w2_check() {
 fn w2(c: &mut Criterion) {
     w2_check();
     let mut g = group(c, "w2_async_update_10000", true);
-    type Routine = for<'c> fn(
-        &'c mut AsyncPgConnection,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'c>>;
+    type Routine = for<'a> fn(&'a mut AsyncBenchDb, ()) -> Step<'a, Box<dyn Send>>;
     let variants: [(&str, Routine); 3] = [
-        ("uow_async", |conn| {
-            Box::pin(async move { drop(on_async::w2_uow(conn).await) })
+        ("uow_async", |db, ()| {
+            Box::pin(async move { Box::new(on_async::w2_uow(&mut db.conn).await) as Box<dyn Send> })
         }),
-        ("diesel_async_update_loop", |conn| {
-            Box::pin(async move { drop(on_async::w2_update_loop(conn).await) })
+        ("diesel_async_update_loop", |db, ()| {
+            Box::pin(async move {
+                Box::new(on_async::w2_update_loop(&mut db.conn).await) as Box<dyn Send>
+            })
         }),
-        ("diesel_async_update_from_unnest", |conn| {
-            Box::pin(async move { drop(on_async::w2_update_from_unnest(conn).await) })
+        ("diesel_async_update_from_unnest", |db, ()| {
+            Box::pin(async move {
+                Box::new(on_async::w2_update_from_unnest(&mut db.conn).await) as Box<dyn Send>
+            })
         }),
     ];
     for (name, routine) in variants {
         g.bench_function(name, |b| {
-            let mut db = block_on(async {
+            let mut db = Some(block_on(async {
                 let mut db = AsyncBenchDb::open().await;
                 on_async::seed_items(&mut db.conn, W2_ROWS).await;
                 db
-            });
+            }));
             b.iter_custom(|iters| {
-                timed_async(
-                    iters,
-                    &mut db,
-                    async |_: &mut AsyncBenchDb| (),
-                    async |db: &mut AsyncBenchDb, ()| routine(&mut db.conn).await,
-                )
+                timed_async(iters, &mut db, (), |_, ()| Box::pin(async {}), routine)
             });
-            block_on(async move { drop(db) });
+            close_async(db);
         });
     }
     g.bench_function("uow_sync", |b| {
@@ -1003,34 +988,40 @@ fn w6(c: &mut Criterion) {
     w6_check();
     let mut g = group(c, "w6_async_mixed", false);
     g.bench_function("uow_async", |b| {
-        let mut db = block_on(AsyncBenchDb::open());
+        let mut db = open_async();
         b.iter_custom(|iters| {
             timed_async(
                 iters,
                 &mut db,
-                async |db: &mut AsyncBenchDb| {
-                    db.reset().await;
-                    on_async::w6_uow_setup(&mut db.conn).await
+                (),
+                |db, ()| {
+                    Box::pin(async move {
+                        db.reset().await;
+                        on_async::w6_uow_setup(&mut db.conn).await
+                    })
                 },
-                async |db: &mut AsyncBenchDb, setup| on_async::w6_uow(&mut db.conn, setup).await,
+                |db, setup| Box::pin(on_async::w6_uow(&mut db.conn, setup)),
             )
         });
-        block_on(async move { drop(db) });
+        close_async(db);
     });
     g.bench_function("diesel_async", |b| {
-        let mut db = block_on(AsyncBenchDb::open());
+        let mut db = open_async();
         b.iter_custom(|iters| {
             timed_async(
                 iters,
                 &mut db,
-                async |db: &mut AsyncBenchDb| {
-                    db.reset().await;
-                    on_async::w6_seed(&mut db.conn).await
+                (),
+                |db, ()| {
+                    Box::pin(async move {
+                        db.reset().await;
+                        on_async::w6_seed(&mut db.conn).await
+                    })
                 },
-                async |db: &mut AsyncBenchDb, data| on_async::w6_diesel(&mut db.conn, data).await,
+                |db, data| Box::pin(on_async::w6_diesel(&mut db.conn, data)),
             )
         });
-        block_on(async move { drop(db) });
+        close_async(db);
     });
     g.bench_function("uow_sync", |b| {
         let mut db = <PgConnection as BenchBackend>::open();
@@ -1049,7 +1040,91 @@ fn w6(c: &mut Criterion) {
     g.finish();
 }
 
+/// `UOW_ASYNC_PROFILE=uow,returning_in_transaction,..` (any of W1's asynchronous variants,
+/// `UOW_ASYNC_ROUNDS` rounds, default 1,000, of `UOW_ASYNC_ROWS` rows, default 100): those
+/// variants only, taking turns round by round on one spawned task, so that a drift of the
+/// machine (a checkpoint, another process) falls on all of them alike; prints each one's
+/// median and mean. `UOW_ASYNC_NO_FSYNC=1` sets `synchronous_commit = off` on the
+/// connection, taking the disk's flush at COMMIT out of the comparison. For comparing
+/// statements, and for a profiler (`perf record`, `valgrind --tool=callgrind
+/// --toggle-collect=..`).
+fn profile_only() -> bool {
+    let Ok(variants) = std::env::var("UOW_ASYNC_PROFILE") else {
+        return false;
+    };
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rounds = number("UOW_ASYNC_ROUNDS", 1_000);
+    let n = number("UOW_ASYNC_ROWS", 100);
+    let db = block_on(AsyncBenchDb::open());
+    let run = profile_w1(variants, n, rounds, db);
+    let db = ok(block_on(RUNTIME.spawn(run)), "the profiling task");
+    close_async(Some(db));
+    true
+}
+
+/// [`profile_only`]'s rounds.
+async fn profile_w1(
+    variants: String,
+    n: usize,
+    rounds: usize,
+    mut db: AsyncBenchDb,
+) -> AsyncBenchDb {
+    if std::env::var("UOW_ASYNC_NO_FSYNC").is_ok() {
+        db.exec("SET synchronous_commit = off").await;
+    }
+    let variants: Vec<&str> = variants.split(',').collect();
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); variants.len()];
+    for _ in 0..rounds {
+        for (variant, times) in variants.iter().zip(&mut times) {
+            db.reset().await;
+            let mut rows = new_items(n);
+            let start = Instant::now();
+            let uow = match *variant {
+                "uow" => Some(on_async::w1_uow(&mut db.conn, std::mem::take(&mut rows)).await),
+                "multi_row" => {
+                    on_async::w1_multi_row(&mut db.conn, &rows).await;
+                    None
+                }
+                "returning" => {
+                    on_async::w1_multi_row_returning(&mut db.conn, &mut rows).await;
+                    None
+                }
+                "returning_in_transaction" => {
+                    on_async::w1_returning_in_transaction(&mut db.conn, &mut rows).await;
+                    None
+                }
+                "row_by_row" => {
+                    on_async::w1_row_by_row(&mut db.conn, &rows).await;
+                    None
+                }
+                other => panic!(
+                    "UOW_ASYNC_PROFILE: no variant {other:?} (uow, multi_row, returning, \
+                     returning_in_transaction, row_by_row)"
+                ),
+            };
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+            drop((uow, rows));
+        }
+    }
+    println!("W1, {n} rows, {rounds} rounds each, taking turns:");
+    for (variant, mut times) in variants.iter().zip(times) {
+        times.sort_by(f64::total_cmp);
+        let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
+        let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
+        println!("  {variant}: median {median:.1} µs, mean {mean:.1} µs");
+    }
+    db
+}
+
 fn benches(c: &mut Criterion) {
+    if profile_only() {
+        return;
+    }
     w1(c);
     w2(c);
     w6(c);

@@ -258,6 +258,62 @@ sync_backend_tests! {
     }
 }
 
+/// An event of about `size` bytes of JSON, numbered.
+#[derive(serde::Serialize)]
+struct Large {
+    body: String,
+}
+
+impl OutboxEvent for Large {
+    const EVENT_TYPE: &'static str = "Large";
+}
+
+fn large(number: usize, size: usize) -> Large {
+    let mut body = format!("{number:04}:");
+    body.push_str(&"x".repeat(size.saturating_sub(body.len())));
+    Large { body }
+}
+
+// MySQL/MariaDB only: a statement larger than `max_allowed_packet` makes the server drop the
+// connection, so the outbox's INSERT is cut by bytes as well as by rows.
+backend_tests_on! { mysql: mysql_outbox_packet, mysql_outbox_packet_async;
+    fn events_larger_in_bytes_than_one_packet_are_written_in_several_statements(db) {
+        // 24 MiB of events in one commit: more than MariaDB's default packet (16 MiB).
+        create_outbox(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        for number in 0..24 {
+            uow.record_outbox_event(&ann, large(number, 1 << 20))?;
+        }
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.inserted("uow_outbox"), 24);
+        let inserts = log.writes().iter().filter(|s| s.contains("uow_outbox")).count();
+        assert!(inserts >= 2, "24 MiB cannot go in one MySQL packet: {inserts} INSERT(s)");
+        let rows = read_outbox!(&mut db.conn);
+        assert_eq!(rows.len(), 24);
+        for (number, row) in rows.iter().enumerate() {
+            assert!(row.4.starts_with(&format!(r#"{{"body":"{number:04}:"#)), "row {number} out of order");
+            assert!(row.4.len() > 1 << 20);
+        }
+        Ok(())
+    }
+
+    fn an_event_larger_than_one_packet_is_refused_and_nothing_is_written(db) {
+        create_outbox(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        uow.record_outbox_event(&ann, large(0, 17 << 20))?;
+        let error = uow.commit(&mut db.conn).expect_err("larger than max_allowed_packet");
+        assert!(error.to_string().contains("max_allowed_packet"), "{error}");
+        assert!(read_outbox!(&mut db.conn).is_empty());
+        let accounts: i64 = accounts::table.count().get_result(&mut db.conn)?;
+        assert_eq!(accounts, 0, "the commit was rolled back, the account with it");
+        assert_eq!(uow.get(&ann)?.id, 0, "memory as before the commit");
+        Ok(())
+    }
+}
+
 #[cfg(feature = "async")]
 mod relay {
     use super::*;

@@ -118,7 +118,7 @@ pub fn new_items(count: usize) -> Vec<Item> {
 /// dropped (PostgreSQL schema) when the value is.
 pub struct BenchDb<C> {
     pub conn: C,
-    cleanup: Option<Box<dyn FnOnce()>>,
+    cleanup: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl<C> Drop for BenchDb<C> {

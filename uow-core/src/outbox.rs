@@ -58,6 +58,12 @@
 //! item) and as Diesel migrations in this crate's `migrations/<backend>/` folder; [`schema`]
 //! holds their `table!` definitions.
 //!
+//! A commit inserts its events' rows after the entities' statements, in the order recorded:
+//! one INSERT per 1,000 rows, and on MySQL and MariaDB fewer rows per INSERT when they would
+//! not fit the server's `max_allowed_packet` (a larger statement makes the server drop the
+//! connection). An event that alone does not fit fails the commit before any of the outbox
+//! is sent, with an error that says to raise `max_allowed_packet` or record a smaller event.
+//!
 //! # Delivery
 //!
 //! With the `async` feature, [`Relay`] publishes unpublished rows through a [`Publisher`]

@@ -52,6 +52,21 @@ pub trait Dialect:
         rows: &'q [crate::events::NewOutboxRow<'q>],
     ) -> impl Future<Output = QueryResult<usize>> + Send + 'q;
 
+    /// How many of `rows` (outbox rows, in order) each INSERT carries:
+    /// [`OUTBOX_ROWS_PER_INSERT`](super::outbox::OUTBOX_ROWS_PER_INSERT) at most, and fewer
+    /// where the backend limits a statement's bytes (MySQL's `max_allowed_packet`).
+    #[cfg(feature = "outbox")]
+    #[doc(hidden)]
+    fn outbox_groups<'q, D: Driver<Backend = Self>>(
+        _conn: &'q mut D::Conn,
+        rows: &'q [crate::events::NewOutboxRow<'q>],
+    ) -> impl Future<Output = QueryResult<Vec<usize>>> + Send + 'q {
+        std::future::ready(Ok(super::outbox::groups_of_at_most(
+            rows.len(),
+            super::outbox::OUTBOX_ROWS_PER_INSERT,
+        )))
+    }
+
     /// Up to `limit` unpublished outbox rows in order, locked where rows can be.
     #[cfg(feature = "outbox")]
     #[doc(hidden)]

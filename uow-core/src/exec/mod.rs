@@ -24,6 +24,8 @@ pub(crate) mod driver;
 mod mysql;
 #[cfg(feature = "mysql")]
 mod mysql_batched;
+#[cfg(feature = "mysql")]
+mod mysql_packets;
 #[cfg(feature = "async")]
 mod nonblocking;
 #[cfg(feature = "outbox")]

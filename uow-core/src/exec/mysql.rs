@@ -1,6 +1,8 @@
-//! MySQL and MariaDB: keys from `LAST_INSERT_ID()`, statements cut to `max_allowed_packet`.
+//! MySQL and MariaDB: keys from `LAST_INSERT_ID()` (or MariaDB's `INSERT .. RETURNING`), the
+//! session's settings (lock mode, step, `max_allowed_packet`), statements cut to the packet
+//! (`mysql_packets.rs` measures and cuts).
 
-use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::query_builder::AstPass;
 use diesel::QueryResult;
 
 use super::batched::UpdateRows;
@@ -11,12 +13,12 @@ use super::mysql_batched::{
     walk_case_update, CaseRow, FoundRow, FoundRows, InsertIdAndSettings, InsertReturningKeys,
     ReturnedKey, MAX_ROWS_PER_CASE_UPDATE,
 };
-use super::statements::{walk_inserted_values, InsertRows};
+use super::mysql_packets::{bind_bytes, packets, statements_for};
+use super::statements::InsertRows;
 use crate::entity::{Entity, FieldSet, Persist};
 use crate::error::Error;
 use crate::transaction_mode::{Isolation, TransactionMode};
 use diesel::mysql::Mysql;
-use diesel::query_builder::bind_collector::RawBytesBindCollector;
 
 use diesel::dsl::sql;
 use diesel::expression::SqlLiteral;
@@ -29,61 +31,6 @@ sealed::entity_columns_metadata!(Mysql);
 /// lock modes 0 ("traditional") and 1 ("consecutive") do; 2 ("interleaved") does not.
 pub(super) fn multi_row_ids_are_consecutive(lock_mode: i64) -> bool {
     matches!(lock_mode, 0 | 1)
-}
-
-/// Statements up to this size are sent without asking the server for its
-/// `max_allowed_packet`: it is at least 4 MiB by default on every MySQL and MariaDB
-/// (16 MiB on MariaDB 10.11, 64 MiB on MySQL 8), so only a server configured below
-/// 64 KiB could refuse them.
-const SMALL_STATEMENT_BYTES: usize = 64 << 10;
-
-/// Room kept in a packet for the command header and the parameter types.
-const PACKET_HEADROOM: usize = 4 << 10;
-
-/// What a bound value costs in the packet beyond its bytes: its type (2 bytes) and the
-/// longest length prefix (9 bytes).
-const BYTES_PER_PARAM: usize = 11;
-
-/// Cuts rows of the given sizes into consecutive groups of at most `budget` bytes each;
-/// `Err(row)` when that row alone is larger.
-pub(super) fn cut_by_bytes(sizes: &[usize], budget: usize) -> Result<Vec<usize>, usize> {
-    let mut groups = Vec::new();
-    let (mut count, mut bytes) = (0usize, 0usize);
-    for (index, &size) in sizes.iter().enumerate() {
-        if size > budget {
-            return Err(index);
-        }
-        if count > 0 && bytes + size > budget {
-            groups.push(count);
-            (count, bytes) = (0, 0);
-        }
-        count += 1;
-        bytes += size;
-    }
-    if count > 0 {
-        groups.push(count);
-    }
-    Ok(groups)
-}
-
-/// The values one row binds in an INSERT, for measuring them.
-struct RowValues<'a, T>(&'a T);
-
-impl<T: Persist<Mysql>> QueryFragment<Mysql> for RowValues<'_, T> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Mysql>) -> QueryResult<()> {
-        walk_inserted_values(self.0, &mut out)
-    }
-}
-
-/// What the values `fragment` binds add to a statement's packet, in bytes.
-fn bind_bytes(fragment: &impl QueryFragment<Mysql>) -> QueryResult<usize> {
-    let mut binds = RawBytesBindCollector::<Mysql>::new();
-    fragment.collect_binds(&mut binds, &mut (), &Mysql)?;
-    Ok(binds
-        .binds
-        .iter()
-        .map(|b| b.as_ref().map_or(0, Vec::len) + BYTES_PER_PARAM)
-        .sum())
 }
 
 /// The auto-increment settings and `max_allowed_packet`, in one SELECT: asked for when a
@@ -125,7 +72,7 @@ fn increment_sql() -> SqlLiteral<BigInt> {
     sql::<BigInt>("CAST(@@auto_increment_increment AS SIGNED)")
 }
 
-fn packet_sql() -> SqlLiteral<BigInt> {
+pub(super) fn packet_sql() -> SqlLiteral<BigInt> {
     sql::<BigInt>("CAST(@@max_allowed_packet AS SIGNED)")
 }
 
@@ -149,7 +96,7 @@ async fn auto_increment<D: Driver<Backend = Mysql>>(
 }
 
 /// `max_allowed_packet`, asked for at most once per write.
-async fn max_allowed_packet<D: Driver<Backend = Mysql>>(
+pub(super) async fn max_allowed_packet<D: Driver<Backend = Mysql>>(
     conn: &mut D::Conn,
     session: &mut Session,
 ) -> QueryResult<u64> {
@@ -182,68 +129,19 @@ pub(super) fn keys_step(rows: usize, actual: AutoIncrement) -> Option<u64> {
     }
 }
 
-/// How many rows each statement of `rows` carries, given the bytes each row binds: all of
-/// them when they fit in the server's `max_allowed_packet`, else groups that do. A statement
-/// larger than the packet makes the server drop the connection ("Server has gone away"); a
-/// row that alone does not fit is refused before anything is sent (`what` says which rows:
-/// "new", "changed").
-async fn packets<'r, D: Driver<Backend = Mysql>, T: Entity, R>(
-    conn: &mut D::Conn,
-    session: &mut Session,
-    rows: &'r [R],
-    sizes: &[usize],
-    what: &str,
-) -> QueryResult<Vec<&'r [R]>> {
-    let total: usize = sizes.iter().sum();
-    if total <= SMALL_STATEMENT_BYTES {
-        return Ok(vec![rows]);
-    }
-    let packet = max_allowed_packet::<D>(conn, session).await?;
-    let budget = usize::try_from(packet)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(PACKET_HEADROOM);
-    let counts = cut_by_bytes(sizes, budget).map_err(|row| {
-        diesel::result::Error::QueryBuilderError(
-            format!(
-                "a {what} {entity} takes {bytes} bytes, more than one statement may carry on \
-                 this server (max_allowed_packet = {packet}); nothing was sent: raise \
-                 max_allowed_packet, or store less in one row",
-                entity = T::ENTITY_NAME,
-                bytes = sizes[row],
-            )
-            .into(),
-        )
-    })?;
-    let mut rest = rows;
-    Ok(counts
-        .into_iter()
-        .map(|count| {
-            let (group, after) = rest.split_at(count);
-            rest = after;
-            group
-        })
-        .collect())
-}
-
-/// The groups of an INSERT of `rows` (see [`packets`]).
-async fn statements_for<'r, D: Driver<Backend = Mysql>, T: Persist<Mysql>>(
-    conn: &mut D::Conn,
-    session: &mut Session,
-    rows: &'r [&'r T],
-) -> QueryResult<Vec<&'r [&'r T]>> {
-    let sizes = rows
-        .iter()
-        .map(|row| bind_bytes(&RowValues(*row)))
-        .collect::<QueryResult<Vec<usize>>>()?;
-    packets::<D, T, _>(conn, session, rows, &sizes, "new").await
-}
-
 impl Dialect for Mysql {
     #[cfg(feature = "outbox")]
     super::outbox::outbox_statements!(
         claim: |query| query.for_update().skip_locked(),
         inbox: |values| diesel::insert_or_ignore_into(i::uow_inbox).values(values),
     );
+    #[cfg(feature = "outbox")]
+    fn outbox_groups<'q, D: Driver<Backend = Self>>(
+        conn: &'q mut D::Conn,
+        rows: &'q [crate::events::NewOutboxRow<'q>],
+    ) -> impl std::future::Future<Output = QueryResult<Vec<usize>>> + Send + 'q {
+        super::mysql_packets::outbox_groups::<D>(conn, rows)
+    }
     const NAME: &'static str = "MySQL";
     const MAX_BIND_PARAMS: usize = 65535;
 
@@ -555,18 +453,5 @@ mod tests {
         assert!(!has_insert_returning("8.0.36"));
         assert!(!has_insert_returning("8.4.0-MySQL"));
         assert!(!has_insert_returning(""));
-    }
-
-    #[test]
-    fn batches_are_cut_where_the_next_row_would_overflow_the_packet() {
-        assert_eq!(cut_by_bytes(&[10, 10, 10, 10], 25), Ok(vec![2, 2]));
-        assert_eq!(cut_by_bytes(&[10, 10, 10], 30), Ok(vec![3]));
-        assert_eq!(cut_by_bytes(&[30, 1, 1], 30), Ok(vec![1, 2]));
-        assert_eq!(cut_by_bytes(&[], 30), Ok(vec![]));
-        assert_eq!(
-            cut_by_bytes(&[5, 31, 1], 30),
-            Err(1),
-            "a row alone too large"
-        );
     }
 }

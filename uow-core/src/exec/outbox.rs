@@ -165,13 +165,29 @@ pub(crate) async fn insert_rows<D: Driver>(
     rows: &[NewOutboxRow<'_>],
     sent: &mut CommitReport,
 ) -> Result<()> {
-    for chunk in rows.chunks(OUTBOX_ROWS_PER_INSERT) {
-        let inserted = <D::Backend as Dialect>::insert_outbox::<D>(conn, chunk)
+    let groups = <D::Backend as Dialect>::outbox_groups::<D>(conn, rows)
+        .await
+        .map_err(|source| statement_error(Operation::Insert, source))?;
+    let mut rest = rows;
+    for count in groups {
+        let (group, after) = rest.split_at(count.min(rest.len()));
+        rest = after;
+        let inserted = <D::Backend as Dialect>::insert_outbox::<D>(conn, group)
             .await
             .map_err(|source| statement_error(Operation::Insert, source))?;
         sent.record("outbox", "uow_outbox", Operation::Insert, inserted, 1);
     }
     Ok(())
+}
+
+/// `rows` rows cut into groups of `most` (the last one smaller): the sizes of the groups.
+pub(crate) fn groups_of_at_most(rows: usize, most: usize) -> Vec<usize> {
+    let most = most.max(1);
+    let mut groups = vec![most; rows / most];
+    if rows % most > 0 {
+        groups.push(rows % most);
+    }
+    groups
 }
 
 #[cfg(feature = "async")]
@@ -268,6 +284,15 @@ fn statement_error(operation: Operation, source: diesel::result::Error) -> Error
 #[cfg(all(test, feature = "async"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_are_cut_into_groups_of_at_most_the_given_size() {
+        assert_eq!(groups_of_at_most(0, 1_000), Vec::<usize>::new());
+        assert_eq!(groups_of_at_most(3, 1_000), [3]);
+        assert_eq!(groups_of_at_most(2_000, 1_000), [1_000, 1_000]);
+        assert_eq!(groups_of_at_most(2_001, 1_000), [1_000, 1_000, 1]);
+        assert_eq!(groups_of_at_most(2, 0), [1, 1], "never groups of nothing");
+    }
 
     fn message(sequence: i64, key: &str) -> OutboxMessage {
         OutboxMessage {
