@@ -369,6 +369,24 @@ mod on_async {
         rows
     }
 
+    /// The unnest UPDATE with the unit of work's guarantees: in a transaction (a future
+    /// dropped half way writes nothing), rolled back unless every row was matched.
+    pub async fn w2_unnest_in_transaction(conn: &mut Conn) -> Vec<Item> {
+        let rows = load_and_change(conn).await;
+        ok(
+            conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                let matched = update_qty_from_unnest_query(&rows).execute(conn).await?;
+                if matched != rows.len() {
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
+                Ok(())
+            })
+            .await,
+            "UPDATE .. FROM unnest in conn.transaction",
+        );
+        rows
+    }
+
     // ------------------------------------------------------------------------ W6
 
     /// 100 authors with 10 books each, read back as loaded entities.
@@ -876,6 +894,18 @@ fn w2_check() {
             "unnest",
         );
         assert_eq!(changed, W2_ROWS, "unnest: every row matched");
+
+        db.reset().await;
+        on_async::seed_items(&mut db.conn, W2_ROWS).await;
+        log.take();
+        on_async::w2_unnest_in_transaction(&mut db.conn).await;
+        let writes = log.take_writes();
+        assert_eq!(
+            writes.len(),
+            1,
+            "diesel-async unnest in a transaction: one UPDATE: {writes:#?}"
+        );
+        assert_eq!(on_async::load_items(&mut db.conn).await, by_uow);
         by_uow
     });
 
@@ -891,7 +921,7 @@ fn w2(c: &mut Criterion) {
     w2_check();
     let mut g = group(c, "w2_async_update_10000", true);
     type Routine = for<'a> fn(&'a mut AsyncBenchDb, ()) -> Step<'a, Box<dyn Send>>;
-    let variants: [(&str, Routine); 3] = [
+    let variants: [(&str, Routine); 4] = [
         ("uow_async", |db, ()| {
             Box::pin(async move { Box::new(on_async::w2_uow(&mut db.conn).await) as Box<dyn Send> })
         }),
@@ -905,6 +935,15 @@ fn w2(c: &mut Criterion) {
                 Box::new(on_async::w2_update_from_unnest(&mut db.conn).await) as Box<dyn Send>
             })
         }),
+        (
+            "diesel_async_update_from_unnest_in_transaction",
+            |db, ()| {
+                Box::pin(async move {
+                    Box::new(on_async::w2_unnest_in_transaction(&mut db.conn).await)
+                        as Box<dyn Send>
+                })
+            },
+        ),
     ];
     for (name, routine) in variants {
         g.bench_function(name, |b| {
@@ -1041,7 +1080,8 @@ fn w6(c: &mut Criterion) {
 }
 
 /// `UOW_ASYNC_PROFILE=uow,returning_in_transaction,..` (any of W1's asynchronous variants,
-/// `UOW_ASYNC_ROUNDS` rounds, default 1,000, of `UOW_ASYNC_ROWS` rows, default 100): those
+/// `UOW_ASYNC_ROUNDS` rounds, default 1,000, of `UOW_ASYNC_ROWS` rows, default 100), or
+/// `UOW_ASYNC_PROFILE=w2_uow,w2_unnest_in_transaction,..` (W2's: [`profile_w2`]): those
 /// variants only, taking turns round by round on one spawned task, so that a drift of the
 /// machine (a checkpoint, another process) falls on all of them alike; prints each one's
 /// median and mean. `UOW_ASYNC_NO_FSYNC=1` sets `synchronous_commit = off` on the
@@ -1078,6 +1118,9 @@ async fn profile_w1(
         db.exec("SET synchronous_commit = off").await;
     }
     let variants: Vec<&str> = variants.split(',').collect();
+    if variants.iter().any(|v| v.starts_with("w2_")) {
+        return profile_w2(variants, rounds, db).await;
+    }
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); variants.len()];
     for _ in 0..rounds {
         for (variant, times) in variants.iter().zip(&mut times) {
@@ -1111,14 +1154,57 @@ async fn profile_w1(
             drop((uow, rows));
         }
     }
-    println!("W1, {n} rows, {rounds} rounds each, taking turns:");
+    print_turns(
+        &format!("W1, {n} rows, {rounds} rounds each"),
+        &variants,
+        times,
+    );
+    db
+}
+
+/// [`profile_only`]'s rounds of W2's variants (`w2_uow`, `w2_unnest`,
+/// `w2_unnest_in_transaction`, `w2_loop`): the 10,000 items are seeded once, and each round
+/// loads and changes them all.
+async fn profile_w2(variants: Vec<&str>, rounds: usize, mut db: AsyncBenchDb) -> AsyncBenchDb {
+    db.reset().await;
+    on_async::seed_items(&mut db.conn, W2_ROWS).await;
+    let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(rounds); variants.len()];
+    for _ in 0..rounds {
+        for (variant, times) in variants.iter().zip(&mut times) {
+            let start = Instant::now();
+            let done: Box<dyn Send> = match *variant {
+                "w2_uow" => Box::new(on_async::w2_uow(&mut db.conn).await),
+                "w2_unnest" => Box::new(on_async::w2_update_from_unnest(&mut db.conn).await),
+                "w2_unnest_in_transaction" => {
+                    Box::new(on_async::w2_unnest_in_transaction(&mut db.conn).await)
+                }
+                "w2_loop" => Box::new(on_async::w2_update_loop(&mut db.conn).await),
+                other => panic!(
+                    "UOW_ASYNC_PROFILE: no variant {other:?} (w2_uow, w2_unnest, \
+                     w2_unnest_in_transaction, w2_loop)"
+                ),
+            };
+            times.push(start.elapsed().as_secs_f64() * 1e6);
+            drop(done);
+        }
+    }
+    print_turns(
+        &format!("W2, {W2_ROWS} rows, {rounds} rounds each"),
+        &variants,
+        times,
+    );
+    db
+}
+
+/// Each variant's median and mean, in µs.
+fn print_turns(title: &str, variants: &[&str], times: Vec<Vec<f64>>) {
+    println!("{title}, taking turns:");
     for (variant, mut times) in variants.iter().zip(times) {
         times.sort_by(f64::total_cmp);
         let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
         let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
         println!("  {variant}: median {median:.1} µs, mean {mean:.1} µs");
     }
-    db
 }
 
 fn benches(c: &mut Criterion) {

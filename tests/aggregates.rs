@@ -438,6 +438,48 @@ backend_tests! {
         Ok(())
     }
 
+    fn aggregates_attached_in_a_scope_commit_with_it_and_are_forgotten_when_it_fails(db) {
+        create_tables(&mut db);
+        let mut setup = UnitOfWork::<Conn>::new();
+        let product = setup.register_new(lamp())?;
+        setup.commit(&mut db.conn)?;
+        let stored = setup.get(&product)?.clone();
+        let bare_root = Product { batches: Vec::new(), ..stored.clone() };
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let mut attached = None;
+        let log = db.record();
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            log.clear();
+            let handles = scope.attach_aggregates(vec![bare_root.clone()])?;
+            assert_eq!(log.all().len(), 2, "batches, then allocations: {:?}", log.all());
+            assert_eq!(scope.get(&handles[0])?, &stored, "the whole tree");
+            scope.get_mut(&handles[0])?.batches[0].qty = 1;
+            scope.flush()?;
+            attached = Some(handles[0]);
+            Err(uow::Error::NoTransaction) // stands for any failure of the caller
+        });
+        assert!(result.is_err());
+        assert_eq!(read_tree(&mut db.conn, stored.id)?, stored, "the flushed change rolled back");
+        let attached = attached.ok_or("the scope ran")?;
+        assert!(matches!(uow.get(&attached), Err(uow::Error::UnknownEntity { .. })), "attached inside the failed scope");
+        assert_eq!(uow.len(), 0, "no member left behind");
+
+        uow::transaction(&mut db.conn, |scope| {
+            let handles = scope.attach_aggregates(vec![bare_root.clone()])?;
+            scope.get_mut(&handles[0])?.batches[0].allocations.remove(0);
+            Ok::<_, uow::Error>(())
+        })?;
+        let expected = {
+            let mut p = stored.clone();
+            p.batches[0].allocations.remove(0);
+            p.version += 1; // a member changed: the root's version advances
+            p
+        };
+        assert_eq!(read_tree(&mut db.conn, stored.id)?, expected, "committed with the scope");
+        Ok(())
+    }
+
     fn two_allocations_racing_for_one_product_end_with_one_winner(db) {
         // Cosmic Python's race, written the natural way: each request loads the aggregate,
         // changes only a member (a new allocation), and commits. The root's version, advanced

@@ -78,11 +78,13 @@ mod on_async {
         assert_send(&uow.flush(conn));
         assert_send(&uow.load::<Account>(conn, 1));
         assert_send(&uow.refresh(conn, &ann));
+        assert_send(&uow.attach_aggregates::<Account>(conn, Vec::new()));
         assert_send(&uow.transaction(conn, |scope| {
             async move {
                 scope.flush().await?;
                 scope.load::<Account>(1).await?;
                 scope.refresh(&ann).await?;
+                scope.attach_aggregates::<Account>(Vec::new()).await?;
                 scope
                     .nested(|inner| async move { inner.flush().await.map(|_| ()) }.scope_boxed())
                     .await?;

@@ -338,6 +338,13 @@ impl<W: Wrapped> Scope<'_, W> {
         wait(self.get().refresh(handle))
     }
 
+    pub fn attach_aggregates<T: Load<W::Backend>>(
+        &mut self,
+        roots: Vec<T>,
+    ) -> uow::Result<Vec<Handle<T>>> {
+        wait(self.get().attach_aggregates(roots))
+    }
+
     pub fn nested<R, E, F>(&mut self, f: F) -> Result<R, E>
     where
         F: FnOnce(&mut Scope<'_, W>) -> Result<R, E>,

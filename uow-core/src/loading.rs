@@ -217,6 +217,53 @@ where
         block(uow.find_or_read(conn, key))
     }
 
+    /// Attaches roots read by a query of your own, each with its whole tree, the children read
+    /// in the scope's transaction (see [`UnitOfWork::attach_aggregates`]). A scope that fails
+    /// afterwards forgets them again.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # use diesel::connection::SimpleConnection;
+    /// # diesel::table! { carts (id) { id -> Integer, owner -> Text } }
+    /// # diesel::table! { items (id) { id -> Integer, cart_id -> Integer, sku -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = carts)]
+    /// # struct Cart { id: i32, owner: String, #[tracked(children)] items: Vec<Item> }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = items, belongs_to(Cart, foreign_key = cart_id))]
+    /// # struct Item { id: i32, cart_id: i32, sku: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # conn.batch_execute(
+    /// #     "CREATE TABLE carts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL);
+    /// #      CREATE TABLE items (id INTEGER PRIMARY KEY, cart_id INTEGER NOT NULL, sku TEXT NOT NULL);
+    /// #      INSERT INTO carts VALUES (1, 'ann'), (2, 'bob');
+    /// #      INSERT INTO items VALUES (10, 1, 'pen'), (11, 1, 'ink'), (12, 2, 'pad');",
+    /// # )?;
+    /// uow::transaction(&mut conn, |scope| {
+    ///     let carts: Vec<Cart> = carts::table
+    ///         .filter(carts::owner.eq("ann"))
+    ///         .select((carts::id, carts::owner))
+    ///         .load::<(i32, String)>(scope.connection())?
+    ///         .into_iter()
+    ///         .map(|(id, owner)| Cart { id, owner, items: Vec::new() })
+    ///         .collect();
+    ///     let handles = scope.attach_aggregates(carts)?; // one query for the items
+    ///     scope.get_mut(&handles[0])?.items.retain(|item| item.sku != "ink");
+    ///     Ok::<_, Box<dyn std::error::Error>>(())
+    /// })?; // committed: DELETE FROM items .. (the ink), the cart's version if it has one
+    /// let skus: Vec<String> = items::table.select(items::sku).order(items::id).load(&mut conn)?;
+    /// assert_eq!(skus, ["pen", "pad"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn attach_aggregates<T: Load<C::Backend>>(
+        &mut self,
+        roots: Vec<T>,
+    ) -> Result<Vec<Handle<T>>> {
+        let (uow, conn) = self.parts();
+        block(uow.attach_trees(conn, roots))
+    }
+
     /// Discards local changes of one entity and reads it again (see [`UnitOfWork::refresh`]).
     ///
     /// ```

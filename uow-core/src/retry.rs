@@ -171,8 +171,9 @@ impl RetryPolicy {
 
 impl Error {
     /// Whether the database gave up on the transaction for a reason that a rerun can cure:
-    /// a serialization failure (PostgreSQL 40001), a deadlock (PostgreSQL 40P01, MySQL 1213),
-    /// a lock wait timeout (MySQL 1205), or a busy SQLite database; or a connection lost
+    /// a serialization failure (PostgreSQL 40001), a deadlock (PostgreSQL 40P01, MySQL 1213,
+    /// which is also how Galera reports a lost certification), a lock wait timeout (MySQL
+    /// 1205), a write conflict (TiDB 9007), or a busy SQLite database; or a connection lost
     /// before the COMMIT ([`Error::ConnectionLost`] with `during_commit: false`: nothing was
     /// written, and a rerun that opens a new connection, from a pool say, can succeed).
     /// Whoever sent the statement: one of uow's ([`Error::Statement`]), its COMMIT
@@ -245,6 +246,8 @@ fn is_transient(error: &DieselError) -> bool {
                 "Lock wait timeout exceeded",
                 "database is locked",
                 "database table is locked",
+                // TiDB's optimistic transactions (9007), speaking the MySQL protocol.
+                "Write conflict, txnStartTS",
             ]
             .iter()
             .any(|needle| message.contains(needle))
@@ -418,6 +421,13 @@ mod tests {
         )
         .is_transient());
         assert!(database(Unknown, "database is locked").is_transient());
+        assert!(database(
+            Unknown,
+            "Write conflict, txnStartTS=451374375386087425, conflictStartTS=451374375386087426, \
+             conflictCommitTS=451374375386087427, key={tableID=84, handle=1} primary=<nil>, \
+             reason=Optimistic [try again later]"
+        )
+        .is_transient());
         assert!(!database(CheckViolation, "CHECK constraint failed").is_transient());
         assert!(!database(UniqueViolation, "duplicate key").is_transient());
         assert!(!conflict().is_transient());

@@ -24,6 +24,7 @@ use crate::unit_of_work::UnitOfWork;
 ///
 /// It dereferences to the [`UnitOfWork`], and adds what needs the scope's connection:
 /// [`flush`](Scope::flush), [`load`](Scope::load), [`refresh`](Scope::refresh),
+/// [`attach_aggregates`](Scope::attach_aggregates),
 /// [`nested`](Scope::nested), and [`connection`](Scope::connection) for your own queries. It
 /// is `Send` when the connection is.
 pub struct Scope<'s, C: Driver> {

@@ -142,6 +142,66 @@ where
         uow.find_or_read(conn, key)
     }
 
+    /// Attaches roots read by a query of your own, each with its whole tree, the children read
+    /// in the scope's transaction (see the synchronous [`Scope::attach_aggregates`]).
+    ///
+    /// ```
+    /// # #[cfg(feature = "sqlite")]
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use diesel_async::{sync_connection_wrapper::SyncConnectionWrapper, AsyncConnection, SimpleAsyncConnection};
+    /// # use uow::prelude::*;
+    /// # use uow::ScopedFutureExt;
+    /// use diesel::{ExpressionMethods, QueryDsl};
+    /// use diesel_async::RunQueryDsl; // for your own queries
+    /// # diesel::table! { carts (id) { id -> Integer, owner -> Text } }
+    /// # diesel::table! { items (id) { id -> Integer, cart_id -> Integer, sku -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = carts)]
+    /// # struct Cart { id: i32, owner: String, #[tracked(children)] items: Vec<Item> }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = items, belongs_to(Cart, foreign_key = cart_id))]
+    /// # struct Item { id: i32, cart_id: i32, sku: String }
+    /// # type Conn = SyncConnectionWrapper<diesel::SqliteConnection>;
+    /// # tokio::runtime::Runtime::new()?.block_on(async {
+    /// # let mut conn = Conn::establish(":memory:").await?;
+    /// # conn.batch_execute(
+    /// #     "CREATE TABLE carts (id INTEGER PRIMARY KEY, owner TEXT NOT NULL);
+    /// #      CREATE TABLE items (id INTEGER PRIMARY KEY, cart_id INTEGER NOT NULL, sku TEXT NOT NULL);
+    /// #      INSERT INTO carts VALUES (1, 'ann'), (2, 'bob');
+    /// #      INSERT INTO items VALUES (10, 1, 'pen'), (11, 1, 'ink'), (12, 2, 'pad');",
+    /// # ).await?;
+    /// uow::transaction_async(&mut conn, |scope| {
+    ///     async move {
+    ///         let carts: Vec<Cart> = carts::table
+    ///             .filter(carts::owner.eq("ann"))
+    ///             .select((carts::id, carts::owner))
+    ///             .load::<(i32, String)>(scope.connection())
+    ///             .await?
+    ///             .into_iter()
+    ///             .map(|(id, owner)| Cart { id, owner, items: Vec::new() })
+    ///             .collect();
+    ///         let handles = scope.attach_aggregates(carts).await?; // one query for the items
+    ///         scope.get_mut(&handles[0])?.items.retain(|item| item.sku != "ink");
+    ///         Ok::<_, uow::Error>(()) // a query's own error converts by `?`
+    ///     }
+    ///     .scope_boxed()
+    /// })
+    /// .await?; // committed: the ink is deleted
+    /// let skus: Vec<String> = items::table.select(items::sku).order(items::id).load(&mut conn).await?;
+    /// assert_eq!(skus, ["pen", "pad"]);
+    /// # Ok(())
+    /// # })
+    /// # }
+    /// # #[cfg(not(feature = "sqlite"))] fn main() {}
+    /// ```
+    pub fn attach_aggregates<T: Load<C::Backend>>(
+        &mut self,
+        roots: Vec<T>,
+    ) -> impl Future<Output = Result<Vec<Handle<T>>>> + Send + '_ {
+        let (uow, conn) = self.parts();
+        uow.attach_trees(conn, roots)
+    }
+
     /// Discards local changes of one entity and reads it again.
     ///
     /// ```
