@@ -282,6 +282,8 @@ backend_tests! {
         {
             let p = uow.get_mut(&product)?;
             p.batches[1].qty = 7;
+            let moved = p.batches[0].allocations.remove(1); // o2, from b1 to b2
+            p.batches[1].allocations.push(moved);
             p.batches[1].allocations.push(line("o9", 1));
             // The reference is UNIQUE: this INSERT fails, after the others were sent.
             p.batches.push(batch("b1", 5, vec![line("o8", 1)]));
@@ -298,8 +300,76 @@ backend_tests! {
         let held = uow.get(&product)?.clone();
         assert_eq!(held.version, 2);
         assert_eq!(read_tree(&mut db.conn, held.id)?, held);
+        let o2 = &held.batches[1].allocations[0];
+        assert_eq!(o2.id, in_db.batches[0].allocations[1].id, "the moved row kept");
         let allocations: i64 = order_lines::table.count().get_result(&mut db.conn)?;
         assert_eq!(allocations, 4);
+        Ok(())
+    }
+
+    fn an_element_moved_to_another_collection_keeps_its_row_and_points_at_its_new_parent(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?; // b1 [o1, o2], b2 []
+        uow.commit(&mut db.conn)?;
+        let (b1, b2, o1) = {
+            let p = uow.get(&product)?;
+            (p.batches[0].id, p.batches[1].id, p.batches[0].allocations[0].id)
+        };
+        let no_row_replaced = |writes: &[String]| {
+            writes.iter().all(|w| !w.starts_with("DELETE") && !w.starts_with("INSERT"))
+        };
+
+        // Out of b1 into b2: the collection it left is brought in line first.
+        {
+            let p = uow.get_mut(&product)?;
+            let moved = p.batches[0].allocations.remove(0);
+            p.batches[1].allocations.push(moved);
+        }
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        assert!(no_row_replaced(&writes), "the row is kept: {writes:?}");
+        let updates = writes.iter().filter(|w| w.starts_with("UPDATE") && w.contains("order_lines"));
+        assert_eq!(updates.count(), 1, "its foreign key: {writes:?}");
+        let held = uow.get(&product)?.clone();
+        let moved = &held.batches[1].allocations[0];
+        assert_eq!((moved.id, moved.batch_id), (o1, b2), "the same row, under b2");
+        assert_eq!(held.version, 2, "a member changed: the root's version advanced");
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held);
+
+        // Back into b1, changed on the way: now the element comes first.
+        {
+            let p = uow.get_mut(&product)?;
+            let mut moved = p.batches[1].allocations.remove(0);
+            moved.qty = 7;
+            p.batches[0].allocations.insert(0, moved);
+        }
+        log.clear();
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        assert!(no_row_replaced(&writes), "{writes:?}");
+        let held = uow.get(&product)?.clone();
+        let moved = &held.batches[0].allocations[0];
+        assert_eq!((moved.id, moved.batch_id, moved.qty), (o1, b1, 7));
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held);
+        assert!(!uow.has_changes());
+
+        // Into a batch new in the same commit: the foreign key takes its generated key.
+        {
+            let p = uow.get_mut(&product)?;
+            let moved = p.batches[0].allocations.remove(0);
+            p.batches.push(batch("b3", 10, vec![moved]));
+        }
+        log.clear();
+        uow.commit(&mut db.conn)?;
+        let writes = log.writes();
+        assert!(writes.iter().all(|w| !w.starts_with("DELETE")), "{writes:?}");
+        assert!(writes.iter().all(|w| !(w.starts_with("INSERT") && w.contains("order_lines"))), "{writes:?}");
+        let held = uow.get(&product)?.clone();
+        let (b3, moved) = (&held.batches[2], &held.batches[2].allocations[0]);
+        assert_eq!((moved.id, moved.batch_id), (o1, b3.id));
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held);
         Ok(())
     }
 

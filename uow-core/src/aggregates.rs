@@ -7,10 +7,11 @@
 //! element whose key matches a persisted member updates it (changed columns only), any other
 //! element becomes a new member linked to its parent (foreign key filled at the commit, even
 //! from a generated key), and a persisted member no element matches is removed with its own
-//! members. So the planner, ordering, batching and save points treat members like any
-//! entity, and a failed write leaves the tree untouched: only after the write succeeded are
-//! the stored columns (generated keys, foreign keys, versions) copied back into the tree
-//! ([`write_back`]).
+//! members, unless its element moved to another collection of the tree: then the member
+//! follows it, and its foreign key is updated (`aggregates/moves.rs`). So the planner,
+//! ordering, batching and save points treat members like any entity, and a failed write
+//! leaves the tree untouched: only after the write succeeded are the stored columns
+//! (generated keys, foreign keys, versions) copied back into the tree ([`write_back`]).
 //!
 //! The alignment is recomputed by every write from the tree and the persisted members, so it
 //! holds nothing that could go stale: new members left by a failed write are dropped and made
@@ -19,17 +20,20 @@
 
 use std::any::TypeId;
 
-use crate::entity::{
-    ChildOf, ChildrenVisitor, ChildrenVisitorMut, Entity, Relation, RelationVisitor,
-};
+use crate::entity::{ChildOf, ChildrenVisitor, Entity, Relation, RelationVisitor};
 use crate::error::{Error, Result};
 use crate::relations::set_link;
-use crate::store::RelationMeta;
 use crate::stores::{StoreSet, SyncedRoot};
 use crate::tracking::{EntityState, Lifecycle, Link, Member, Tracked};
 
+mod copy_back;
 mod matching;
+mod moves;
+mod relation;
+use copy_back::write_back;
 use matching::Matching;
+use moves::{Claim, Moves};
+pub(crate) use relation::{child_relation, parent_keys};
 
 /// One entity of an aggregate being brought in line: the root, or a member.
 #[derive(Clone, Copy)]
@@ -151,11 +155,26 @@ fn sync_tree<T: Entity>(stores: &mut StoreSet, node: Node, mode: Mode) -> Result
     else {
         return Ok(false);
     };
-    let synced = sync_node(stores, node, &tree, mode);
+    let synced = if mode == Mode::Write {
+        sync_moving(stores, node, &tree)
+    } else {
+        sync_node(stores, node, &tree, mode, None)
+    };
     if let Some(store) = stores.at_mut::<T>(node.store) {
         store.put_tree(node.slot, node.generation, tree);
     }
     synced
+}
+
+/// A write's [`sync_node`] over a root's tree, its elements free to move from one collection to
+/// another ([`Moves`]): a second pass when an element came before the collection it left.
+fn sync_moving<T: Entity>(stores: &mut StoreSet, node: Node, tree: &T) -> Result<bool> {
+    let mut moves = Moves::new(tree);
+    let mut changed = sync_node(stores, node, tree, Mode::Write, Some(&mut moves))?;
+    if moves.again() {
+        changed |= sync_node(stores, node, tree, Mode::Write, Some(&mut moves))?;
+    }
+    Ok(changed)
 }
 
 /// How [`sync_node`] treats the elements of the tree.
@@ -175,7 +194,13 @@ enum Mode {
 
 /// Brings the members of `node` (of type `P`) in line with `tree`, its value in the root's
 /// tree; returns whether any member is written.
-fn sync_node<P: Entity>(stores: &mut StoreSet, node: Node, tree: &P, mode: Mode) -> Result<bool> {
+fn sync_node<P: Entity>(
+    stores: &mut StoreSet,
+    node: Node,
+    tree: &P,
+    mode: Mode,
+    moves: Option<&mut Moves<'_>>,
+) -> Result<bool> {
     let Some(tracked) = stores
         .at::<P>(node.store)
         .and_then(|s| s.get(node.slot, node.generation))
@@ -187,6 +212,7 @@ fn sync_node<P: Entity>(stores: &mut StoreSet, node: Node, tree: &P, mode: Mode)
         stores,
         node,
         mode,
+        moves,
         old,
         members: Vec::new(),
         changed: false,
@@ -204,10 +230,12 @@ fn sync_node<P: Entity>(stores: &mut StoreSet, node: Node, tree: &P, mode: Mode)
     Ok(changed)
 }
 
-struct SyncChildren<'a, P> {
+struct SyncChildren<'a, 't, P> {
     stores: &'a mut StoreSet,
     node: Node,
     mode: Mode,
+    /// A write's moves between the root's collections (none in the other modes).
+    moves: Option<&'a mut Moves<'t>>,
     /// The members before this write, every field.
     old: Vec<Member>,
     /// The members after it, in element order, field by field; removed ones after them.
@@ -217,7 +245,7 @@ struct SyncChildren<'a, P> {
     _parent: std::marker::PhantomData<fn() -> P>,
 }
 
-impl<P: Entity> ChildrenVisitor<P> for SyncChildren<'_, P> {
+impl<P: Entity> ChildrenVisitor<P> for SyncChildren<'_, '_, P> {
     fn visit<C: Entity + ChildOf<P>>(&mut self, field: usize, children: &[C]) {
         if self.error.is_some() {
             return;
@@ -228,7 +256,7 @@ impl<P: Entity> ChildrenVisitor<P> for SyncChildren<'_, P> {
     }
 }
 
-impl<P: Entity> SyncChildren<'_, P> {
+impl<P: Entity> SyncChildren<'_, '_, P> {
     fn sync_field<C: Entity>(&mut self, field: usize, children: &[C]) -> Result<()> {
         let store = self
             .stores
@@ -279,7 +307,10 @@ impl<P: Entity> SyncChildren<'_, P> {
                         }
                         member
                     }
-                    None => self.new_member(store, field_no, element, relation)?,
+                    None => match self.claim(store, field_no, element, relation)? {
+                        Some(member) => member,
+                        None => continue, // waits for the second pass
+                    },
                 };
                 self.members.push(member);
                 if !C::HAS_CHILDREN {
@@ -294,13 +325,17 @@ impl<P: Entity> SyncChildren<'_, P> {
                     generation: member.generation,
                     lifecycle,
                 };
-                self.changed |= sync_node(self.stores, node, element, self.mode)?;
+                let moves = self.moves.as_deref_mut();
+                self.changed |= sync_node(self.stores, node, element, self.mode, moves)?;
             }
         }
         // Persisted members no element stands for: their rows are deleted, theirs first.
         for member in matching.rest() {
             if matches!(self.mode, Mode::Adopt | Mode::Release) {
                 continue;
+            }
+            if self.release_moved::<C>(store, member) {
+                continue; // claimed by the collection that holds its element now
             }
             let Some(tracked) = self.member_mut::<C>(member) else {
                 continue;
@@ -318,7 +353,7 @@ impl<P: Entity> SyncChildren<'_, P> {
                 generation: member.generation,
                 lifecycle: Lifecycle::Removed,
             };
-            sync_node(self.stores, node, &value, Mode::Remove)?;
+            sync_node(self.stores, node, &value, Mode::Remove, None)?;
         }
         Ok(())
     }
@@ -369,6 +404,49 @@ impl<P: Entity> SyncChildren<'_, P> {
             self.changed = true;
         }
         Ok(())
+    }
+
+    /// The member for an element no member of its own collection matched: the member released
+    /// for it by another collection of the tree (moved here: its foreign key now points at
+    /// this parent), none yet (the element waits for the second pass), or a new one.
+    fn claim<C: Entity>(
+        &mut self,
+        store: usize,
+        field: u16,
+        element: &C,
+        relation: (usize, &'static [usize]),
+    ) -> Result<Option<Member>> {
+        let claim = match self.moves.as_deref_mut() {
+            Some(moves) => moves.claim::<C>(self.stores, store, &element.key()),
+            None => Claim::New,
+        };
+        let released = match claim {
+            Claim::New => return self.new_member(store, field, element, relation).map(Some),
+            Claim::Wait => return Ok(None),
+            Claim::Moved(released) => released,
+        };
+        let member = Member { field, ..released };
+        self.update_member(member, element, relation)?;
+        self.point_at_parent::<C>(member, relation, false)?;
+        if self
+            .member::<C>(member)
+            .is_some_and(|t| t.state() != EntityState::Clean)
+        {
+            self.changed = true;
+        }
+        Ok(Some(member))
+    }
+
+    /// Whether `member`, matched by no element of its collection, has its element in another
+    /// collection of the tree: then it is released for that one to claim, not removed.
+    fn release_moved<C: Entity>(&mut self, store: usize, member: Member) -> bool {
+        let Some(key) = self.member::<C>(member).map(|t| t.persisted_value().key()) else {
+            return false;
+        };
+        match self.moves.as_deref_mut() {
+            Some(moves) => moves.release::<C>(self.stores, store, &key, member),
+            None => false,
+        }
     }
 
     /// A new member for `element`, linked to the parent.
@@ -476,123 +554,8 @@ fn release_member<C: Entity>(stores: &mut StoreSet, member: Member, value: &C) {
         generation: member.generation,
         lifecycle: Lifecycle::New,
     };
-    let _ = sync_node(stores, node, value, Mode::Release);
+    let _ = sync_node(stores, node, value, Mode::Release, None);
     if let Some(store) = stores.at_mut::<C>(member.store as usize) {
         store.release(member.slot);
-    }
-}
-
-/// The relation through which `C`, in children field `field` of `P`, points at `P`: its index
-/// and foreign key fields.
-pub(crate) fn child_relation<P: Entity, C: Entity>(
-    field: usize,
-) -> Result<(usize, &'static [usize])> {
-    let relations = RelationMeta::of::<C>();
-    let mut to_parent = relations
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.parent == TypeId::of::<P>());
-    match (to_parent.next(), to_parent.next()) {
-        (Some((index, relation)), None) => Ok((index, relation.fields)),
-        (None, _) => Err(Error::NoRelation {
-            child: C::ENTITY_NAME,
-            parent: P::ENTITY_NAME,
-        }),
-        (Some(_), Some(_)) => Err(Error::AmbiguousChildren {
-            parent: P::ENTITY_NAME,
-            field: P::CHILDREN.get(field).copied().unwrap_or("children"),
-            child: C::ENTITY_NAME,
-        }),
-    }
-}
-
-/// The key of the `P` each of `children` points at through relation `relation`.
-pub(crate) fn parent_keys<P: Entity, C: Entity>(
-    children: &[C],
-    relation: usize,
-) -> Vec<Option<P::Key>> {
-    struct Keys<'a, P: Entity, C> {
-        children: &'a [C],
-        relation: usize,
-        keys: Vec<Option<P::Key>>,
-    }
-    impl<P: Entity, C: Entity> RelationVisitor<C> for Keys<'_, P, C> {
-        fn visit<R: Relation<C>>(&mut self, index: usize) {
-            if index != self.relation {
-                return;
-            }
-            // `R::Parent` is `P` (the relation was chosen by its parent type).
-            self.keys = self
-                .children
-                .iter()
-                .map(|c| {
-                    let key = R::parent_key(c)?;
-                    (&key as &dyn std::any::Any)
-                        .downcast_ref::<P::Key>()
-                        .cloned()
-                })
-                .collect();
-        }
-    }
-    let mut keys = Keys::<P, C> {
-        children,
-        relation,
-        keys: Vec::new(),
-    };
-    C::visit_relations(&mut keys);
-    keys.keys
-}
-
-/// After a successful write: the columns every member holds now (generated keys, foreign
-/// keys, versions) are copied into the elements of the tree of the root in `slot` of store
-/// `index`, whose child collections stay as they are.
-fn write_back<T: Entity>(stores: &mut StoreSet, index: usize, slot: u32, generation: u32) {
-    let Some(root) = stores.at::<T>(index).and_then(|s| s.get(slot, generation)) else {
-        return; // removed by the write
-    };
-    let members = root.members().to_vec();
-    let Some(mut tree) = stores
-        .at_mut::<T>(index)
-        .and_then(|s| s.take_tree(slot, generation))
-    else {
-        return;
-    };
-    copy_members(stores, &mut tree, &members);
-    if let Some(store) = stores.at_mut::<T>(index) {
-        store.put_tree(slot, generation, tree);
-    }
-}
-
-/// Copies the members' columns into the elements of `value`'s child collections, depth first.
-fn copy_members<P: Entity>(stores: &StoreSet, value: &mut P, members: &[Member]) {
-    struct Copy<'a> {
-        stores: &'a StoreSet,
-        members: &'a [Member],
-    }
-    impl<P: Entity> ChildrenVisitorMut<P> for Copy<'_> {
-        fn visit<C: Entity>(&mut self, field: usize, children: &mut Vec<C>) {
-            let field = u16::try_from(field).unwrap_or(u16::MAX);
-            // Members removed by the write are gone; the rest are in element order.
-            let held = self
-                .members
-                .iter()
-                .filter(|m| m.field == field)
-                .filter_map(|m| {
-                    self.stores
-                        .at::<C>(m.store as usize)
-                        .and_then(|s| s.get(m.slot, m.generation))
-                });
-            for (element, member) in children.iter_mut().zip(held) {
-                let stored = member.value();
-                // Most members were not written: nothing to copy.
-                if !element.changed_fields(stored).is_empty() || element.version_differs(stored) {
-                    element.assign_persisted(stored.clone_columns());
-                }
-                copy_members(self.stores, element, member.members());
-            }
-        }
-    }
-    if P::HAS_CHILDREN {
-        value.visit_children_mut(&mut Copy { stores, members });
     }
 }
