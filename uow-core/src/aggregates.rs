@@ -169,12 +169,12 @@ fn sync_tree<T: Entity>(stores: &mut StoreSet, node: Node, mode: Mode) -> Result
 /// A write's [`sync_node`] over a root's tree, its elements free to move from one collection to
 /// another ([`Moves`]): a second pass when an element came before the collection it left.
 fn sync_moving<T: Entity>(stores: &mut StoreSet, node: Node, tree: &T) -> Result<bool> {
-    let mut moves = Moves::new(tree);
+    let mut moves = Moves::default();
     let mut changed = sync_node(stores, node, tree, Mode::Write, Some(&mut moves))?;
     if moves.again() {
         changed |= sync_node(stores, node, tree, Mode::Write, Some(&mut moves))?;
     }
-    Ok(changed)
+    Ok(moves.finish(stores)? || changed)
 }
 
 /// How [`sync_node`] treats the elements of the tree.
@@ -199,7 +199,7 @@ fn sync_node<P: Entity>(
     node: Node,
     tree: &P,
     mode: Mode,
-    moves: Option<&mut Moves<'_>>,
+    moves: Option<&mut Moves>,
 ) -> Result<bool> {
     let Some(tracked) = stores
         .at::<P>(node.store)
@@ -230,12 +230,12 @@ fn sync_node<P: Entity>(
     Ok(changed)
 }
 
-struct SyncChildren<'a, 't, P> {
+struct SyncChildren<'a, P> {
     stores: &'a mut StoreSet,
     node: Node,
     mode: Mode,
     /// A write's moves between the root's collections (none in the other modes).
-    moves: Option<&'a mut Moves<'t>>,
+    moves: Option<&'a mut Moves>,
     /// The members before this write, every field.
     old: Vec<Member>,
     /// The members after it, in element order, field by field; removed ones after them.
@@ -245,7 +245,7 @@ struct SyncChildren<'a, 't, P> {
     _parent: std::marker::PhantomData<fn() -> P>,
 }
 
-impl<P: Entity> ChildrenVisitor<P> for SyncChildren<'_, '_, P> {
+impl<P: Entity> ChildrenVisitor<P> for SyncChildren<'_, P> {
     fn visit<C: Entity + ChildOf<P>>(&mut self, field: usize, children: &[C]) {
         if self.error.is_some() {
             return;
@@ -256,7 +256,7 @@ impl<P: Entity> ChildrenVisitor<P> for SyncChildren<'_, '_, P> {
     }
 }
 
-impl<P: Entity> SyncChildren<'_, '_, P> {
+impl<P: Entity> SyncChildren<'_, P> {
     fn sync_field<C: Entity>(&mut self, field: usize, children: &[C]) -> Result<()> {
         let store = self
             .stores
@@ -334,8 +334,10 @@ impl<P: Entity> SyncChildren<'_, '_, P> {
             if matches!(self.mode, Mode::Adopt | Mode::Release) {
                 continue;
             }
-            if self.release_moved::<C>(store, member) {
-                continue; // claimed by the collection that holds its element now
+            if let Some(moves) = self.moves.as_deref_mut() {
+                // Removed at the end of the write unless an element elsewhere claims it.
+                moves.release(self.node, member, remove_released::<P, C>);
+                continue;
             }
             let Some(tracked) = self.member_mut::<C>(member) else {
                 continue;
@@ -437,18 +439,6 @@ impl<P: Entity> SyncChildren<'_, '_, P> {
         Ok(Some(member))
     }
 
-    /// Whether `member`, matched by no element of its collection, has its element in another
-    /// collection of the tree: then it is released for that one to claim, not removed.
-    fn release_moved<C: Entity>(&mut self, store: usize, member: Member) -> bool {
-        let Some(key) = self.member::<C>(member).map(|t| t.persisted_value().key()) else {
-            return false;
-        };
-        match self.moves.as_deref_mut() {
-            Some(moves) => moves.release::<C>(self.stores, store, &key, member),
-            None => false,
-        }
-    }
-
     /// A new member for `element`, linked to the parent.
     fn new_member<C: Entity>(
         &mut self,
@@ -544,6 +534,37 @@ impl<P: Entity> SyncChildren<'_, '_, P> {
         C::visit_relations(&mut check);
         check.holds
     }
+}
+
+/// A member released by `parent`'s collection that no element claimed ([`Moves`]): marked
+/// removed with its own members, and listed last among its parent's.
+fn remove_released<P: Entity, C: Entity>(
+    stores: &mut StoreSet,
+    parent: Node,
+    member: Member,
+) -> Result<()> {
+    let store = member.store as usize;
+    let Some(tracked) = stores
+        .at_mut::<C>(store)
+        .and_then(|s| s.get_mut(member.slot, member.generation))
+    else {
+        return Ok(());
+    };
+    tracked.mark_removed();
+    if C::HAS_CHILDREN {
+        let value = tracked.value().clone();
+        let node = Node {
+            store,
+            slot: member.slot,
+            generation: member.generation,
+            lifecycle: Lifecycle::Removed,
+        };
+        sync_node(stores, node, &value, Mode::Remove, None)?;
+    }
+    if let Some(parents) = stores.at_mut::<P>(parent.store) {
+        parents.push_member(parent.slot, parent.generation, member);
+    }
+    Ok(())
 }
 
 /// Drops a new member and its own members (never written, never to be).

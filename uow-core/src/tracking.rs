@@ -180,6 +180,14 @@ impl<T: Entity> Tracked<T> {
         self.drop_empty_extras();
     }
 
+    /// Adds a member at the end of the members list.
+    pub fn push_member(&mut self, member: Member) {
+        self.extras
+            .get_or_insert_with(Box::default)
+            .members
+            .push(member);
+    }
+
     fn drop_empty_extras(&mut self) {
         if self
             .extras

@@ -40,6 +40,18 @@ impl<T: Entity> Store<T> {
         }
     }
 
+    /// Adds `member` at the end of the members list of the entity in `slot` (saved by the
+    /// innermost save point first).
+    pub fn push_member(&mut self, slot: u32, generation: u32, member: Member) {
+        if self.get(slot, generation).is_none() {
+            return;
+        }
+        self.save(slot);
+        if let Some(tracked) = self.slots[slot as usize].tracked.as_mut() {
+            tracked.push_member(member);
+        }
+    }
+
     /// The tree of the entity in `slot`, taken out while other stores change (members brought
     /// in line with it, or what a write stored copied into it): the entity keeps its columns,
     /// its child collections are empty until [`put_tree`](Self::put_tree). Saved by the
