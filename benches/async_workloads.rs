@@ -308,6 +308,28 @@ mod on_async {
         }
     }
 
+    /// `w1_returning_in_transaction` with BEGIN pipelined with the INSERT (both sent before
+    /// either answer is read, over `&AsyncPgConnection`), then COMMIT: the fewest round trips
+    /// (two) any form can take that never commits a statement whose future was dropped. Not
+    /// what the unit of work does (a BEGIN that alone fails, a cancel request landing on it,
+    /// would leave the INSERT committed on its own); the profile mode's floor for W1.
+    pub async fn w1_returning_pipelined_begin(conn: &mut Conn, rows: &mut [Item]) {
+        use diesel_async::SimpleAsyncConnection;
+        let new: Vec<NewItem<'_>> = rows.iter().map(NewItem::from).collect();
+        let mut shared: &Conn = &*conn;
+        let mut shared2: &Conn = &*conn;
+        let begin = async move { shared.batch_execute("BEGIN").await };
+        let insert = diesel::insert_into(items::table)
+            .values(&new)
+            .returning(items::id)
+            .get_results::<i32>(&mut shared2);
+        let ((), ids) = ok(tokio::try_join!(begin, insert), "begin + insert");
+        ok(conn.batch_execute("COMMIT").await, "commit");
+        for (row, id) in rows.iter_mut().zip(ids) {
+            row.id = id;
+        }
+    }
+
     pub async fn w1_row_by_row(conn: &mut Conn, rows: &[Item]) {
         ok(
             conn.transaction::<_, diesel::result::Error, _>(async |conn| {
@@ -1145,9 +1167,13 @@ async fn profile_w1(
                     on_async::w1_row_by_row(&mut db.conn, &rows).await;
                     None
                 }
+                "pipelined_begin" => {
+                    on_async::w1_returning_pipelined_begin(&mut db.conn, &mut rows).await;
+                    None
+                }
                 other => panic!(
                     "UOW_ASYNC_PROFILE: no variant {other:?} (uow, multi_row, returning, \
-                     returning_in_transaction, row_by_row)"
+                     returning_in_transaction, pipelined_begin, row_by_row)"
                 ),
             };
             times.push(start.elapsed().as_secs_f64() * 1e6);

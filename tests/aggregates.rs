@@ -399,6 +399,73 @@ backend_tests! {
         Ok(())
     }
 
+    fn refreshing_a_root_reads_its_tree_again_and_drops_every_change_in_it(db) {
+        // The recovery `Conflict` asks for: refresh, then apply the change again. Re-reading
+        // the root's row alone would keep the stale tree, and the retry would write its old
+        // values over the winner's.
+        create_tables(&mut db);
+        let mut setup = UnitOfWork::<Conn>::new();
+        let product = setup.register_new(lamp())?;
+        setup.commit(&mut db.conn)?;
+        let id = setup.get(&product)?.id;
+        let mut first = UnitOfWork::<Conn>::new();
+        let mut second = UnitOfWork::<Conn>::new();
+        let a = first.load::<Product>(&mut db.conn, id)?;
+        let b = second.load::<Product>(&mut db.conn, id)?;
+        {
+            let tree = first.get_mut(&a)?;
+            tree.batches[0].allocations[0].qty = 9;
+            tree.batches.remove(1);
+            tree.batches.push(batch("b3", 30, vec![line("o3", 1)]));
+        }
+        first.commit(&mut db.conn)?;
+        {
+            // Changes at every level, on members the first writer kept, changed and removed.
+            let tree = second.get_mut(&b)?;
+            tree.sku = "LAMP-2".into();
+            tree.batches[0].allocations[0].qty = 7;
+            tree.batches[0].allocations.remove(1);
+            tree.batches[1].allocations.push(line("o4", 4));
+            tree.batches.push(batch("b4", 40, vec![]));
+        }
+        let error = second.commit(&mut db.conn).expect_err("the version moved");
+        assert!(matches!(&error, uow::Error::Conflict { entity: "Product", .. }), "{error}");
+
+        let log = db.record();
+        second.refresh(&mut db.conn, &b)?;
+        assert_eq!(log.all().len(), 3, "the root, its batches, their allocations: {:?}", log.all());
+        let stored = read_tree(&mut db.conn, id)?;
+        assert_eq!(stored.batches[0].allocations[0].qty, 9);
+        assert_eq!(second.get(&b)?, &stored, "the tree as stored: every local change dropped");
+        assert_eq!(second.state(&b)?, EntityState::Clean);
+        assert!(!second.has_changes(), "no member left to write");
+        assert_eq!(second.len(), 1 + 2 + 3, "the root and the rows of its tree, nothing else");
+
+        second.get_mut(&b)?.batches[0].qty = 19;
+        second.commit(&mut db.conn)?;
+        let mut expected = stored.clone();
+        expected.batches[0].qty = 19;
+        expected.version += 1;
+        assert_eq!(read_tree(&mut db.conn, id)?, expected, "the first writer's changes kept");
+        assert_eq!(second.get(&b)?, &expected);
+
+        // A refresh inside a scope that fails is undone with it: the local change comes back.
+        second.get_mut(&b)?.batches[1].allocations.clear();
+        let before = second.get(&b)?.clone();
+        let result: Result<(), uow::Error> = second.transaction(&mut db.conn, |scope| {
+            scope.refresh(&b)?;
+            assert_eq!(scope.get(&b)?, &expected);
+            Err(uow::Error::NoTransaction) // stands for any failure of the caller
+        });
+        assert!(result.is_err());
+        assert_eq!(second.get(&b)?, &before, "the refresh undone with its scope");
+        second.commit(&mut db.conn)?;
+        expected.batches[1].allocations.clear();
+        expected.version += 1;
+        assert_eq!(read_tree(&mut db.conn, id)?, expected);
+        Ok(())
+    }
+
     fn removing_the_root_deletes_its_members_children_first(db) {
         create_tables(&mut db);
         let mut uow = UnitOfWork::<Conn>::new();

@@ -16,7 +16,9 @@
 //! The alignment is recomputed by every write from the tree and the persisted members, so it
 //! holds nothing that could go stale: new members left by a failed write are dropped and made
 //! again, members marked removed are taken back first. When any member of an aggregate is
-//! written, its root's version is checked and advanced with it.
+//! written, its root's version is checked and advanced with it. `refresh` of a root replaces
+//! its tree with the one just read and brings the members in line with it, discarding every
+//! local change (`aggregates/refresh.rs`).
 
 use std::any::TypeId;
 
@@ -29,10 +31,12 @@ use crate::tracking::{EntityState, Lifecycle, Link, Member, Tracked};
 mod copy_back;
 mod matching;
 mod moves;
+mod refresh;
 mod relation;
 use copy_back::write_back;
 use matching::Matching;
-use moves::{Claim, Moves};
+use moves::{remove_released, Claim, Moves};
+pub(crate) use refresh::refresh_tree;
 pub(crate) use relation::{child_relation, parent_keys};
 
 /// One entity of an aggregate being brought in line: the root, or a member.
@@ -42,6 +46,18 @@ struct Node {
     slot: u32,
     generation: u32,
     lifecycle: Lifecycle,
+}
+
+impl Node {
+    /// The node of a member, in the state `lifecycle`.
+    fn of_member(member: Member, lifecycle: Lifecycle) -> Node {
+        Node {
+            store: member.store as usize,
+            slot: member.slot,
+            generation: member.generation,
+            lifecycle,
+        }
+    }
 }
 
 /// Brings the members of every touched root of store `index` (of type `T`) in line with its
@@ -190,6 +206,13 @@ enum Mode {
     Remove,
     /// The node is dropped before it was written: every member is dropped.
     Release,
+    /// `refresh` of a root whose tree was just read again: a member an element matches takes
+    /// the element's row (clean), the others are forgotten ([`Mode::Forget`]), and an element
+    /// no member matches becomes a persisted one.
+    Refresh,
+    /// The node's members are forgotten, at every level, whatever their state: their rows are
+    /// not written (`refresh` discards them with the tree they stood for).
+    Forget,
 }
 
 /// Brings the members of `node` (of type `P`) in line with `tree`, its value in the root's
@@ -271,6 +294,12 @@ impl<P: Entity> SyncChildren<'_, P> {
             .filter(|m| m.field == field_no && m.store as usize == store)
             .copied()
             .collect();
+        if self.mode == Mode::Forget {
+            for member in old {
+                self.forget::<C>(member)?;
+            }
+            return Ok(());
+        }
         // Back to the persisted members: new ones from an earlier, failed write are dropped
         // (with theirs), removals taken back; what the tree says now is applied below. They
         // stay in the order of the elements they were made for, so an unchanged collection
@@ -298,12 +327,14 @@ impl<P: Entity> SyncChildren<'_, P> {
         }
         let relation = child_relation::<P, C>(field)?;
         let mut matching = Matching::new(persisted);
-        if matches!(self.mode, Mode::Write | Mode::Adopt) {
+        if matches!(self.mode, Mode::Write | Mode::Adopt | Mode::Refresh) {
             for (position, element) in children.iter().enumerate() {
                 let member = match matching.take(position, &element.key()) {
                     Some(member) => {
-                        if self.mode == Mode::Write {
-                            self.update_member(member, element, relation)?;
+                        match self.mode {
+                            Mode::Write => self.update_member(member, element, relation)?,
+                            Mode::Refresh => self.refresh_member(member, element),
+                            _ => {}
                         }
                         member
                     }
@@ -319,12 +350,7 @@ impl<P: Entity> SyncChildren<'_, P> {
                 let lifecycle = self
                     .member::<C>(member)
                     .map_or(Lifecycle::New, Tracked::lifecycle);
-                let node = Node {
-                    store,
-                    slot: member.slot,
-                    generation: member.generation,
-                    lifecycle,
-                };
+                let node = Node::of_member(member, lifecycle);
                 let moves = self.moves.as_deref_mut();
                 self.changed |= sync_node(self.stores, node, element, self.mode, moves)?;
             }
@@ -332,6 +358,10 @@ impl<P: Entity> SyncChildren<'_, P> {
         // Persisted members no element stands for: their rows are deleted, theirs first.
         for member in matching.rest() {
             if matches!(self.mode, Mode::Adopt | Mode::Release) {
+                continue;
+            }
+            if self.mode == Mode::Refresh {
+                self.forget::<C>(member)?;
                 continue;
             }
             if let Some(moves) = self.moves.as_deref_mut() {
@@ -349,12 +379,7 @@ impl<P: Entity> SyncChildren<'_, P> {
             if !C::HAS_CHILDREN {
                 continue;
             }
-            let node = Node {
-                store,
-                slot: member.slot,
-                generation: member.generation,
-                lifecycle: Lifecycle::Removed,
-            };
+            let node = Node::of_member(member, Lifecycle::Removed);
             sync_node(self.stores, node, &value, Mode::Remove, None)?;
         }
         Ok(())
@@ -448,14 +473,22 @@ impl<P: Entity> SyncChildren<'_, P> {
         relation: (usize, &'static [usize]),
     ) -> Result<Member> {
         let value = element.clone_columns();
-        let adopting = self.mode == Mode::Adopt;
+        let adopting = matches!(self.mode, Mode::Adopt | Mode::Refresh);
         let Some(children) = self.stores.at_mut::<C>(store) else {
             return Err(Error::UnknownEntity {
                 entity: C::ENTITY_NAME,
             });
         };
         let (slot, generation) = if adopting {
-            children.find_or_insert_member(Tracked::persisted(value).into_member())
+            let fresh = (self.mode == Mode::Refresh).then(|| value.clone());
+            let (slot, generation) =
+                children.find_or_insert_member(Tracked::persisted(value).into_member());
+            // A row held already (registered on its own) takes the row just read, as every
+            // member of a refreshed tree does.
+            if let (Some(fresh), Some(held)) = (fresh, children.get_mut(slot, generation)) {
+                held.refresh(fresh);
+            }
+            (slot, generation)
         } else {
             children.insert(Tracked::new_entity(value).into_member(), true)?
         };
@@ -536,45 +569,9 @@ impl<P: Entity> SyncChildren<'_, P> {
     }
 }
 
-/// A member released by `parent`'s collection that no element claimed ([`Moves`]): marked
-/// removed with its own members, and listed last among its parent's.
-fn remove_released<P: Entity, C: Entity>(
-    stores: &mut StoreSet,
-    parent: Node,
-    member: Member,
-) -> Result<()> {
-    let store = member.store as usize;
-    let Some(tracked) = stores
-        .at_mut::<C>(store)
-        .and_then(|s| s.get_mut(member.slot, member.generation))
-    else {
-        return Ok(());
-    };
-    tracked.mark_removed();
-    if C::HAS_CHILDREN {
-        let value = tracked.value().clone();
-        let node = Node {
-            store,
-            slot: member.slot,
-            generation: member.generation,
-            lifecycle: Lifecycle::Removed,
-        };
-        sync_node(stores, node, &value, Mode::Remove, None)?;
-    }
-    if let Some(parents) = stores.at_mut::<P>(parent.store) {
-        parents.push_member(parent.slot, parent.generation, member);
-    }
-    Ok(())
-}
-
 /// Drops a new member and its own members (never written, never to be).
 fn release_member<C: Entity>(stores: &mut StoreSet, member: Member, value: &C) {
-    let node = Node {
-        store: member.store as usize,
-        slot: member.slot,
-        generation: member.generation,
-        lifecycle: Lifecycle::New,
-    };
+    let node = Node::of_member(member, Lifecycle::New);
     let _ = sync_node(stores, node, value, Mode::Release, None);
     if let Some(store) = stores.at_mut::<C>(member.store as usize) {
         store.release(member.slot);

@@ -328,8 +328,8 @@ where
         self.uow.attach_trees(conn, roots)
     }
 
-    /// Discards the local changes of one entity and reads its row again (see the synchronous
-    /// [`UnitOfWork::refresh`]).
+    /// Discards the local changes of one entity and reads its row again, an aggregate's root
+    /// with its whole tree (see the synchronous [`UnitOfWork::refresh`]).
     ///
     /// ```
     /// # #[cfg(feature = "sqlite")]

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use diesel::connection::LoadConnection;
 use diesel::Connection;
 
-use crate::aggregates::{child_relation, parent_keys};
+use crate::aggregates::{child_relation, parent_keys, refresh_tree};
 use crate::entity::{ChildLoadVisitor, Entity, Load};
 use crate::error::{Error, Result};
 use crate::exec::driver::block;
@@ -103,6 +103,13 @@ where
     /// committed yet are dropped (they described the discarded changes). Fields marked `skip`
     /// keep their values. Participants are not tied to entities and stay enlisted.
     ///
+    /// An aggregate's root is read again with its whole tree (one query per level, as `load`
+    /// reads it): every change made in the tree is discarded, elements added are dropped,
+    /// removed ones come back, and rows another writer added or deleted appear or go. So
+    /// `refresh` then the same change again is the recovery from [`Error::Conflict`] on an
+    /// aggregate too: the retry changes the tree as it is stored now. Handles to members the
+    /// stored tree no longer has go stale.
+    ///
     /// ```
     /// # use uow::prelude::*;
     /// # use diesel::prelude::*;
@@ -120,6 +127,44 @@ where
     /// uow.refresh(&mut conn, &note)?;
     /// assert_eq!(uow.get(&note)?.body, "theirs");
     /// assert_eq!(uow.state(&note)?, EntityState::Clean);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// An aggregate after a [`Error::Conflict`]:
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { lists (id) { id -> Integer, version -> Integer } }
+    /// # diesel::table! { items (id) { id -> Integer, list_id -> Integer, text -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = lists)]
+    /// # struct List { id: i32, #[tracked(version)] version: i32, #[tracked(children)] items: Vec<Item> }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = items, belongs_to(List, foreign_key = list_id))]
+    /// # struct Item { #[tracked(generated)] id: i32, list_id: i32, text: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE lists (id INTEGER PRIMARY KEY, version INTEGER NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("CREATE TABLE items (id INTEGER PRIMARY KEY, list_id INTEGER NOT NULL, text TEXT NOT NULL)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO lists VALUES (1, 1)").execute(&mut conn)?;
+    /// # diesel::sql_query("INSERT INTO items VALUES (1, 1, 'milk')").execute(&mut conn)?;
+    /// let item = |text: &str| Item { id: 0, list_id: 0, text: text.into() };
+    /// let mut mine = UnitOfWork::new();
+    /// let list = mine.load::<List>(&mut conn, 1)?; // the list with its items
+    /// mine.get_mut(&list)?.items.push(item("eggs"));
+    ///
+    /// let mut theirs = UnitOfWork::<SqliteConnection>::new(); // another writer, first
+    /// let same = theirs.load::<List>(&mut conn, 1)?;
+    /// theirs.get_mut(&same)?.items[0].text = "oat milk".into();
+    /// theirs.commit(&mut conn)?;
+    ///
+    /// assert!(matches!(mine.commit(&mut conn), Err(uow::Error::Conflict { .. })));
+    /// mine.refresh(&mut conn, &list)?; // the list and its items as stored; "eggs" dropped
+    /// assert_eq!(mine.get(&list)?.items.len(), 1);
+    /// mine.get_mut(&list)?.items.push(item("eggs")); // the change, again
+    /// mine.commit(&mut conn)?;
+    /// let texts: Vec<String> = items::table.select(items::text).order(items::id).load(&mut conn)?;
+    /// assert_eq!(texts, ["oat milk", "eggs"]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn refresh<T: Load<C::Backend>>(&mut self, conn: &mut C, handle: &Handle<T>) -> Result<()> {
@@ -181,8 +226,18 @@ impl<C: Driver> UnitOfWork<C> {
         }
         let key = tracked.persisted_value().key();
         let fresh = select::<T, C>(conn, &key).await?;
-        self.tracked_mut(handle)?.refresh(fresh);
-        Ok(())
+        if !T::HAS_CHILDREN {
+            self.tracked_mut(handle)?.refresh(fresh);
+            return Ok(());
+        }
+        // An aggregate's root: its tree is read again too (one query per level), and replaces
+        // the held one with every local change in it.
+        let mut roots = [fresh];
+        fill_children::<T, C>(conn, &mut roots).await?;
+        let [fresh] = roots;
+        self.tracked(handle)?;
+        let at = (handle.slot, handle.generation);
+        refresh_tree::<T>(&mut self.state.stores, handle.store as usize, at, fresh)
     }
 }
 
@@ -264,7 +319,8 @@ where
         block(uow.attach_trees(conn, roots))
     }
 
-    /// Discards local changes of one entity and reads it again (see [`UnitOfWork::refresh`]).
+    /// Discards local changes of one entity (an aggregate's root: of its whole tree) and reads
+    /// it again (see [`UnitOfWork::refresh`]).
     ///
     /// ```
     /// # use uow::prelude::*;

@@ -1,5 +1,8 @@
-//! After a successful write, the stored columns (generated keys, foreign keys, versions) copied
-//! from the members back into the elements of the root's tree.
+//! Copies into a root's tree: after a successful write, the stored columns (generated keys,
+//! foreign keys, versions) from the members back into the elements; for `refresh`, the child
+//! collections of a tree just read moved into the held root.
+
+use std::any::Any;
 
 use crate::entity::{ChildrenVisitorMut, Entity};
 use crate::stores::StoreSet;
@@ -62,4 +65,34 @@ fn copy_members<P: Entity>(stores: &StoreSet, value: &mut P, members: &[Member])
     if P::HAS_CHILDREN {
         value.visit_children_mut(&mut Copy { stores, members });
     }
+}
+
+/// A tree's child collections, each taken out of `value` (left empty) and boxed, in the order
+/// the derive visits them.
+pub(super) fn take_children<P: Entity>(value: &mut P) -> Vec<Box<dyn Any + Send>> {
+    struct Take(Vec<Box<dyn Any + Send>>);
+    impl<P: Entity> ChildrenVisitorMut<P> for Take {
+        fn visit<C: Entity>(&mut self, _: usize, children: &mut Vec<C>) {
+            self.0.push(Box::new(std::mem::take(children)));
+        }
+    }
+    let mut take = Take(Vec::new());
+    value.visit_children_mut(&mut take);
+    take.0
+}
+
+/// Puts the collections [`take_children`] took from a value of `P` into `value`, in place of
+/// its own.
+pub(super) fn put_children<P: Entity>(value: &mut P, taken: Vec<Box<dyn Any + Send>>) {
+    struct Put(std::vec::IntoIter<Box<dyn Any + Send>>);
+    impl<P: Entity> ChildrenVisitorMut<P> for Put {
+        fn visit<C: Entity>(&mut self, _: usize, children: &mut Vec<C>) {
+            // The same type visits the same fields in the same order: each box holds this
+            // field's `Vec<C>`.
+            if let Some(Ok(taken)) = self.0.next().map(|b| b.downcast::<Vec<C>>()) {
+                *children = *taken;
+            }
+        }
+    }
+    value.visit_children_mut(&mut Put(taken.into_iter()));
 }

@@ -14,9 +14,9 @@
 use crate::entity::Entity;
 use crate::error::Result;
 use crate::stores::StoreSet;
-use crate::tracking::Member;
+use crate::tracking::{Lifecycle, Member};
 
-use super::Node;
+use super::{sync_node, Mode, Node};
 
 /// Removes a released member no element claimed (with its own members), and lists it among
 /// its parent's: the removal the parent's collection put off.
@@ -109,4 +109,30 @@ impl Moves {
         }
         Ok(removed)
     }
+}
+
+/// A member released by `parent`'s collection that no element claimed ([`Moves`]): marked
+/// removed with its own members, and listed last among its parent's.
+pub(super) fn remove_released<P: Entity, C: Entity>(
+    stores: &mut StoreSet,
+    parent: Node,
+    member: Member,
+) -> Result<()> {
+    let store = member.store as usize;
+    let Some(tracked) = stores
+        .at_mut::<C>(store)
+        .and_then(|s| s.get_mut(member.slot, member.generation))
+    else {
+        return Ok(());
+    };
+    tracked.mark_removed();
+    if C::HAS_CHILDREN {
+        let value = tracked.value().clone();
+        let node = Node::of_member(member, Lifecycle::Removed);
+        sync_node(stores, node, &value, Mode::Remove, None)?;
+    }
+    if let Some(parents) = stores.at_mut::<P>(parent.store) {
+        parents.push_member(parent.slot, parent.generation, member);
+    }
+    Ok(())
 }

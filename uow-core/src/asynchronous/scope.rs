@@ -202,7 +202,8 @@ where
         uow.attach_trees(conn, roots)
     }
 
-    /// Discards local changes of one entity and reads it again.
+    /// Discards local changes of one entity (an aggregate's root: of its whole tree) and reads
+    /// it again (see [`UnitOfWork::refresh`](crate::UnitOfWork::refresh)).
     ///
     /// ```
     /// # #[cfg(feature = "sqlite")]
