@@ -466,6 +466,47 @@ backend_tests! {
         Ok(())
     }
 
+    fn a_member_changes_through_its_root_and_its_own_handle_only_reads_it(db) {
+        // A member found by its own key is the member itself (one row, one instance). Changed
+        // through that handle, it was written without the root's version and the tree kept
+        // the old value; removed through it, its row went before its own members'.
+        create_tables(&mut db);
+        let mut setup = UnitOfWork::<Conn>::new();
+        let product = setup.register_new(lamp())?;
+        setup.commit(&mut db.conn)?;
+        let stored = setup.get(&product)?.clone();
+        let mut uow = UnitOfWork::<Conn>::new();
+        let root = uow.load::<Product>(&mut db.conn, stored.id)?;
+        let b1 = stored.batches[0].id;
+        let member = uow.load::<Batch>(&mut db.conn, b1)?;
+        assert_eq!(uow.find::<Batch>(&b1), Some(member), "one row, one instance");
+        assert_eq!(uow.get(&member)?.qty, 20, "its own handle reads it");
+
+        let refused = |result: Result<(), uow::Error>| match result {
+            Err(uow::Error::MemberOfAggregate { entity: "Batch", key }) => key == b1.to_string(),
+            _ => false,
+        };
+        assert!(refused(uow.get_mut(&member).map(|_| ())));
+        assert!(refused(uow.entities_mut::<Batch>().get_mut(&member).map(|_| ())));
+        assert_eq!(uow.entities_mut::<Batch>().iter_mut().count(), 0, "members are not yielded");
+        assert!(refused(uow.register_removed(&member)));
+        assert!(refused(uow.unremove(&member)));
+        assert!(refused(uow.set_parent(&member, &root)));
+        assert!(refused(uow.refresh(&mut db.conn, &member)));
+        let message = uow.get_mut(&member).map(|_| ()).expect_err("refused").to_string();
+        assert!(message.contains("get_mut(&root)"), "{message}");
+        assert!(!uow.has_changes(), "nothing to write");
+
+        uow.get_mut(&root)?.batches[0].qty = 19;
+        uow.commit(&mut db.conn)?;
+        assert_eq!(uow.get(&member)?.qty, 19, "the member follows its element");
+        let mut expected = stored.clone();
+        expected.batches[0].qty = 19;
+        expected.version += 1;
+        assert_eq!(read_tree(&mut db.conn, stored.id)?, expected, "written with the root's version");
+        Ok(())
+    }
+
     fn removing_the_root_deletes_its_members_children_first(db) {
         create_tables(&mut db);
         let mut uow = UnitOfWork::<Conn>::new();

@@ -466,6 +466,23 @@ pub enum Error {
         child: &'static str,
     },
 
+    /// A handle to a member of an aggregate (an element of a root's `#[tracked(children)]`
+    /// collection, found with `find` or `load` by its own key) was used to change it. A member
+    /// changes through its root's tree, where the commit writes it and advances the root's
+    /// version; a change through its own handle would skip the version and leave the tree
+    /// stale. Reading it with `get` is allowed.
+    #[error(
+        "{entity} {key} is a member of an aggregate: change it in its root's tree \
+         (`get_mut(&root)` and the element in its collection), so that the commit writes it \
+         with the root's version; its own handle only reads it"
+    )]
+    MemberOfAggregate {
+        /// The member's entity type.
+        entity: &'static str,
+        /// Its primary key, formatted with `Debug`.
+        key: String,
+    },
+
     /// A participant outside the database failed to prepare; the participants prepared before
     /// it were compensated and nothing was written to the database.
     #[error(

@@ -142,6 +142,9 @@ impl<T: Entity> EntitiesMut<'_, T> {
     #[inline]
     pub fn get_mut(&mut self, handle: &Handle<T>) -> Result<&mut T> {
         if handle.unit == self.unit {
+            if self.store.holds_member(handle.slot, handle.generation) {
+                return Err(self.store.refusal(handle.slot, handle.generation));
+            }
             if let Some(value) = self.store.mutate(handle.slot, handle.generation) {
                 return Ok(value);
             }
@@ -159,7 +162,8 @@ impl<T: Entity> EntitiesMut<'_, T> {
     /// mutable borrow after a commit keeps its persisted values, the next commit writes only
     /// the fields that differ, and a scope that fails puts it back. Entities registered
     /// removed are held until the commit deletes them, so they are yielded too (as `get_mut`
-    /// hands them out); removed and committed ones are gone. Stopping early leaves the rest
+    /// hands them out); removed and committed ones are gone. Members of aggregates are not
+    /// yielded: they change through their roots' trees (as `get_mut` refuses them). Stopping early leaves the rest
     /// untouched, except inside a scope, where every entity of the type is saved (not
     /// changed) when the iterator is made.
     ///

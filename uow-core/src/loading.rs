@@ -214,6 +214,13 @@ impl<C: Driver> UnitOfWork<C> {
         handle: &Handle<T>,
     ) -> Result<()> {
         let tracked = self.tracked(handle)?;
+        if tracked.is_member() {
+            // Its row is read again with its root's tree (`refresh(&root)`).
+            return Err(Error::MemberOfAggregate {
+                entity: T::ENTITY_NAME,
+                key: key_text(&tracked.value().key()),
+            });
+        }
         if tracked.is_new() {
             return Err(Error::NotFound {
                 entity: T::ENTITY_NAME,

@@ -123,6 +123,13 @@ impl<C: Driver> UnitOfWork<C> {
         let child_store = self.store_of(child).ok_or(Error::UnknownEntity {
             entity: T::ENTITY_NAME,
         })?;
+        // A member's parent is the element holding it in its root's tree.
+        if child_store
+            .get(child.slot, child.generation)
+            .is_some_and(|t| t.is_member())
+        {
+            return Err(child_store.refusal(child.slot, child.generation));
+        }
         let candidates: Vec<(usize, &'static [usize])> = child_store
             .relations()
             .iter()

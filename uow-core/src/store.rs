@@ -83,6 +83,13 @@ pub(crate) struct Store<T: Entity> {
     next_generation: u32,
 }
 
+/// A handle that does not point at an entity held here.
+fn unknown_entity<T: Entity>() -> Error {
+    Error::UnknownEntity {
+        entity: T::ENTITY_NAME,
+    }
+}
+
 pub(crate) fn key_text<K: std::fmt::Debug>(key: &K) -> String {
     format!("{key:?}")
 }
@@ -191,6 +198,8 @@ impl<T: Entity> Store<T> {
 
     /// The entity for plain Rust mutation: on the touched list, its persisted values kept,
     /// saved by the innermost save point. `None` when `slot` does not hold `generation`.
+    /// Handles of members of aggregates are refused before (`holds_member`): the sync of a
+    /// tree is what changes its members through here.
     ///
     /// This is the hot path of `uow.get_mut(&h)?.field = ...`: an entity already mutated since
     /// the last commit, outside scopes, costs a few comparisons; the rest is out of line.

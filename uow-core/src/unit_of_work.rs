@@ -171,9 +171,18 @@ impl<C: Driver> UnitOfWork<C> {
             })
     }
 
+    /// The held entity behind `handle` for a change of state through the handle: refused for
+    /// a member of an aggregate, which changes through its root's tree only.
     pub(crate) fn tracked_mut<T: Entity>(&mut self, handle: &Handle<T>) -> Result<&mut Tracked<T>> {
-        self.store_of_mut(handle)
-            .and_then(|s| s.get_mut(handle.slot, handle.generation))
+        let store = self.store_of_mut(handle).ok_or(Error::UnknownEntity {
+            entity: T::ENTITY_NAME,
+        })?;
+        match store.get(handle.slot, handle.generation) {
+            Some(tracked) if !tracked.is_member() => {}
+            _ => return Err(store.refusal(handle.slot, handle.generation)),
+        }
+        store
+            .get_mut(handle.slot, handle.generation)
             .ok_or(Error::UnknownEntity {
                 entity: T::ENTITY_NAME,
             })
@@ -550,6 +559,12 @@ impl<C: Driver> UnitOfWork<C> {
     /// For many changes to entities of one type in a row, [`entities_mut`](Self::entities_mut)
     /// finds the type's entities once instead of on every call.
     ///
+    /// A member of an aggregate (an element of a root's `#[tracked(children)]` collection,
+    /// whose handle `find` or `load` gives by its key) is refused with
+    /// [`Error::MemberOfAggregate`]: it changes in its root's tree, so that the commit writes
+    /// it with the root's version. So are `register_removed`, `unremove`, `refresh` and
+    /// `set_parent` through its handle.
+    ///
     /// ```
     /// # use uow::prelude::*;
     /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
@@ -569,6 +584,9 @@ impl<C: Driver> UnitOfWork<C> {
         // One store lookup, and no error value built on the way (this is the hot path of
         // plain mutation; see BENCHMARKS.md, W5).
         if let Some(store) = self.store_of_mut(handle) {
+            if store.holds_member(handle.slot, handle.generation) {
+                return Err(store.refusal(handle.slot, handle.generation));
+            }
             if let Some(value) = store.mutate(handle.slot, handle.generation) {
                 return Ok(value);
             }

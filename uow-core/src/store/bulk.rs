@@ -10,8 +10,9 @@ use crate::tracking::Tracked;
 use super::{Slot, Store};
 
 impl<T: Entity> Store<T> {
-    /// Every held entity, each tracked as `mutate` tracks it when the iterator yields it: on
-    /// the touched list, its persisted values kept.
+    /// Every held entity but the members of aggregates (as `mutate` refuses them), each
+    /// tracked as `mutate` tracks it when the iterator yields it: on the touched list, its
+    /// persisted values kept.
     ///
     /// Inside a save point every held slot is saved and listed first, here: the iterator
     /// borrows the slots and the touched list only, so it cannot reach the save point's log.
@@ -59,6 +60,9 @@ impl<'s, T: Entity> Iterator for ValuesMut<'s, T> {
         loop {
             let s = self.slots.next()?;
             if let Some(tracked) = s.tracked.as_mut() {
+                if tracked.is_member() {
+                    continue; // changed through its root's tree only
+                }
                 if !(s.listed && tracked.ready_for_change()) {
                     // Slots are indexed by u32 (`insert` hands out `len() as u32`).
                     let slot = (self.total - self.slots.len() - 1) as u32;

@@ -1,10 +1,12 @@
 //! What a store does for aggregates (`aggregates.rs`): members filed or found, a parent's
-//! members list, and the value a successful write copies stored columns into.
+//! members list, the value a successful write copies stored columns into, and members changed
+//! by their tree only (a handle's change refused).
 
 use crate::entity::Entity;
+use crate::error::Error;
 use crate::tracking::{Member, Tracked};
 
-use super::Store;
+use super::{key_text, unknown_entity, Store};
 
 impl<T: Entity> Store<T> {
     /// The generation of the entity in `slot`, if it holds one.
@@ -72,5 +74,27 @@ impl<T: Entity> Store<T> {
                 tracked.put_tree(tree);
             }
         }
+    }
+
+    /// Why a handle's change was refused: the entity in `slot` is a member of an aggregate
+    /// (`MemberOfAggregate`), or `slot` does not hold `generation` (`UnknownEntity`).
+    #[cold]
+    pub fn refusal(&self, slot: u32, generation: u32) -> Error {
+        match self.get(slot, generation) {
+            Some(tracked) if tracked.is_member() => Error::MemberOfAggregate {
+                entity: T::ENTITY_NAME,
+                key: key_text(&tracked.value().key()),
+            },
+            _ => unknown_entity::<T>(),
+        }
+    }
+
+    /// Whether `slot` holds `generation`, a member of an aggregate: its handle only reads it
+    /// (the tree changes it), so a change through the handle is refused ([`refusal`]).
+    ///
+    /// [`refusal`]: Self::refusal
+    #[inline]
+    pub fn holds_member(&self, slot: u32, generation: u32) -> bool {
+        self.get(slot, generation).is_some_and(Tracked::is_member)
     }
 }
