@@ -728,4 +728,78 @@ backend_tests! {
         assert!(entities.iter().any(|e| e.ends_with(".shelves[1]")), "{entities:?}");
         Ok(())
     }
+
+    fn rows_held_on_their_own_bring_their_changes_into_the_tree_that_adopts_them(db) {
+        // One row, one instance: a tree read after some of its rows were loaded on their own
+        // shows the held instances, and their changes are written with the root's version.
+        // The tree used to hold the rows as read: the next write undid a held Batch's tree
+        // changes, wrote a held Allocation's change without the root's version, and left the
+        // tree disagreeing with the database.
+        create_tables(&mut db);
+        let mut setup = UnitOfWork::<Conn>::new();
+        let product = setup.register_new(lamp())?;
+        setup.commit(&mut db.conn)?;
+        let stored = setup.get(&product)?.clone();
+        let (b1, b2) = (stored.batches[0].id, stored.batches[1].id);
+        let (o1, o2) = (stored.batches[0].allocations[0].id, stored.batches[0].allocations[1].id);
+
+        // A leaf changed on its own, and a row registered for removal.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let first = uow.load::<Allocation>(&mut db.conn, o1)?;
+        uow.get_mut(&first)?.qty = 9;
+        let second = uow.load::<Allocation>(&mut db.conn, o2)?;
+        uow.register_removed(&second)?;
+        let root = uow.load::<Product>(&mut db.conn, stored.id)?;
+        let tree = &uow.get(&root)?.batches[0].allocations;
+        assert_eq!((tree.len(), tree[0].qty), (1, 9), "the held instances: {tree:?}");
+        assert!(matches!(uow.get_mut(&first), Err(uow::Error::MemberOfAggregate { .. })), "a member now");
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let sent = log.all();
+        let count = |verb: &str, table: &str| sent.iter().filter(|s| s.starts_with(verb) && s.contains(table)).count();
+        assert_eq!(
+            (count("DELETE", "order_lines"), count("UPDATE", "order_lines"), count("UPDATE", "skus")),
+            (1, 1, 1),
+            "the removal, the change, the root's version: {sent:?}"
+        );
+        let mut expected = stored.clone();
+        expected.batches[0].allocations = vec![Allocation { qty: 9, ..stored.batches[0].allocations[0].clone() }];
+        expected.version += 1;
+        assert_eq!(read_tree(&mut db.conn, stored.id)?, expected, "written with the root's version");
+        assert_eq!(uow.get(&root)?, &expected, "the tree is what the database holds");
+
+        // A Batch loaded on its own, with its tree, changed in it: its tree comes along.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let held = uow.load::<Batch>(&mut db.conn, b1)?;
+        {
+            let batch = uow.get_mut(&held)?;
+            batch.qty = 7;
+            batch.allocations[0].qty = 8;
+            batch.allocations.push(line("o3", 1));
+        }
+        let shown = uow.get(&held)?.clone();
+        let root = uow.load::<Product>(&mut db.conn, stored.id)?;
+        assert_eq!(uow.get(&root)?.batches[0], shown, "the held Batch, its tree with it");
+        assert_eq!(uow.get(&root)?.batches[1].id, b2);
+        uow.commit(&mut db.conn)?;
+        let now = read_tree(&mut db.conn, stored.id)?;
+        assert_eq!(uow.get(&root)?, &now, "the tree is what the database holds");
+        assert_eq!(now.version, expected.version + 1);
+        let batch = &now.batches[0];
+        assert_eq!((batch.qty, batch.allocations.len(), batch.allocations[0].qty), (7, 2, 8), "{now:?}");
+
+        // Adopted in a scope that fails: the row is held on its own again, its change kept.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let held = uow.load::<Allocation>(&mut db.conn, o1)?;
+        uow.get_mut(&held)?.qty = 4;
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.load::<Product>(stored.id)?;
+            Err(uow::Error::NoTransaction) // stands for any failure of the caller
+        });
+        assert!(result.is_err());
+        assert_eq!(uow.get_mut(&held)?.qty, 4, "on its own again, with its change");
+        uow.commit(&mut db.conn)?;
+        assert_eq!(read_tree(&mut db.conn, stored.id)?.batches[0].allocations[0].qty, 4);
+        Ok(())
+    }
 }

@@ -28,6 +28,7 @@ use crate::relations::set_link;
 use crate::stores::{StoreSet, SyncedRoot};
 use crate::tracking::{EntityState, Lifecycle, Link, Member, Tracked};
 
+mod adoption;
 mod copy_back;
 mod matching;
 mod moves;
@@ -109,8 +110,10 @@ pub(crate) fn sync_roots<T: Entity>(
 
 /// Makes the elements of the tree of the persisted entity just registered in `slot` of store
 /// `index` its persisted members (`register_clean`, `attach`): the rows exist. An element
-/// whose key is held already becomes a member as it is (identity map: one row, one instance).
+/// whose row is held already shows the held instance and becomes a member (identity map: one
+/// row, one instance; `aggregates/adoption.rs`).
 pub(crate) fn adopt<T: Entity>(stores: &mut StoreSet, index: usize, slot: u32, generation: u32) {
+    adoption::show_held::<T>(stores, index, slot, generation);
     // What can fail here (an element type with two relations to its parent) fails the next
     // write too, which reports it.
     let _ = sync_held::<T>(
@@ -239,6 +242,7 @@ fn sync_node<P: Entity>(
         old,
         members: Vec::new(),
         changed: false,
+        keeps_members: false,
         error: None,
         _parent: std::marker::PhantomData,
     };
@@ -264,6 +268,9 @@ struct SyncChildren<'a, P> {
     /// The members after it, in element order, field by field; removed ones after them.
     members: Vec<Member>,
     changed: bool,
+    /// The member just found for an element was one already, with its own members: they
+    /// stay as they are ([`Mode::Adopt`] of a row held as the root of its own tree).
+    keeps_members: bool,
     error: Option<Error>,
     _parent: std::marker::PhantomData<fn() -> P>,
 }
@@ -344,7 +351,7 @@ impl<P: Entity> SyncChildren<'_, P> {
                     },
                 };
                 self.members.push(member);
-                if !C::HAS_CHILDREN {
+                if !C::HAS_CHILDREN || std::mem::take(&mut self.keeps_members) {
                     continue;
                 }
                 let lifecycle = self
@@ -480,6 +487,11 @@ impl<P: Entity> SyncChildren<'_, P> {
             });
         };
         let (slot, generation) = if adopting {
+            self.keeps_members = self.mode == Mode::Adopt
+                && children
+                    .find(&value.key())
+                    .and_then(|(slot, generation)| children.get(slot, generation))
+                    .is_some_and(Tracked::is_member);
             let fresh = (self.mode == Mode::Refresh).then(|| value.clone());
             let (slot, generation) =
                 children.find_or_insert_member(Tracked::persisted(value).into_member());

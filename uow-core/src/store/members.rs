@@ -18,13 +18,22 @@ impl<T: Entity> Store<T> {
     /// A persisted member: the entity held under its key, made a member, or `tracked` added.
     pub fn find_or_insert_member(&mut self, tracked: Tracked<T>) -> (u32, u32) {
         if let Some((slot, generation)) = tracked.filed_key().and_then(|key| self.find(key)) {
-            self.save(slot);
-            if let Some(held) = self.slots[slot as usize].tracked.as_mut() {
-                held.make_member();
-            }
+            self.make_member(slot, generation);
             return (slot, generation);
         }
         self.find_or_insert(tracked)
+    }
+
+    /// Makes the entity in `slot`, held on its own until now, a member (saved by the innermost
+    /// save point first).
+    pub fn make_member(&mut self, slot: u32, generation: u32) {
+        if self.get(slot, generation).is_none() {
+            return;
+        }
+        self.save(slot);
+        if let Some(held) = self.slots[slot as usize].tracked.as_mut() {
+            held.make_member();
+        }
     }
 
     /// Replaces the members list of the entity in `slot` (saved by the innermost save point

@@ -1,0 +1,164 @@
+//! A tree just read whose rows are held already, on their own: the held instance wins, as
+//! `load` returns a held entity rather than its row (identity map: one row, one instance).
+//!
+//! Before the root's members are made (`Mode::Adopt`), each element whose row is held on its
+//! own takes the held values, changed or not, so the tree shows what the held handle showed
+//! and the next write sends those changes with the root's version. A row held as the root
+//! of a tree of its own (loaded on its own first) brings that tree, with its members and
+//! every change in it, and the adoption leaves its members alone. A row held for removal
+//! leaves the tree: its removal is written as registered. Without this, the tree held the
+//! row as read and the next write of the tree undid the held changes, or wrote them without
+//! the root's version while the tree disagreed with the database.
+
+use std::any::TypeId;
+
+use crate::entity::{ChildOf, ChildrenVisitor, ChildrenVisitorMut, Entity};
+use crate::stores::StoreSet;
+use crate::tracking::Lifecycle;
+
+use super::copy_back::{put_children, take_children};
+
+/// Shows in the tree of the root in `slot` of store `index` the held instances of its rows
+/// (see the module's text).
+pub(super) fn show_held<T: Entity>(
+    stores: &mut StoreSet,
+    index: usize,
+    slot: u32,
+    generation: u32,
+) {
+    // Mostly nothing is held on its own: looked for first, so the tree is taken out (and its
+    // root's columns copied) only when something is.
+    let held_alone = stores
+        .at::<T>(index)
+        .and_then(|s| s.get(slot, generation))
+        .is_some_and(|root| holds_any_alone(stores, root.value()));
+    if !held_alone {
+        return;
+    }
+    let Some(mut tree) = stores
+        .at_mut::<T>(index)
+        .and_then(|s| s.take_tree(slot, generation))
+    else {
+        return;
+    };
+    let shown = show_held_below(stores, &mut tree);
+    if let Some(store) = stores.at_mut::<T>(index) {
+        store.put_tree(slot, generation, tree);
+        if shown {
+            // Held changes now in the tree are written with it: the next write syncs it.
+            store.touch(slot);
+        }
+    }
+}
+
+/// [`show_held`] for the child collections of `value`, depth first; whether any element took
+/// a held instance.
+fn show_held_below<P: Entity>(stores: &mut StoreSet, value: &mut P) -> bool {
+    struct Show<'a> {
+        stores: &'a mut StoreSet,
+        shown: bool,
+    }
+    impl<P: Entity> ChildrenVisitorMut<P> for Show<'_> {
+        fn visit<C: Entity>(&mut self, _: usize, children: &mut Vec<C>) {
+            children.retain_mut(|element| {
+                let (stays, shown) = show_held_element(self.stores, element);
+                self.shown |= shown;
+                stays
+            });
+        }
+    }
+    let mut show = Show {
+        stores,
+        shown: false,
+    };
+    if P::HAS_CHILDREN {
+        value.visit_children_mut(&mut show);
+    }
+    show.shown
+}
+
+/// Whether any element below `value` has its row held on its own.
+fn holds_any_alone<P: Entity>(stores: &StoreSet, value: &P) -> bool {
+    struct Look<'a> {
+        stores: &'a StoreSet,
+        found: bool,
+    }
+    impl<P: Entity> ChildrenVisitor<P> for Look<'_> {
+        fn visit<C: Entity + ChildOf<P>>(&mut self, _: usize, children: &[C]) {
+            for element in children {
+                if self.found {
+                    return;
+                }
+                self.found = held_alone(self.stores, element).is_some()
+                    || holds_any_alone(self.stores, element);
+            }
+        }
+    }
+    let mut look = Look {
+        stores,
+        found: false,
+    };
+    if P::HAS_CHILDREN {
+        value.visit_children(&mut look);
+    }
+    look.found
+}
+
+/// Where the row of `element` is held on its own (not as a member), if it is.
+fn held_alone<C: Entity>(stores: &StoreSet, element: &C) -> Option<(usize, u32, u32)> {
+    let index = stores.index_of(TypeId::of::<C>())?;
+    let store = stores.at::<C>(index)?;
+    let (slot, generation) = store.find(&element.key())?;
+    let tracked = store.get(slot, generation)?;
+    // A member belongs to another tree (its row moved there since); a new entity under a
+    // stored key fails its INSERT anyway.
+    (!tracked.is_member() && tracked.lifecycle() != Lifecycle::New)
+        .then_some((index, slot, generation))
+}
+
+/// Gives `element` the held instance of its row, if one is held on its own; whether the
+/// element stays in the tree (not when its row is held for removal), and whether it or an
+/// element below it took a held instance.
+fn show_held_element<C: Entity>(stores: &mut StoreSet, element: &mut C) -> (bool, bool) {
+    let Some((index, slot, generation)) = held_alone(stores, element) else {
+        return (true, show_held_below(stores, element));
+    };
+    let Some(store) = stores.at_mut::<C>(index) else {
+        return (true, false);
+    };
+    let Some(tracked) = store.get(slot, generation) else {
+        return (true, false);
+    };
+    if tracked.lifecycle() == Lifecycle::Removed {
+        return (false, false);
+    }
+    let has_own_tree =
+        C::HAS_CHILDREN && (!tracked.members().is_empty() || has_elements(tracked.value()));
+    if has_own_tree {
+        // Its tree is the one its members were made for: it replaces the rows just read, and
+        // as a member already it keeps its members when the root adopts its tree.
+        if let Some(tree) = store.take_tree(slot, generation) {
+            *element = tree;
+        }
+        store.make_member(slot, generation);
+        return (true, true);
+    }
+    let children = take_children(element);
+    *element = tracked.value().clone_columns();
+    put_children(element, children);
+    show_held_below(stores, element);
+    (true, true)
+}
+
+/// Whether any child collection of `value` has an element.
+fn has_elements<P: Entity>(value: &P) -> bool {
+    struct Any(bool);
+    impl<P: Entity> ChildrenVisitor<P> for Any {
+        fn visit<C: Entity + ChildOf<P>>(&mut self, _: usize, children: &[C]) {
+            self.0 |= !children.is_empty();
+        }
+    }
+    let mut any = Any(false);
+    value.visit_children(&mut any);
+    any.0
+}
