@@ -496,9 +496,12 @@ impl<P: Entity> SyncChildren<'_, P> {
             let (slot, generation) =
                 children.find_or_insert_member(Tracked::persisted(value).into_member());
             // A row held already (registered on its own) takes the row just read, as every
-            // member of a refreshed tree does.
-            if let (Some(fresh), Some(held)) = (fresh, children.get_mut(slot, generation)) {
-                held.refresh(fresh);
+            // member of a refreshed tree does. Only then is it borrowed for change: that puts
+            // it on the touched list, which every write walks.
+            if let Some(fresh) = fresh {
+                if let Some(held) = children.get_mut(slot, generation) {
+                    held.refresh(fresh);
+                }
             }
             (slot, generation)
         } else {

@@ -85,12 +85,19 @@ fn holds_any_alone<P: Entity>(stores: &StoreSet, value: &P) -> bool {
     }
     impl<P: Entity> ChildrenVisitor<P> for Look<'_> {
         fn visit<C: Entity + ChildOf<P>>(&mut self, _: usize, children: &[C]) {
+            // A store holding nothing (a tree read into a fresh unit of work) is not searched
+            // element by element.
+            let holds_some = self
+                .stores
+                .index_of(TypeId::of::<C>())
+                .and_then(|index| self.stores.at::<C>(index))
+                .is_some_and(|store| store.len() > 0);
             for element in children {
                 if self.found {
                     return;
                 }
-                self.found = held_alone(self.stores, element).is_some()
-                    || holds_any_alone(self.stores, element);
+                self.found = (holds_some && held_alone(self.stores, element).is_some())
+                    || (C::HAS_CHILDREN && holds_any_alone(self.stores, element));
             }
         }
     }
