@@ -788,9 +788,25 @@ backend_tests! {
         let batch = &now.batches[0];
         assert_eq!((batch.qty, batch.allocations.len(), batch.allocations[0].qty), (7, 2, 8), "{now:?}");
 
+        // A removal registered on its own is written as the tree's: with the root's version.
+        let mut uow = UnitOfWork::<Conn>::new();
+        let doomed = uow.load::<Allocation>(&mut db.conn, o1)?;
+        uow.register_removed(&doomed)?;
+        let root = uow.load::<Product>(&mut db.conn, stored.id)?;
+        assert!(uow.get(&root)?.batches[0].allocations.iter().all(|a| a.id != o1), "not in the tree");
+        let log = db.record();
+        uow.commit(&mut db.conn)?;
+        let sent = log.all();
+        let count = |verb: &str, table: &str| sent.iter().filter(|s| s.starts_with(verb) && s.contains(table)).count();
+        assert_eq!((count("DELETE", "order_lines"), count("UPDATE", "skus")), (1, 1), "{sent:?}");
+        let after = read_tree(&mut db.conn, stored.id)?;
+        assert_eq!(uow.get(&root)?, &after);
+        assert_eq!((after.version, after.batches[0].allocations.len()), (now.version + 1, 1));
+        let o3 = after.batches[0].allocations[0].id;
+
         // Adopted in a scope that fails: the row is held on its own again, its change kept.
         let mut uow = UnitOfWork::<Conn>::new();
-        let held = uow.load::<Allocation>(&mut db.conn, o1)?;
+        let held = uow.load::<Allocation>(&mut db.conn, o3)?;
         uow.get_mut(&held)?.qty = 4;
         let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
             scope.load::<Product>(stored.id)?;

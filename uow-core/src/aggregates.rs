@@ -113,7 +113,7 @@ pub(crate) fn sync_roots<T: Entity>(
 /// whose row is held already shows the held instance and becomes a member (identity map: one
 /// row, one instance; `aggregates/adoption.rs`).
 pub(crate) fn adopt<T: Entity>(stores: &mut StoreSet, index: usize, slot: u32, generation: u32) {
-    adoption::show_held::<T>(stores, index, slot, generation);
+    let removed = adoption::show_held::<T>(stores, index, slot, generation);
     // What can fail here (an element type with two relations to its parent) fails the next
     // write too, which reports it.
     let _ = sync_held::<T>(
@@ -123,6 +123,9 @@ pub(crate) fn adopt<T: Entity>(stores: &mut StoreSet, index: usize, slot: u32, g
         Lifecycle::Persisted,
         Mode::Adopt,
     );
+    if removed {
+        adoption::drop_removed::<T>(stores, index, slot, generation);
+    }
 }
 
 /// Drops the members of the new entity in `slot` of store `index`, with theirs: it is removed

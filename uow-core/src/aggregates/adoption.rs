@@ -6,9 +6,10 @@
 //! and the next write sends those changes with the root's version. A row held as the root
 //! of a tree of its own (loaded on its own first) brings that tree, with its members and
 //! every change in it, and the adoption leaves its members alone. A row held for removal
-//! leaves the tree: its removal is written as registered. Without this, the tree held the
-//! row as read and the next write of the tree undid the held changes, or wrote them without
-//! the root's version while the tree disagreed with the database.
+//! becomes a member, then leaves the tree: the next write deletes it with the root's version,
+//! as an element removed from the tree. Without this, the tree held the row as read and the
+//! next write of the tree undid the held changes, or wrote them (the removal too) without the
+//! root's version while the tree disagreed with the database.
 
 use std::any::TypeId;
 
@@ -19,13 +20,14 @@ use crate::tracking::Lifecycle;
 use super::copy_back::{put_children, take_children};
 
 /// Shows in the tree of the root in `slot` of store `index` the held instances of its rows
-/// (see the module's text).
+/// (see the module's text); whether a row in it is held for removal ([`drop_removed`] is
+/// then due once the root's members are made).
 pub(super) fn show_held<T: Entity>(
     stores: &mut StoreSet,
     index: usize,
     slot: u32,
     generation: u32,
-) {
+) -> bool {
     // Mostly nothing is held on its own: looked for first, so the tree is taken out (and its
     // root's columns copied) only when something is.
     let held_alone = stores
@@ -33,7 +35,50 @@ pub(super) fn show_held<T: Entity>(
         .and_then(|s| s.get(slot, generation))
         .is_some_and(|root| holds_any_alone(stores, root.value()));
     if !held_alone {
-        return;
+        return false;
+    }
+    let Some(mut tree) = stores
+        .at_mut::<T>(index)
+        .and_then(|s| s.take_tree(slot, generation))
+    else {
+        return false;
+    };
+    let found = show_held_below(stores, &mut tree);
+    if let Some(store) = stores.at_mut::<T>(index) {
+        store.put_tree(slot, generation, tree);
+        if found.shown {
+            // Held changes now in the tree are written with it: the next write syncs it.
+            store.touch(slot);
+        }
+    }
+    found.removed
+}
+
+/// Takes out of the tree of the root in `slot` of store `index` the elements whose rows were
+/// held for removal, now members: the next write deletes them as elements gone from the tree,
+/// with the root's version, as if removed from it (a removal registered on its own would
+/// bypass the version that guards the aggregate).
+pub(super) fn drop_removed<T: Entity>(
+    stores: &mut StoreSet,
+    index: usize,
+    slot: u32,
+    generation: u32,
+) {
+    fn below<P: Entity>(stores: &StoreSet, value: &mut P) {
+        struct TakeOut<'a> {
+            stores: &'a StoreSet,
+        }
+        impl<P: Entity> ChildrenVisitorMut<P> for TakeOut<'_> {
+            fn visit<C: Entity>(&mut self, _: usize, children: &mut Vec<C>) {
+                children.retain(|element| !is_removed_member(self.stores, element));
+                for element in children.iter_mut() {
+                    below(self.stores, element);
+                }
+            }
+        }
+        if P::HAS_CHILDREN {
+            value.visit_children_mut(&mut TakeOut { stores });
+        }
     }
     let Some(mut tree) = stores
         .at_mut::<T>(index)
@@ -41,40 +86,64 @@ pub(super) fn show_held<T: Entity>(
     else {
         return;
     };
-    let shown = show_held_below(stores, &mut tree);
+    below(stores, &mut tree);
     if let Some(store) = stores.at_mut::<T>(index) {
         store.put_tree(slot, generation, tree);
-        if shown {
-            // Held changes now in the tree are written with it: the next write syncs it.
-            store.touch(slot);
-        }
+        store.touch(slot);
     }
 }
 
-/// [`show_held`] for the child collections of `value`, depth first; whether any element took
-/// a held instance.
-fn show_held_below<P: Entity>(stores: &mut StoreSet, value: &mut P) -> bool {
+/// Whether the row of `element` is held as a member marked removed.
+fn is_removed_member<C: Entity>(stores: &StoreSet, element: &C) -> bool {
+    let Some(store) = stores
+        .index_of(TypeId::of::<C>())
+        .and_then(|index| stores.at::<C>(index))
+    else {
+        return false;
+    };
+    store
+        .find(&element.key())
+        .and_then(|(slot, generation)| store.get(slot, generation))
+        .is_some_and(|t| t.is_member() && t.lifecycle() == Lifecycle::Removed)
+}
+
+/// What [`show_held`] found below an element.
+#[derive(Default, Clone, Copy)]
+struct Found {
+    /// An element took a held instance.
+    shown: bool,
+    /// A row is held for removal.
+    removed: bool,
+}
+
+impl std::ops::BitOrAssign for Found {
+    fn bitor_assign(&mut self, other: Found) {
+        self.shown |= other.shown;
+        self.removed |= other.removed;
+    }
+}
+
+/// [`show_held`] for the child collections of `value`, depth first.
+fn show_held_below<P: Entity>(stores: &mut StoreSet, value: &mut P) -> Found {
     struct Show<'a> {
         stores: &'a mut StoreSet,
-        shown: bool,
+        found: Found,
     }
     impl<P: Entity> ChildrenVisitorMut<P> for Show<'_> {
         fn visit<C: Entity>(&mut self, _: usize, children: &mut Vec<C>) {
-            children.retain_mut(|element| {
-                let (stays, shown) = show_held_element(self.stores, element);
-                self.shown |= shown;
-                stays
-            });
+            for element in children.iter_mut() {
+                self.found |= show_held_element(self.stores, element);
+            }
         }
     }
     let mut show = Show {
         stores,
-        shown: false,
+        found: Found::default(),
     };
     if P::HAS_CHILDREN {
         value.visit_children_mut(&mut show);
     }
-    show.shown
+    show.found
 }
 
 /// Whether any element below `value` has its row held on its own.
@@ -123,21 +192,23 @@ fn held_alone<C: Entity>(stores: &StoreSet, element: &C) -> Option<(usize, u32, 
         .then_some((index, slot, generation))
 }
 
-/// Gives `element` the held instance of its row, if one is held on its own; whether the
-/// element stays in the tree (not when its row is held for removal), and whether it or an
-/// element below it took a held instance.
-fn show_held_element<C: Entity>(stores: &mut StoreSet, element: &mut C) -> (bool, bool) {
+/// Gives `element` the held instance of its row, if one is held on its own (a row held for
+/// removal is left as read: [`drop_removed`] takes it out once it is a member).
+fn show_held_element<C: Entity>(stores: &mut StoreSet, element: &mut C) -> Found {
     let Some((index, slot, generation)) = held_alone(stores, element) else {
-        return (true, show_held_below(stores, element));
+        return show_held_below(stores, element);
     };
     let Some(store) = stores.at_mut::<C>(index) else {
-        return (true, false);
+        return Found::default();
     };
     let Some(tracked) = store.get(slot, generation) else {
-        return (true, false);
+        return Found::default();
     };
     if tracked.lifecycle() == Lifecycle::Removed {
-        return (false, false);
+        return Found {
+            shown: false,
+            removed: true,
+        };
     }
     let has_own_tree =
         C::HAS_CHILDREN && (!tracked.members().is_empty() || has_elements(tracked.value()));
@@ -148,13 +219,19 @@ fn show_held_element<C: Entity>(stores: &mut StoreSet, element: &mut C) -> (bool
             *element = tree;
         }
         store.make_member(slot, generation);
-        return (true, true);
+        return Found {
+            shown: true,
+            removed: false,
+        };
     }
     let children = take_children(element);
     *element = tracked.value().clone_columns();
     put_children(element, children);
-    show_held_below(stores, element);
-    (true, true)
+    let below = show_held_below(stores, element);
+    Found {
+        shown: true,
+        ..below
+    }
 }
 
 /// Whether any child collection of `value` has an element.
