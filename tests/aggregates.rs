@@ -568,6 +568,41 @@ backend_tests! {
         Ok(())
     }
 
+    fn a_commit_looks_at_the_members_that_changed_not_at_the_whole_tree(db) {
+        create_tables(&mut db);
+        let mut setup = UnitOfWork::<Conn>::new();
+        let batches = (0..40)
+            .map(|b| batch(&format!("r{b}"), 10, (0..5).map(|a| line(&format!("o{b}.{a}"), 1)).collect()))
+            .collect();
+        let stored = setup.register_new(Product { batches, ..lamp() })?;
+        assert_eq!(setup.commit(&mut db.conn)?.examined(), 241, "a new tree: every row");
+        let id = setup.get(&stored)?.id;
+
+        // Reading a tree touches none of its 240 members (each touched one would be diffed
+        // by every commit that follows).
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.load::<Product>(&mut db.conn, id)?;
+        assert_eq!(uow.plan()?.examined(), 0, "loaded");
+        let mut other = UnitOfWork::<Conn>::new();
+        let root = Product { batches: Vec::new(), ..read_tree(&mut db.conn, id)? };
+        other.attach_aggregates(&mut db.conn, vec![root])?;
+        assert_eq!(other.plan()?.examined(), 0, "attached");
+
+        // One allocation changed through the root: the root and that member are looked at.
+        uow.get_mut(&product)?.batches[17].allocations[2].qty = 9;
+        assert_eq!(uow.plan()?.examined(), 2);
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.examined(), 2, "{report}");
+        assert_eq!((report.updated("order_lines"), report.updated("skus")), (1, 1), "{report}");
+        assert_eq!(read_tree(&mut db.conn, id)?, *uow.get(&product)?);
+
+        // Borrowed again and left as it was: the root only, nothing written.
+        let _ = uow.get_mut(&product)?;
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!((report.examined(), report.statements()), (1, 0), "{report}");
+        Ok(())
+    }
+
     fn loading_a_root_reads_its_tree_one_query_per_level(db) {
         create_tables(&mut db);
         let mut setup = UnitOfWork::<Conn>::new();

@@ -142,6 +142,52 @@ backend_tests! {
         Ok(())
     }
 
+    fn a_commit_looks_only_at_the_entities_touched_since_the_last_one(db) {
+        let mut seed = UnitOfWork::<Conn>::new();
+        for i in 0..300 {
+            seed.register_new(account(&format!("owner{i}"), i))?;
+        }
+        assert_eq!(seed.commit(&mut db.conn)?.examined(), 300, "every new entity");
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let handles = uow.attach_all(account_rows(&mut db.conn));
+        let loaded = uow.load::<Account>(&mut db.conn, uow.get(&handles[9])?.id)?;
+        assert_eq!(loaded, handles[9], "held: no row read, nothing touched");
+        assert_eq!(uow.plan()?.examined(), 0, "300 held, none touched");
+        uow.get_mut(&handles[3])?.balance += 1;
+        let _ = uow.get_mut(&handles[4])?; // borrowed, left as it was
+        uow.register_removed(&handles[5])?;
+        uow.register_new(account("new", 1))?;
+        assert_eq!(uow.plan()?.examined(), 4);
+        let log = db.record();
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!(report.examined(), 4, "{report}");
+        let counts = (report.inserted("accounts"), report.updated("accounts"), report.deleted("accounts"));
+        assert_eq!(counts, (1, 1, 1), "{report}");
+        assert_eq!(log.writes().len(), 3, "{:?}", log.writes());
+
+        // Written: nothing is touched any more, whatever the unit of work holds.
+        assert_eq!(uow.len(), 300);
+        let report = uow.commit(&mut db.conn)?;
+        assert_eq!((report.examined(), report.statements()), (0, 0));
+
+        // A scope's report counts its flushes and its end.
+        let reports = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = reports.clone();
+        uow.on_after_commit(move |report| sink.lock().unwrap().push(report.clone()));
+        uow.transaction(&mut db.conn, |scope| {
+            scope.get_mut(&handles[10])?.balance += 1;
+            assert_eq!(scope.flush()?.examined(), 1);
+            scope.get_mut(&handles[11])?.balance += 1;
+            scope.get_mut(&handles[12])?.balance += 1;
+            Ok::<_, uow::Error>(())
+        })?;
+        let reports = reports.lock().unwrap().clone();
+        assert_eq!(reports.len(), 1);
+        assert_eq!((reports[0].examined(), reports[0].updated("accounts")), (3, 3), "{}", reports[0]);
+        Ok(())
+    }
+
     fn attached_rows_are_tracked_without_register_dirty(db) {
         let mut seed = UnitOfWork::<Conn>::new();
         seed.register_new(account("ann", 10))?;

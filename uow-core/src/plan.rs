@@ -78,6 +78,9 @@ pub(crate) struct Step {
 pub(crate) struct Plan {
     /// Steps in execution order.
     pub steps: Vec<Step>,
+    /// The entities looked at to make it: every one touched since the last write, whether it
+    /// needs writing or not (what a write costs grows with this, not with what is held).
+    pub examined: usize,
 }
 
 impl Plan {
@@ -323,7 +326,10 @@ pub(crate) fn plan(
         let changes = (0..count).filter(|i| indegree[*i] > 0).collect();
         return Err(Cycle { changes });
     }
-    Ok(Plan { steps })
+    Ok(Plan {
+        steps,
+        examined: count,
+    })
 }
 
 #[cfg(test)]

@@ -132,6 +132,7 @@ pub(crate) fn preview(stores: &StoreSet, tables: &[TableInfo]) -> Result<PlanPre
     let plan = plan(stores, tables)?;
     let paths = member_paths(stores);
     Ok(PlanPreview {
+        examined: plan.examined,
         lines: plan
             .steps
             .iter()

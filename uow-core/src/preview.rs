@@ -29,6 +29,7 @@ use crate::tracking::Tracked;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanPreview {
     pub(crate) lines: Vec<PreviewStep>,
+    pub(crate) examined: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,27 @@ impl PlanPreview {
     /// ```
     pub fn statement_count(&self) -> usize {
         self.lines.iter().map(|s| s.statements).sum()
+    }
+
+    /// How many entities the commit would look at to find what to write (see
+    /// [`CommitReport::examined`](crate::CommitReport::examined)): the ones touched since the
+    /// last commit, not every one held.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// let mut uow = UnitOfWork::<diesel::SqliteConnection>::new();
+    /// let notes = uow.attach_all((1..=1_000).map(|id| Note { id, body: "a".into() }));
+    /// assert_eq!(uow.plan()?.examined(), 0);
+    /// uow.get_mut(&notes[0])?.body = "b".into();
+    /// assert_eq!(uow.plan()?.examined(), 1);
+    /// # Ok::<(), uow::Error>(())
+    /// ```
+    pub fn examined(&self) -> usize {
+        self.examined
     }
 
     /// Whether the commit would send nothing.

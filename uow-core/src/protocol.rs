@@ -114,6 +114,7 @@ impl<C: Driver> Write<'_, C> {
             uow.state.participants.prepare()?;
         }
         let plan = uow.plan_write()?;
+        sent.examined_by(plan.examined);
         #[cfg(feature = "outbox")]
         let outbox = uow.state.events.has_outbox_rows();
         #[cfg(not(feature = "outbox"))]
@@ -336,12 +337,14 @@ impl<C: Driver> UnitOfWork<C> {
         }
         transaction::check_mode(self.transaction_mode, depth_before)?;
         let plan = self.plan_write()?;
+        let mut sent = CommitReport::default();
+        sent.examined_by(plan.examined);
         if plan.is_empty() {
             self.state.end_write(true);
-            return Ok(CommitReport::default());
+            self.state.scope_wrote(&sent);
+            return Ok(sent);
         }
         let span = crate::trace::write_span("flush");
-        let mut sent = CommitReport::default();
         let mut write = Write {
             uow: self,
             conn,

@@ -43,6 +43,7 @@ pub struct TableReport {
 pub struct CommitReport {
     tables: Vec<TableReport>,
     statements: usize,
+    examined: usize,
 }
 
 impl CommitReport {
@@ -77,7 +78,13 @@ impl CommitReport {
         }
     }
 
-    /// Adds the rows and statements of `other` (several flushes of one scope).
+    /// Counts the entities a write's plan looked at.
+    pub(crate) fn examined_by(&mut self, examined: usize) {
+        self.examined += examined;
+    }
+
+    /// Adds the rows, statements and entities examined of `other` (several flushes of one
+    /// scope).
     pub(crate) fn absorb(&mut self, other: &CommitReport) {
         for t in &other.tables {
             self.record(t.entity, t.table, Operation::Insert, t.inserted, 0);
@@ -85,6 +92,7 @@ impl CommitReport {
             self.record(t.entity, t.table, Operation::Delete, t.deleted, 0);
         }
         self.statements += other.statements;
+        self.examined += other.examined;
     }
 
     /// One line per table written.
@@ -138,6 +146,38 @@ impl CommitReport {
     /// ```
     pub fn statements(&self) -> usize {
         self.statements
+    }
+
+    /// How many entities the commit looked at to find what to write: the ones registered,
+    /// borrowed mutably (`get_mut`, `iter_mut`), removed or taken back since the last commit,
+    /// and, of an aggregate whose root was borrowed, the members whose rows changed. An
+    /// entity merely held is not looked at, so what a commit costs grows with the entities
+    /// touched, never with the number tracked. For a scope: its flushes and its end together.
+    ///
+    /// ```
+    /// # use uow::prelude::*;
+    /// # use diesel::prelude::*;
+    /// # diesel::table! { notes (id) { id -> Integer, body -> Text } }
+    /// # #[derive(Tracked, Clone, Debug, PartialEq)]
+    /// # #[tracked(table = notes)]
+    /// # struct Note { id: i32, body: String }
+    /// # let mut conn = SqliteConnection::establish(":memory:")?;
+    /// # diesel::sql_query("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)").execute(&mut conn)?;
+    /// let mut uow = UnitOfWork::new();
+    /// let notes = (1..=1_000)
+    ///     .map(|id| uow.register_new(Note { id, body: "new".into() }))
+    ///     .collect::<uow::Result<Vec<_>>>()?;
+    /// assert_eq!(uow.commit(&mut conn)?.examined(), 1_000);
+    ///
+    /// uow.get_mut(&notes[7])?.body = "changed".into();
+    /// let _ = uow.get_mut(&notes[8])?; // borrowed, left as it was: looked at, not written
+    /// let report = uow.commit(&mut conn)?;
+    /// assert_eq!((report.examined(), report.updated("notes")), (2, 1));
+    /// assert_eq!(uow.commit(&mut conn)?.examined(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn examined(&self) -> usize {
+        self.examined
     }
 
     /// Whether nothing was written.
