@@ -128,6 +128,21 @@ fn create_tables<C: TestBackend>(db: &mut TestDb<C>) {
     ));
 }
 
+fn create_warehouse_tables<C: TestBackend>(db: &mut TestDb<C>) {
+    let serial = match C::KIND {
+        Kind::Sqlite => "INTEGER PRIMARY KEY",
+        Kind::Postgres => "SERIAL PRIMARY KEY",
+        Kind::Mysql => "INTEGER AUTO_INCREMENT PRIMARY KEY",
+    };
+    db.exec(&format!(
+        "CREATE TABLE warehouses (id {serial}, name VARCHAR(50) NOT NULL)"
+    ));
+    db.exec(
+        "CREATE TABLE shelves (code VARCHAR(50) PRIMARY KEY, \
+         product_id INTEGER NOT NULL REFERENCES warehouses (id), next_code VARCHAR(50))",
+    );
+}
+
 fn batch(reference: &str, qty: i32, allocations: Vec<Allocation>) -> Batch {
     Batch {
         id: 0,
@@ -743,6 +758,61 @@ backend_tests! {
         let tree = read_tree(&mut db.conn, id)?;
         assert_eq!(tree.version, 2);
         assert_eq!(tree.batches[0].allocations.len(), 1, "exactly one allocation persists");
+        Ok(())
+    }
+
+    fn a_tree_read_with_the_row_of_a_new_entity_is_refused(db) {
+        // A shelf registered as new under a code whose row exists, then its warehouse read:
+        // the tree used to make the new entity a member showing the row as read, and every
+        // commit after failed on its INSERT while its handle refused `register_removed`.
+        create_warehouse_tables(&mut db);
+        let shelf = |code: &str, warehouse: i32, next: Option<&str>| Shelf {
+            code: code.into(),
+            product_id: warehouse,
+            next_code: next.map(Into::into),
+        };
+        let mut setup = UnitOfWork::<Conn>::new();
+        let stored = setup.register_new(Warehouse { id: 0, name: "north".into(), shelves: vec![shelf("a", 0, None)] })?;
+        setup.commit(&mut db.conn)?;
+        let stored = setup.get(&stored)?.clone();
+        let id = stored.id;
+
+        let mut uow = UnitOfWork::<Conn>::new();
+        let new = uow.register_new(shelf("a", id, Some("z")))?;
+        let refused = |error: uow::Error| match error {
+            uow::Error::RowHeldAsNew { entity, key, root } => {
+                assert_eq!((entity, key.as_str()), ("Shelf", "\"a\""));
+                assert_eq!(root, format!("Warehouse with key {id}"));
+                Ok(())
+            }
+            other => Err(format!("expected RowHeldAsNew, got {other}")),
+        };
+        let log = db.record();
+        refused(uow.load::<Warehouse>(&mut db.conn, id).expect_err("the row of a new entity"))?;
+        let root = Warehouse { shelves: Vec::new(), ..stored.clone() };
+        refused(uow.attach_aggregates(&mut db.conn, vec![root]).expect_err("the same row"))?;
+        refused(uow.register_clean(stored.clone()).expect_err("the same tree"))?;
+        assert!(log.writes().is_empty(), "{:?}", log.writes());
+        assert_eq!((uow.len(), uow.find::<Warehouse>(&id)), (1, None), "nothing attached");
+        assert_eq!((uow.state(&new)?, uow.get(&new)?.next_code.as_deref()), (EntityState::New, Some("z")));
+
+        // The way out the message names: the new one taken back, the tree read again.
+        uow.register_removed(&new)?;
+        let warehouse = uow.load::<Warehouse>(&mut db.conn, id)?;
+        assert_eq!(uow.get(&warehouse)?, &stored);
+        uow.get_mut(&warehouse)?.shelves[0].next_code = Some("z".into());
+        assert_eq!(uow.commit(&mut db.conn)?.updated("shelves"), 1);
+
+        // `attach` cannot refuse: the new entity held for the row is the instance in the
+        // tree (as `attach` of the row alone returns it), and its INSERT meets the row.
+        let mut other = UnitOfWork::<Conn>::new();
+        let new = other.register_new(shelf("a", id, Some("y")))?;
+        let attached = other.attach(stored.clone());
+        let shown = other.get(&attached)?.shelves[0].clone();
+        assert_eq!((shown.next_code.as_deref(), other.state(&new)?), (Some("y"), EntityState::New));
+        let error = other.commit(&mut db.conn).expect_err("the row exists");
+        assert!(matches!(error, uow::Error::Statement { table: "shelves", .. }), "{error}");
+        assert_eq!(other.get(&attached)?.shelves[0], shown, "memory as before the commit");
         Ok(())
     }
 

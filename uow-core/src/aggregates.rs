@@ -34,6 +34,7 @@ mod matching;
 mod moves;
 mod refresh;
 mod relation;
+pub(crate) use adoption::refuse_rows_held_as_new;
 use copy_back::write_back;
 use matching::Matching;
 use moves::{remove_released, Claim, Moves};

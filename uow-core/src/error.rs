@@ -466,6 +466,24 @@ pub enum Error {
         child: &'static str,
     },
 
+    /// A tree read for an aggregate (`load`, `attach_aggregates`, `register_clean`) holds a
+    /// row whose key a new entity registered on its own has: the row exists, so that entity's
+    /// INSERT could only fail. Nothing was attached.
+    #[error(
+        "the tree of {root} holds a row of {entity} with key {key}, which this unit of work \
+         holds as a new entity (registered, not written yet): the row exists already, so its \
+         INSERT would fail; take the new one back with `register_removed` (it was never \
+         written) and read the tree again, then change the row through the tree"
+    )]
+    RowHeldAsNew {
+        /// The element's entity type.
+        entity: &'static str,
+        /// The element's key, as `Debug` prints it.
+        key: String,
+        /// The root whose tree holds the row, as `Product with key 7`.
+        root: String,
+    },
+
     /// A handle to a member of an aggregate (an element of a root's `#[tracked(children)]`
     /// collection, found with `find` or `load` by its own key) was used to change it. A member
     /// changes through its root's tree, where the commit writes it and advances the root's

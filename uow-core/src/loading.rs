@@ -10,7 +10,7 @@ use std::pin::Pin;
 use diesel::connection::LoadConnection;
 use diesel::Connection;
 
-use crate::aggregates::{child_relation, parent_keys, refresh_tree};
+use crate::aggregates::{child_relation, parent_keys, refresh_tree, refuse_rows_held_as_new};
 use crate::entity::{ChildLoadVisitor, Entity, Load};
 use crate::error::{Error, Result};
 use crate::exec::driver::block;
@@ -29,7 +29,9 @@ where
     /// The entity with primary key `key`: the instance already held (no query), or the row
     /// read from the database and tracked as clean (identity map: one row, one instance).
     ///
-    /// Fails with [`Error::NotFound`] when no row has the key.
+    /// Fails with [`Error::NotFound`] when no row has the key, and with
+    /// [`Error::RowHeldAsNew`] (nothing attached) when the root's tree holds the row of an
+    /// entity registered as new under the same key.
     ///
     /// ```
     /// # use uow::prelude::*;
@@ -53,7 +55,9 @@ where
 
     /// Attaches roots read with an ordinary Diesel query, each with its whole tree: their
     /// `#[tracked(children)]` collections are filled with one query per level for all of
-    /// them (a root held already stays as held, with its tree).
+    /// them (a root held already stays as held, with its tree). A tree holding the row of an
+    /// entity registered as new under the same key is [`Error::RowHeldAsNew`], and then no
+    /// root is attached.
     ///
     /// ```
     /// # use uow::prelude::*;
@@ -186,6 +190,7 @@ impl<C: Driver> UnitOfWork<C> {
         let mut roots = [entity];
         fill_children::<T, C>(conn, &mut roots).await?;
         let [root] = roots;
+        refuse_rows_held_as_new(&self.state.stores, &root)?;
         Ok(self.attach(root))
     }
 
@@ -202,6 +207,9 @@ impl<C: Driver> UnitOfWork<C> {
             .partition(|(_, root)| self.find::<T>(&root.key()).is_none());
         let (positions, mut trees): (Vec<usize>, Vec<T>) = fresh.into_iter().unzip();
         fill_children::<T, C>(conn, &mut trees).await?;
+        for tree in &trees {
+            refuse_rows_held_as_new(&self.state.stores, tree)?;
+        }
         let mut all: Numbered<T> = positions.into_iter().zip(trees).chain(held).collect();
         all.sort_by_key(|(i, _)| *i);
         Ok(all.into_iter().map(|(_, root)| self.attach(root)).collect())

@@ -277,6 +277,9 @@ impl<C: Driver> UnitOfWork<C> {
     ) -> Result<Handle<T>> {
         let unit = self.state.id;
         let persisted = !tracked.is_new();
+        if T::HAS_CHILDREN && persisted {
+            aggregates::refuse_rows_held_as_new(&self.state.stores, tracked.value())?;
+        }
         let (index, store) = self.store_mut::<T>();
         let id = store.insert(tracked, touch)?;
         if T::HAS_CHILDREN && persisted {
@@ -311,8 +314,10 @@ impl<C: Driver> UnitOfWork<C> {
     /// Tracks an entity just read from the database, as clean (the classic `registerClean`).
     ///
     /// Later changes through [`get_mut`](Self::get_mut) are detected field by field. Fails with
-    /// [`Error::DuplicateKey`] when an entity with the same key is held already; see
-    /// [`attach`](Self::attach) to reuse the held instance instead.
+    /// [`Error::DuplicateKey`] when an entity with the same key is held already (see
+    /// [`attach`](Self::attach) to reuse the held instance instead), and with
+    /// [`Error::RowHeldAsNew`] when an aggregate's tree holds the row of an entity registered
+    /// as new under the same key.
     ///
     /// ```
     /// # use uow::prelude::*;

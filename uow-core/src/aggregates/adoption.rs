@@ -10,10 +10,16 @@
 //! as an element removed from the tree. Without this, the tree held the row as read and the
 //! next write of the tree undid the held changes, or wrote them (the removal too) without the
 //! root's version while the tree disagreed with the database.
+//!
+//! A row held as a *new* entity (registered under a key chosen in Rust) cannot be adopted
+//! as read: reading a tree refuses it first ([`refuse_rows_held_as_new`]), and `attach`,
+//! which cannot fail, shows the new entity, whose INSERT then meets the row.
 
 use std::any::TypeId;
 
 use crate::entity::{ChildOf, ChildrenVisitor, ChildrenVisitorMut, Entity};
+use crate::error::{Error, Result};
+use crate::store::key_text;
 use crate::stores::StoreSet;
 use crate::tracking::Lifecycle;
 
@@ -180,16 +186,71 @@ fn holds_any_alone<P: Entity>(stores: &StoreSet, value: &P) -> bool {
     look.found
 }
 
+/// `RowHeldAsNew` if an element of the tree of `root`, just read, has its row held as a new
+/// entity on its own: reading a tree refuses it before anything is attached (`attach`, which
+/// cannot fail, shows the new entity in the tree instead, as it returns it for its row).
+pub(crate) fn refuse_rows_held_as_new<T: Entity>(stores: &StoreSet, root: &T) -> Result<()> {
+    fn below<P: Entity>(stores: &StoreSet, value: &P) -> Option<(&'static str, String)> {
+        struct Look<'a> {
+            stores: &'a StoreSet,
+            found: Option<(&'static str, String)>,
+        }
+        impl<P: Entity> ChildrenVisitor<P> for Look<'_> {
+            fn visit<C: Entity + ChildOf<P>>(&mut self, _: usize, children: &[C]) {
+                let store = self
+                    .stores
+                    .index_of(TypeId::of::<C>())
+                    .and_then(|index| self.stores.at::<C>(index))
+                    .filter(|store| store.len() > 0);
+                for element in children {
+                    if self.found.is_some() {
+                        return;
+                    }
+                    // A store holding nothing (a tree read into a fresh unit of work) is not
+                    // searched.
+                    let held_as_new = store.is_some_and(|s| {
+                        s.find(&element.key())
+                            .and_then(|(slot, generation)| s.get(slot, generation))
+                            .is_some_and(|t| !t.is_member() && t.lifecycle() == Lifecycle::New)
+                    });
+                    if held_as_new {
+                        self.found = Some((C::ENTITY_NAME, key_text(&element.key())));
+                    } else if C::HAS_CHILDREN {
+                        self.found = below(self.stores, element);
+                    }
+                }
+            }
+        }
+        let mut look = Look {
+            stores,
+            found: None,
+        };
+        value.visit_children(&mut look);
+        look.found
+    }
+    if !T::HAS_CHILDREN {
+        return Ok(());
+    }
+    match below(stores, root) {
+        Some((entity, key)) => Err(Error::RowHeldAsNew {
+            entity,
+            key,
+            root: format!("{} with key {}", T::ENTITY_NAME, key_text(&root.key())),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Where the row of `element` is held on its own (not as a member), if it is.
 fn held_alone<C: Entity>(stores: &StoreSet, element: &C) -> Option<(usize, u32, u32)> {
     let index = stores.index_of(TypeId::of::<C>())?;
     let store = stores.at::<C>(index)?;
     let (slot, generation) = store.find(&element.key())?;
     let tracked = store.get(slot, generation)?;
-    // A member belongs to another tree (its row moved there since); a new entity under a
-    // stored key fails its INSERT anyway.
-    (!tracked.is_member() && tracked.lifecycle() != Lifecycle::New)
-        .then_some((index, slot, generation))
+    // A member belongs to another tree (its row moved there since). A new entity registered
+    // under the key of a row read here is the held instance too, as `attach` of that row
+    // returns it: the tree shows it, and its INSERT meets the row.
+    (!tracked.is_member()).then_some((index, slot, generation))
 }
 
 /// Gives `element` the held instance of its row, if one is held on its own (a row held for
