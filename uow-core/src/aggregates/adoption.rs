@@ -228,7 +228,8 @@ pub(crate) fn refuse_rows_held_as_new<T: Entity>(stores: &StoreSet, root: &T) ->
         value.visit_children(&mut look);
         look.found
     }
-    if !T::HAS_CHILDREN {
+    // Mostly a tree is read into a unit of work that holds nothing yet: no walk then.
+    if !T::HAS_CHILDREN || stores.iter().all(|store| store.len() == 0) {
         return Ok(());
     }
     match below(stores, root) {
