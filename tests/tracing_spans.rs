@@ -72,7 +72,7 @@ backend_tests! {
             text.lines().filter(|l| l.contains(name)).map(str::to_string).collect()
         };
         let writes = lines("uow.write");
-        assert!(writes.iter().any(|l| l.contains("operation=\"commit\"") && l.contains("inserted=2")), "{text}");
+        assert!(writes.iter().any(|l| l.contains("operation=\"commit\"") && l.contains("inserted=2") && l.contains("examined=2")), "{text}");
         assert!(writes.iter().any(|l| l.contains("operation=\"flush\"") && l.contains("inserted=1")), "{text}");
         let rollbacks = lines("uow.rollback");
         assert!(

@@ -1,8 +1,9 @@
 //! `tracing` spans for commit, flush and rollback (feature `tracing`); no-ops without it.
 //!
 //! - `uow.write` (fields `operation` = commit or flush, `inserted`, `updated`, `deleted`,
-//!   `statements`): one per commit or flush that sends anything, entered while its statements
-//!   run, so events of the application's own during the write nest under it;
+//!   `statements`, `examined`: the entities the write looked at): one per commit or flush that
+//!   sends anything, entered while its statements run, so events of the application's own
+//!   during the write nest under it;
 //! - `uow.rollback` (fields `scope` = commit, flush or scope, the same counts, and `error`):
 //!   the rows that were sent and then rolled back, when a write fails or a scope rolls back;
 //! - `uow.scope` (fields `outcome` = commit, and the counts of every flush of the scope): an
@@ -35,6 +36,7 @@ pub(crate) fn write_span(what: &'static str) -> Span {
             updated = tracing::field::Empty,
             deleted = tracing::field::Empty,
             statements = tracing::field::Empty,
+            examined = tracing::field::Empty,
         )
     }
     #[cfg(not(feature = "tracing"))]
@@ -69,6 +71,7 @@ pub(crate) fn write_done(span: &Span, report: &CommitReport) {
         span.record("updated", updated);
         span.record("deleted", deleted);
         span.record("statements", report.statements());
+        span.record("examined", report.examined());
         span.in_scope(|| tracing::info!(%report, "written"));
     }
     #[cfg(not(feature = "tracing"))]
