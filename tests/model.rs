@@ -2625,6 +2625,27 @@ where
                             ),
                         ));
                     }
+                    if preview.examined() != report.examined() {
+                        return Err(self.fail(
+                            "plan",
+                            format!(
+                                "plan() would look at {} entities, {what} looked at {}\n{preview}",
+                                preview.examined(),
+                                report.examined()
+                            ),
+                        ));
+                    }
+                }
+                // Every row written is the row of an entity the write looked at.
+                if report.examined() < report.rows() {
+                    return Err(self.fail(
+                        "report-examined",
+                        format!(
+                            "{what} wrote {} rows but looked at {} entities\n{report}",
+                            report.rows(),
+                            report.examined()
+                        ),
+                    ));
                 }
                 self.tally(expect == Expect::Ok);
                 self.settle(s.uow_ref())?;
