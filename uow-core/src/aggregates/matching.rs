@@ -24,6 +24,8 @@ impl<K: std::hash::Hash + Eq + Clone> Matching<K> {
     }
 
     /// The member for the element at `position` with key `key`, taken.
+    // Inlined into the walk of each collection of a tree written (one call per element).
+    #[inline]
     pub(super) fn take(&mut self, position: usize, key: &K) -> Option<Member> {
         if let Some(slot) = self.members.get_mut(position) {
             if slot.as_ref().is_some_and(|(k, _)| k == key) {
