@@ -1,16 +1,127 @@
 //! The async driver: a commit whose future is dropped half way (a timeout, a client that went
 //! away) leaves the database as before and every entity as before the commit; the connection
-//! it ran on is refused afterwards, and the same work commits on another one.
+//! it ran on is refused afterwards, and the same work commits on another one. The commit and
+//! the scope are also dropped at each of their `.await`s in turn.
 #![cfg(feature = "async")]
 
 mod common;
 
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use common::on_async::wait;
 use common::*;
 use diesel::connection::SimpleConnection;
+use diesel::Connection as _;
 use uow::prelude::*;
+use uow::{Participant, ParticipantError};
+
+/// Polls `future` until it is ready, or drops it once it has returned `Pending` `budget` times
+/// and is waited for again: a timeout or a client that goes away at that `.await`. `Err`
+/// holds how many statements `log` held when it was dropped.
+async fn cut_after<F: Future>(
+    budget: usize,
+    log: &StatementLog,
+    future: F,
+) -> Result<F::Output, usize> {
+    let mut future = std::pin::pin!(future);
+    let mut left = budget;
+    std::future::poll_fn(move |cx| match future.as_mut().poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Ok(output)),
+        Poll::Pending if left == 0 => Poll::Ready(Err(log.all().len())),
+        Poll::Pending => {
+            left -= 1;
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// A participant that writes its steps into a shared list.
+struct Steps(Arc<Mutex<Vec<&'static str>>>);
+
+impl Steps {
+    fn push(&self, step: &'static str) -> Result<(), ParticipantError> {
+        match self.0.lock() {
+            Ok(mut steps) => steps.push(step),
+            Err(poisoned) => poisoned.into_inner().push(step),
+        }
+        Ok(())
+    }
+}
+
+impl Participant for Steps {
+    fn name(&self) -> String {
+        "steps".into()
+    }
+    fn prepare(&mut self) -> Result<(), ParticipantError> {
+        self.push("prepare")
+    }
+    fn commit(&mut self) -> Result<(), ParticipantError> {
+        self.push("commit")
+    }
+    fn compensate(&mut self) -> Result<(), ParticipantError> {
+        self.push("compensate")
+    }
+}
+
+/// Whether `sent` holds a COMMIT: from then on the server may commit whatever becomes of the
+/// future (the one window README names), so the database may be either side.
+fn commit_sent(sent: &[String]) -> bool {
+    sent.iter()
+        .any(|s| s.trim_start().to_ascii_uppercase().starts_with("COMMIT"))
+}
+
+/// After a cut: lets the connection finish what it had begun, and returns what it sent. The
+/// statement in flight may still run to its end (SQLite's wrapper finishes each call on a
+/// blocking thread, the future dropped or not; the next call waits for it), but nothing after
+/// it may start once the future is gone.
+fn settle<C: TestBackend + SimpleConnection>(
+    victim: &mut C,
+    log: &StatementLog,
+    at_cut: usize,
+) -> Vec<String> {
+    let mut sent = log.all();
+    if C::KIND == Kind::Sqlite {
+        let _ = victim.batch_execute("SELECT 1");
+        sent = log.all();
+        sent.pop();
+    }
+    assert!(
+        sent.len() <= at_cut + 1,
+        "statements started after the future was dropped: {:?}",
+        &sent[at_cut.min(sent.len())..]
+    );
+    sent
+}
+
+/// On SQLite, makes every write to `accounts` take a while (a trigger counting to 100,000), so
+/// that the wrapper is still running it when its future is first polled and a cut can land on
+/// each write. A server's statements always wait for their answer.
+fn slow_writes_on_sqlite<C: TestBackend>(db: &mut TestDb<C>) {
+    if C::KIND != Kind::Sqlite {
+        return;
+    }
+    for event in ["INSERT", "UPDATE", "DELETE"] {
+        db.exec(&format!(
+            "CREATE TRIGGER slow_{event} AFTER {event} ON accounts BEGIN \
+             SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+             WHERE x < 100000) SELECT x FROM c); END"
+        ));
+    }
+}
+
+/// Whether `sent` holds an INSERT, UPDATE or DELETE and no COMMIT: a cut that rolled back
+/// something written.
+fn wrote_before_commit(sent: &[String]) -> bool {
+    let upper: Vec<String> = sent.iter().map(|s| s.to_ascii_uppercase()).collect();
+    upper
+        .iter()
+        .any(|s| s.contains("INSERT INTO") || s.starts_with("UPDATE") || s.starts_with("DELETE"))
+        && !upper.iter().any(|s| s.trim_start().starts_with("COMMIT"))
+}
 
 async_backend_tests! {
     fn a_commit_dropped_while_it_waits_on_a_lock_changes_nothing(db) {
@@ -91,6 +202,144 @@ async_backend_tests! {
         let mut tried = uow::AsyncUnitOfWork::new();
         tried.register_new(account("cy", 1))?;
         assert!(wait(tried.commit(victim.inner())).is_err(), "a cancelled connection is not written on");
+        Ok(())
+    }
+
+    fn a_commit_dropped_at_any_of_its_awaits_changes_nothing(db) {
+        let mut uow = uow::AsyncUnitOfWork::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let cy = uow.register_new(account("cy", 3))?;
+        wait(uow.commit(db.conn.inner()))?;
+        slow_writes_on_sqlite(&mut db);
+        // An UPDATE, an INSERT and a DELETE, a participant, and hooks.
+        uow.get_mut(&ann)?.balance = 20;
+        let bob = uow.register_new(account("bob", 5))?;
+        uow.register_removed(&cy)?;
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        uow.enlist(Steps(steps.clone()));
+        let hooks = Arc::new(Mutex::new(Vec::new()));
+        let (on_commit, on_rollback) = (hooks.clone(), hooks.clone());
+        uow.on_after_commit(move |_| on_commit.lock().map_or((), |mut h| h.push("after commit")));
+        uow.on_after_rollback(move |_| on_rollback.lock().map_or((), |mut h| h.push("after rollback")));
+        let before = (observe(&uow, &ann), observe(&uow, &bob), observe(&uow, &cy), uow.len());
+        let rows_before = account_rows(&mut db.connect());
+
+        let (mut cuts, mut rolled_back_writes) = (0, false);
+        let in_doubt = loop {
+            let mut victim = db.connect();
+            let log = StatementLog::default();
+            victim.set_instrumentation(log.clone());
+            let at_cut = match wait(cut_after(cuts, &log, uow.commit(victim.inner()))) {
+                Ok(result) => {
+                    result?;
+                    break false;
+                }
+                Err(at_cut) => at_cut,
+            };
+            let sent = settle(&mut victim, &log, at_cut);
+            let at = format!("dropped after {cuts} waits, having sent {sent:?}");
+            assert_eq!((observe(&uow, &ann), observe(&uow, &bob), observe(&uow, &cy), uow.len()), before, "memory as before the commit, {at}");
+            let taken = std::mem::take(&mut *steps.lock().map_err(|_| "poisoned")?);
+            assert!(taken.is_empty() || taken == ["prepare", "compensate"], "the participant undone, never made final, {at}: {taken:?}");
+            let ran = std::mem::take(&mut *hooks.lock().map_err(|_| "poisoned")?);
+            if sent.is_empty() {
+                assert!(ran.is_empty() || ran == ["after rollback"], "no after-commit hook, {at}: {ran:?}");
+            } else {
+                assert_eq!(ran, ["after rollback"], "the after-rollback hook once, {at}");
+            }
+            if commit_sent(&sent) {
+                break true;
+            }
+            assert_eq!(account_rows(&mut db.connect()), rows_before, "nothing written, {at}");
+            rolled_back_writes |= wrote_before_commit(&sent);
+            let mut tried = uow::AsyncUnitOfWork::new();
+            tried.register_new(account("dee", 1))?;
+            if !sent.is_empty() {
+                assert!(wait(tried.commit(victim.inner())).is_err(), "a cancelled connection is not written on, {at}");
+            }
+            drop(victim);
+            cuts += 1;
+        };
+        assert!(rolled_back_writes, "no cut landed between a write and the COMMIT ({cuts} cuts)");
+
+        let rows = account_rows(&mut db.connect());
+        let mut expected = vec![("ann".to_string(), 20), ("bob".to_string(), 5)];
+        let mut got: Vec<_> = rows.iter().map(|r| (r.owner.clone(), r.balance)).collect();
+        got.sort();
+        expected.sort();
+        if in_doubt {
+            // Dropped while its COMMIT was in flight: all or nothing, never half.
+            assert!(rows == rows_before || got == expected, "all or nothing after a COMMIT in doubt: {rows:?}");
+        } else {
+            assert_eq!(got, expected);
+            assert_eq!(uow.state(&bob)?, EntityState::Clean);
+            assert_eq!(*steps.lock().map_err(|_| "poisoned")?, ["prepare", "commit"]);
+            assert_eq!(*hooks.lock().map_err(|_| "poisoned")?, ["after commit"]);
+        }
+        Ok(())
+    }
+
+    fn a_scope_dropped_at_any_of_its_awaits_changes_nothing(db) {
+        let mut uow = uow::AsyncUnitOfWork::new();
+        let ann = uow.register_new(account("ann", 10))?;
+        let cy = uow.register_new(account("cy", 3))?;
+        wait(uow.commit(db.conn.inner()))?;
+        slow_writes_on_sqlite(&mut db);
+        let before = (observe(&uow, &ann), observe(&uow, &cy), uow.len());
+        let rows_before = account_rows(&mut db.connect());
+
+        let (mut cuts, mut rolled_back_writes) = (0, false);
+        let in_doubt = loop {
+            let mut victim = db.connect();
+            let log = StatementLog::default();
+            victim.set_instrumentation(log.clone());
+            let scope = uow.transaction(victim.inner(), move |scope| {
+                async move {
+                    scope.get_mut(&ann)?.balance = 99;
+                    scope.register_new(account("bob", 1))?;
+                    scope.flush().await?;
+                    scope.nested(move |inner| {
+                        async move {
+                            inner.register_removed(&cy)?;
+                            inner.flush().await
+                        }
+                        .scope_boxed()
+                    })
+                    .await?;
+                    scope.register_new(account("dee", 2))?;
+                    Ok::<_, uow::Error>(())
+                }
+                .scope_boxed()
+            });
+            let at_cut = match wait(cut_after(cuts, &log, scope)) {
+                Ok(result) => {
+                    result?;
+                    break false;
+                }
+                Err(at_cut) => at_cut,
+            };
+            let sent = settle(&mut victim, &log, at_cut);
+            let at = format!("dropped after {cuts} waits, having sent {sent:?}");
+            assert_eq!((observe(&uow, &ann), observe(&uow, &cy), uow.len()), before, "memory as when the scope began, {at}");
+            if commit_sent(&sent) {
+                break true;
+            }
+            assert_eq!(account_rows(&mut db.connect()), rows_before, "nothing written, {at}");
+            rolled_back_writes |= wrote_before_commit(&sent);
+            drop(victim);
+            cuts += 1;
+        };
+        assert!(rolled_back_writes, "no cut landed between a write and the COMMIT ({cuts} cuts)");
+
+        let rows = account_rows(&mut db.connect());
+        let mut got: Vec<_> = rows.iter().map(|r| (r.owner.clone(), r.balance)).collect();
+        got.sort();
+        let expected = [("ann".to_string(), 99), ("bob".to_string(), 1), ("dee".to_string(), 2)];
+        if in_doubt {
+            assert!(rows == rows_before || got == expected, "all or nothing after a COMMIT in doubt: {rows:?}");
+        } else {
+            assert_eq!(got, expected);
+        }
         Ok(())
     }
 }
