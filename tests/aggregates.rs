@@ -221,6 +221,31 @@ fn read_tree<C: ReadTree>(conn: &mut C, id: i32) -> QueryResult<Product> {
     conn.read_tree(id)
 }
 
+/// The root's state and changed columns, its members' states, and how many entities are held.
+type HeldStates = (EntityState, Vec<&'static str>, Vec<EntityState>, usize);
+
+/// What a unit of work shows of an aggregate besides its values: the root's state and changed
+/// fields, the state of the member held for each row of `stored`, and how many entities it
+/// holds.
+fn held_states<C: uow::Driver>(
+    uow: &uow::UnitOfWork<C>,
+    root: &Handle<Product>,
+    stored: &Product,
+) -> Result<HeldStates, String> {
+    let state = |s: Result<EntityState, uow::Error>| s.map_err(|e| e.to_string());
+    let mut members = Vec::new();
+    for batch in &stored.batches {
+        let handle = uow.find::<Batch>(&batch.id).ok_or("the batch is held")?;
+        members.push(state(uow.state(&handle))?);
+        for line in &batch.allocations {
+            let handle = uow.find::<Allocation>(&line.id).ok_or("the line is held")?;
+            members.push(state(uow.state(&handle))?);
+        }
+    }
+    let changed = uow.changed_columns(root).map_err(|e| e.to_string())?;
+    Ok((state(uow.state(root))?, changed, members, uow.len()))
+}
+
 backend_tests! {
     fn a_new_aggregate_is_inserted_level_by_level_and_its_keys_written_into_the_tree(db) {
         create_tables(&mut db);
@@ -305,10 +330,14 @@ backend_tests! {
         }
         let before = uow.get(&product)?.clone();
         let in_db = read_tree(&mut db.conn, before.id)?;
+        let held_before = held_states(&uow, &product, &in_db)?;
         let error = uow.commit(&mut db.conn).expect_err("duplicate reference");
         assert!(error.database_error().is_some(), "{error}");
         assert_eq!(uow.get(&product)?, &before, "the tree in memory is as before the commit");
         assert_eq!(read_tree(&mut db.conn, before.id)?, in_db, "and the database too");
+        // Not only the values: the root's and the members' states, and what is held (the
+        // members the write brought in line with the tree are taken back with it).
+        assert_eq!(held_states(&uow, &product, &in_db)?, held_before, "states as before the commit");
         // Fixed, the same changes commit once.
         uow.get_mut(&product)?.batches[2].reference = "b3".into();
         uow.commit(&mut db.conn)?;
@@ -319,6 +348,62 @@ backend_tests! {
         assert_eq!(o2.id, in_db.batches[0].allocations[1].id, "the moved row kept");
         let allocations: i64 = order_lines::table.count().get_result(&mut db.conn)?;
         assert_eq!(allocations, 4);
+        Ok(())
+    }
+
+    fn a_failed_flush_leaves_the_aggregate_as_it_was_and_the_scope_goes_on(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?;
+        uow.commit(&mut db.conn)?;
+        let in_db = read_tree(&mut db.conn, uow.get(&product)?.id)?;
+        let held = |scope: &CoreUow<Conn>| held_states(scope, &product, &in_db).map_err(|e| uow::Error::Hook(e.into()));
+        uow.transaction(&mut db.conn, |scope| {
+            {
+                let p = scope.get_mut(&product)?;
+                p.batches[0].qty = 3;
+                p.batches[1].allocations.push(line("o9", 1));
+                p.batches.push(batch("b1", 5, vec![])); // the reference is UNIQUE: it fails
+            }
+            let before = (scope.get(&product)?.clone(), held(scope)?);
+            let error = scope.flush().expect_err("duplicate reference");
+            assert!(error.database_error().is_some(), "{error}");
+            assert_eq!((scope.get(&product)?.clone(), held(scope)?), before, "as before the flush");
+            scope.get_mut(&product)?.batches[2].reference = "b3".into();
+            scope.flush()?;
+            Ok::<_, uow::Error>(())
+        })?;
+        let held = uow.get(&product)?.clone();
+        assert_eq!((held.version, held.batches.len()), (2, 3));
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held);
+        Ok(())
+    }
+
+    fn a_tree_changed_before_a_scope_that_flushed_it_and_failed_is_as_before_the_scope(db) {
+        create_tables(&mut db);
+        let mut uow = UnitOfWork::<Conn>::new();
+        let product = uow.register_new(lamp())?;
+        uow.commit(&mut db.conn)?;
+        let in_db = read_tree(&mut db.conn, uow.get(&product)?.id)?;
+        // Changed outside the scope: the scope's first change of the root is its flush's.
+        {
+            let p = uow.get_mut(&product)?;
+            p.batches[0].qty = 4;
+            p.batches[1].allocations.push(line("o7", 1));
+        }
+        let before = (uow.get(&product)?.clone(), held_states(&uow, &product, &in_db)?);
+        let result: Result<(), uow::Error> = uow.transaction(&mut db.conn, |scope| {
+            scope.flush()?; // the keys of o7 are written into the tree here
+            assert!(scope.get(&product)?.batches[1].allocations[0].id > 0, "flushed");
+            Err(uow::Error::NoTransaction) // stands for any failure of the caller
+        });
+        assert!(result.is_err());
+        assert_eq!((uow.get(&product)?.clone(), held_states(&uow, &product, &in_db)?), before, "as before the scope");
+        assert_eq!(read_tree(&mut db.conn, in_db.id)?, in_db, "nothing flushed is left");
+        uow.commit(&mut db.conn)?;
+        let held = uow.get(&product)?.clone();
+        assert_eq!(held.version, in_db.version + 1);
+        assert_eq!(read_tree(&mut db.conn, held.id)?, held);
         Ok(())
     }
 

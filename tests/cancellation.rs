@@ -18,6 +18,70 @@ use diesel::Connection as _;
 use uow::prelude::*;
 use uow::{Participant, ParticipantError};
 
+diesel::table! {
+    carts (id) {
+        id -> Integer,
+        owner -> Text,
+        version -> Integer,
+    }
+}
+
+diesel::table! {
+    cart_items (id) {
+        id -> Integer,
+        cart_id -> Integer,
+        sku -> Text,
+        qty -> Integer,
+    }
+}
+
+/// An aggregate: a cart and its items, written as one, its version advanced by any change.
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = carts)]
+struct Cart {
+    #[tracked(generated)]
+    id: i32,
+    owner: String,
+    #[tracked(version)]
+    version: i32,
+    #[tracked(children)]
+    items: Vec<CartItem>,
+}
+
+#[derive(Tracked, Clone, Debug, PartialEq)]
+#[tracked(table = cart_items, belongs_to(Cart, foreign_key = cart_id))]
+struct CartItem {
+    #[tracked(generated)]
+    id: i32,
+    cart_id: i32,
+    sku: String,
+    qty: i32,
+}
+
+fn item(sku: &str, qty: i32) -> CartItem {
+    CartItem {
+        id: 0,
+        cart_id: 0,
+        sku: sku.into(),
+        qty,
+    }
+}
+
+fn create_cart_tables<C: TestBackend>(db: &mut TestDb<C>) {
+    let serial = match C::KIND {
+        Kind::Sqlite => "INTEGER PRIMARY KEY",
+        Kind::Postgres => "SERIAL PRIMARY KEY",
+        Kind::Mysql => "INTEGER AUTO_INCREMENT PRIMARY KEY",
+    };
+    db.exec(&format!(
+        "CREATE TABLE carts (id {serial}, owner VARCHAR(50) NOT NULL, version INTEGER NOT NULL)"
+    ));
+    db.exec(&format!(
+        "CREATE TABLE cart_items (id {serial}, cart_id INTEGER NOT NULL REFERENCES carts (id), \
+         sku VARCHAR(50) NOT NULL, qty INTEGER NOT NULL)"
+    ));
+}
+
 /// Polls `future` until it is ready, or drops it once it has returned `Pending` `budget` times
 /// and is waited for again: a timeout or a client that goes away at that `.await`. `Err`
 /// holds how many statements `log` held when it was dropped.
@@ -97,19 +161,37 @@ fn settle<C: TestBackend + SimpleConnection>(
     sent
 }
 
-/// On SQLite, makes every write to `accounts` take a while (a trigger counting to 100,000), so
-/// that the wrapper is still running it when its future is first polled and a cut can land on
-/// each write. A server's statements always wait for their answer.
-fn slow_writes_on_sqlite<C: TestBackend>(db: &mut TestDb<C>) {
-    if C::KIND != Kind::Sqlite {
-        return;
+/// Makes every write to `tables` take a while (SQLite: a trigger counting to 100,000; the
+/// servers: a trigger sleeping 20 ms), so that each write is still running when its future is
+/// first polled and a cut can land on it, however the machine schedules the test's thread.
+/// Without it a statement can finish before it is first waited for: SQLite's wrapper runs it
+/// on another thread, and a server's answer can be read at once.
+fn slow_writes<C: TestBackend>(db: &mut TestDb<C>, tables: &[&str]) {
+    if C::KIND == Kind::Postgres {
+        db.exec(
+            "CREATE FUNCTION slow_write() RETURNS trigger AS $$ \
+             BEGIN PERFORM pg_sleep(0.02); RETURN NULL; END $$ LANGUAGE plpgsql",
+        );
     }
-    for event in ["INSERT", "UPDATE", "DELETE"] {
-        db.exec(&format!(
-            "CREATE TRIGGER slow_{event} AFTER {event} ON accounts BEGIN \
-             SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
-             WHERE x < 100000) SELECT x FROM c); END"
-        ));
+    for table in tables {
+        for event in ["INSERT", "UPDATE", "DELETE"] {
+            let name = format!("slow_{table}_{event}");
+            db.exec(&match C::KIND {
+                Kind::Sqlite => format!(
+                    "CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN \
+                     SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL \
+                     SELECT x + 1 FROM c WHERE x < 100000) SELECT x FROM c); END"
+                ),
+                Kind::Postgres => format!(
+                    "CREATE TRIGGER {name} AFTER {event} ON {table} \
+                     FOR EACH STATEMENT EXECUTE FUNCTION slow_write()"
+                ),
+                Kind::Mysql => format!(
+                    "CREATE TRIGGER {name} AFTER {event} ON {table} \
+                     FOR EACH ROW SET @uow_slow = SLEEP(0.02)"
+                ),
+            });
+        }
     }
 }
 
@@ -210,7 +292,7 @@ async_backend_tests! {
         let ann = uow.register_new(account("ann", 10))?;
         let cy = uow.register_new(account("cy", 3))?;
         wait(uow.commit(db.conn.inner()))?;
-        slow_writes_on_sqlite(&mut db);
+        slow_writes(&mut db, &["accounts"]);
         // An UPDATE, an INSERT and a DELETE, a participant, and hooks.
         uow.get_mut(&ann)?.balance = 20;
         let bob = uow.register_new(account("bob", 5))?;
@@ -284,7 +366,7 @@ async_backend_tests! {
         let ann = uow.register_new(account("ann", 10))?;
         let cy = uow.register_new(account("cy", 3))?;
         wait(uow.commit(db.conn.inner()))?;
-        slow_writes_on_sqlite(&mut db);
+        slow_writes(&mut db, &["accounts"]);
         let before = (observe(&uow, &ann), observe(&uow, &cy), uow.len());
         let rows_before = account_rows(&mut db.connect());
 
@@ -339,6 +421,75 @@ async_backend_tests! {
             assert!(rows == rows_before || got == expected, "all or nothing after a COMMIT in doubt: {rows:?}");
         } else {
             assert_eq!(got, expected);
+        }
+        Ok(())
+    }
+
+    fn an_aggregate_commit_dropped_at_any_of_its_awaits_changes_nothing(db) {
+        use diesel::prelude::*;
+        create_cart_tables(&mut db);
+        type Rows = (Vec<(i32, String, i32)>, Vec<(i32, i32, String, i32)>);
+        let read = |conn: &mut Conn| -> Result<Rows, diesel::result::Error> {
+            let carts = carts::table.select((carts::id, carts::owner, carts::version)).order(carts::id).load(conn)?;
+            let items = cart_items::table
+                .select((cart_items::id, cart_items::cart_id, cart_items::sku, cart_items::qty))
+                .order(cart_items::id)
+                .load(conn)?;
+            Ok((carts, items))
+        };
+        let mut uow = uow::AsyncUnitOfWork::new();
+        let cart = uow.register_new(Cart { id: 0, owner: "ann".into(), version: 1, items: vec![item("a", 1), item("b", 2), item("c", 3)] })?;
+        wait(uow.commit(db.conn.inner()))?;
+        slow_writes(&mut db, &["carts", "cart_items"]);
+        // An item changed, one removed, one added: an UPDATE, a DELETE, an INSERT and the
+        // root's version.
+        {
+            let tree = uow.get_mut(&cart)?;
+            tree.items[0].qty = 10;
+            tree.items.remove(1);
+            tree.items.push(item("d", 4));
+        }
+        let members = |uow: &uow::AsyncUnitOfWork<<Conn as common::on_async::Wrapped>::Inner>| -> Vec<Option<EntityState>> {
+            (1..=3).map(|id| uow.find::<CartItem>(&id).and_then(|h| uow.state(&h).ok())).collect()
+        };
+        let before = (observe(&uow, &cart), members(&uow), uow.len());
+        let rows_before = read(&mut db.connect())?;
+
+        let (mut cuts, mut rolled_back_writes) = (0, false);
+        let in_doubt = loop {
+            let mut victim = db.connect();
+            let log = StatementLog::default();
+            victim.set_instrumentation(log.clone());
+            let at_cut = match wait(cut_after(cuts, &log, uow.commit(victim.inner()))) {
+                Ok(result) => {
+                    result?;
+                    break false;
+                }
+                Err(at_cut) => at_cut,
+            };
+            let sent = settle(&mut victim, &log, at_cut);
+            let at = format!("dropped after {cuts} waits, having sent {sent:?}");
+            assert_eq!((observe(&uow, &cart), members(&uow), uow.len()), before, "the tree, its members and what is held as before the commit, {at}");
+            if commit_sent(&sent) {
+                break true;
+            }
+            assert_eq!(read(&mut db.connect())?, rows_before, "nothing written, {at}");
+            rolled_back_writes |= wrote_before_commit(&sent);
+            drop(victim);
+            cuts += 1;
+        };
+        assert!(rolled_back_writes, "no cut landed between a write and the COMMIT ({cuts} cuts)");
+
+        let (carts, items) = read(&mut db.connect())?;
+        let written = carts.iter().map(|c| c.2).eq([2])
+            && items.iter().map(|i| (i.2.as_str(), i.3)).eq([("a", 10), ("c", 3), ("d", 4)]);
+        if in_doubt {
+            assert!((carts.clone(), items.clone()) == rows_before || written, "all or nothing after a COMMIT in doubt: {carts:?} {items:?}");
+        } else {
+            assert!(written, "{carts:?} {items:?}");
+            let tree = uow.get(&cart)?;
+            assert_eq!((tree.version, tree.items.len()), (2, 3));
+            assert!(tree.items.iter().all(|i| i.id > 0 && i.cart_id == tree.id), "{tree:?}");
         }
         Ok(())
     }

@@ -37,7 +37,8 @@ impl<T: Entity> AnyStore for Store<T> {
     }
 
     fn sync_roots(&self) -> Option<SyncRoots> {
-        T::HAS_CHILDREN.then_some(crate::aggregates::sync_roots::<T> as SyncRoots)
+        (T::HAS_CHILDREN && self.has_touched())
+            .then_some(crate::aggregates::sync_roots::<T> as SyncRoots)
     }
 
     fn describe(&self, slot: u32) -> String {
@@ -115,8 +116,8 @@ impl<T: Entity> AnyStore for Store<T> {
         }
     }
 
-    fn begin_level(&mut self) {
-        Store::begin_level(self);
+    fn begin_level(&mut self, trees_kept: bool) {
+        Store::begin_level(self, trees_kept);
     }
 
     fn end_level(&mut self, keep: bool) {

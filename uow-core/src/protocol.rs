@@ -53,8 +53,9 @@ pub(crate) struct Finish {
     /// The depth of the transactions open on the connection before the unit of work's own
     /// began: `Some` means a transaction opened elsewhere encloses it.
     pub depth_before: Option<u32>,
-    /// The save point to close: a scope's level (`true`), or the one a commit opens around its
-    /// hooks, if it opened one.
+    /// The save point to close: a scope's level (`true`), or the one a commit or flush opens
+    /// around its hooks and the members its aggregates bring in line, if it opened one
+    /// (`save_point`).
     pub scope: bool,
     pub save_point: bool,
 }
@@ -242,10 +243,14 @@ impl<C: Driver> UnitOfWork<C> {
         let depth_before = transaction::depth::<C>(conn).await?;
         transaction::check_mode(self.transaction_mode, depth_before)?;
         // Changes made by before-commit hooks are part of this call: a failed commit undoes
-        // them too. Without hooks nothing but the commit itself changes memory.
-        let save_point = self.hooks.before_commit_any();
-        if save_point {
+        // them too, and so the members an aggregate's tree brings in line (new ones held, the
+        // root's state). Without either, nothing but the commit itself changes memory.
+        let hooks = self.hooks.before_commit_any();
+        let save_point = hooks || self.state.syncs_aggregates();
+        if hooks {
             self.state.save_point();
+        } else if save_point {
+            self.state.write_point();
         }
         let how = Finish {
             prepare: PrepareAt::BeforeWrite,
@@ -336,10 +341,27 @@ impl<C: Driver> UnitOfWork<C> {
             return Err(Error::NoTransaction);
         }
         transaction::check_mode(self.transaction_mode, depth_before)?;
-        let plan = self.plan_write()?;
+        // As in `commit_on`: the members a tree brings in line are undone if the flush fails.
+        let save_point = self.state.syncs_aggregates();
+        if save_point {
+            self.state.write_point();
+        }
+        let plan = match self.plan_write() {
+            Ok(plan) => plan,
+            Err(error) => {
+                self.state.end_write(false);
+                if save_point {
+                    self.state.restore_point(false);
+                }
+                return Err(error);
+            }
+        };
         let mut sent = CommitReport::default();
         sent.examined_by(plan.examined);
         if plan.is_empty() {
+            if save_point {
+                self.state.restore_point(true);
+            }
             self.state.end_write(true);
             self.state.scope_wrote(&sent);
             return Ok(sent);
@@ -353,7 +375,7 @@ impl<C: Driver> UnitOfWork<C> {
                 begin: false,
                 depth_before,
                 scope: false,
-                save_point: false,
+                save_point,
             },
             ends_commit: false,
             armed: true,
@@ -370,8 +392,11 @@ impl<C: Driver> UnitOfWork<C> {
         }
         write.disarm();
         let uow = &mut *write.uow;
+        let how = write.how;
         match outcome {
             Ok(Ok(())) => {
+                // The level is closed first, so settling saves nothing for it.
+                uow.close_level(how, true);
                 uow.state.end_write(true);
                 crate::trace::write_done(&span, &sent);
                 uow.state.scope_wrote(&sent);
@@ -380,11 +405,13 @@ impl<C: Driver> UnitOfWork<C> {
             Ok(Err(error)) => {
                 let error = error.or_connection_lost(false);
                 uow.state.end_write(false);
+                uow.close_level(how, false);
                 crate::trace::write_failed(&span, "flush", &sent, &error);
                 Err(error)
             }
             Err(panic) => {
                 uow.state.end_write(false);
+                uow.close_level(how, false);
                 resume_unwind(panic)
             }
         }

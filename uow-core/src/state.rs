@@ -62,12 +62,22 @@ impl State {
 
     /// From here on, changes to entities, participants and events can be undone (one level).
     pub fn save_point(&mut self) {
+        self.begin_level(false);
+    }
+
+    /// A save point around one commit or flush without hooks: nothing changes a tree while it
+    /// is open, so roots are saved without theirs (see `store/levels.rs`).
+    pub fn write_point(&mut self) {
+        self.begin_level(true);
+    }
+
+    fn begin_level(&mut self, trees_kept: bool) {
         self.levels.push(Level {
             participants: self.participants.len(),
             events: self.events.mark(),
         });
         for store in self.stores.iter_mut() {
-            store.begin_level();
+            store.begin_level(trees_kept);
         }
     }
 
@@ -125,6 +135,12 @@ impl State {
                 root.write_back(&mut self.stores);
             }
         }
+    }
+
+    /// Whether the next write brings an aggregate in line with its tree (a root was touched):
+    /// the members it changes are then to be undone with the write if it fails.
+    pub fn syncs_aggregates(&self) -> bool {
+        self.stores.iter().any(|s| s.sync_roots().is_some())
     }
 
     /// Brings every aggregate whose root was touched in line with its tree, before a write is

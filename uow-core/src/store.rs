@@ -104,7 +104,7 @@ impl<T: Entity> Store<T> {
             touched: Vec::new(),
             written: Written::default(),
             levels: (0..open_levels)
-                .map(|_| levels::Level::new(0, Vec::new()))
+                .map(|_| levels::Level::new(0, Vec::new(), false))
                 .collect(),
             relations: RelationMeta::of::<T>(),
             next_generation: 0,
@@ -272,6 +272,11 @@ impl<T: Entity> Store<T> {
     /// never a panic.
     fn tracked(&self, slot: u32) -> Option<&Tracked<T>> {
         self.slots.get(slot as usize)?.tracked.as_ref()
+    }
+
+    /// Whether any slot is on the touched list.
+    pub fn has_touched(&self) -> bool {
+        !self.touched.is_empty()
     }
 
     /// The touched entities, with their slots.

@@ -58,7 +58,8 @@ pub(crate) trait AnyStore: Any + Send {
     fn refile_new_keys(&mut self) -> Result<()>;
     /// The function linking a step's rows to their parents' keys.
     fn link_rows(&self) -> LinkRows;
-    /// The function bringing aggregates in line, for a type with child collections.
+    /// The function bringing aggregates in line, for a type with child collections of which
+    /// an entity was touched since the last write (none otherwise: nothing to bring in line).
     fn sync_roots(&self) -> Option<SyncRoots>;
     /// One line naming the entity in `slot`, for cycle errors.
     fn describe(&self, slot: u32) -> String;
@@ -78,8 +79,8 @@ pub(crate) trait AnyStore: Any + Send {
     fn removing(&self, slot: u32, generation: u32) -> Option<bool>;
     /// The write under way committed (`true`: apply what it produced and settle) or failed.
     fn end_write(&mut self, committed: bool);
-    /// A save point begins.
-    fn begin_level(&mut self);
+    /// A save point begins (`trees_kept`: a commit's or flush's, see `store/levels.rs`).
+    fn begin_level(&mut self, trees_kept: bool);
     /// The innermost save point ends: kept, or undone.
     fn end_level(&mut self, keep: bool);
     /// The revision of the entity in `slot` (see `Tracked::revision`), if it is still held.

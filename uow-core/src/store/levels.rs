@@ -8,12 +8,15 @@
 //! - a slot past the slab's end then (made inside the level, as every entity registered in a
 //!   scope is, barring reused slots): nothing; undoing the level empties it;
 //! - a slot that was empty: its index and its `listed` flag; undoing empties it again;
-//! - a slot holding an entity: a copy of the slot, once.
+//! - a slot holding an entity: a copy of the slot, once; in a commit's or flush's level, a root
+//!   whose tree a write takes out is copied without its tree (see [`Level`]'s `trees_kept`).
 //!
 //! So a scope that only registers new entities, however many, keeps no log at all, and a
 //! flush settling them saves nothing either.
 
 use crate::entity::Entity;
+
+use crate::tracking::Tracked;
 
 use super::{Slot, Store};
 
@@ -29,17 +32,26 @@ pub(super) struct Level<T: Entity> {
     saved: Vec<u64>,
     /// The touched list as it was when the level began.
     touched: Vec<u32>,
+    /// A commit's or flush's level: while it is open a root's tree is only taken out and put
+    /// back unchanged (what a write stores goes into the tree after the level closed), so a
+    /// root is saved without its tree ([`Store::save_without_tree`]), a copy of its columns
+    /// only, and undoing the level leaves the tree where it is.
+    trees_kept: bool,
+    /// The slots of `held` saved without their tree.
+    treeless: Vec<u32>,
 }
 
 impl<T: Entity> Level<T> {
     /// A level beginning over a slab of `len` slots.
-    pub(super) fn new(len: usize, touched: Vec<u32>) -> Self {
+    pub(super) fn new(len: usize, touched: Vec<u32>, trees_kept: bool) -> Self {
         Level {
             len: u32::try_from(len).unwrap_or(u32::MAX),
             held: Vec::new(),
             vacant: Vec::new(),
             saved: Vec::new(),
             touched,
+            trees_kept,
+            treeless: Vec::new(),
         }
     }
 
@@ -101,9 +113,40 @@ impl<T: Entity> Store<T> {
         }
     }
 
-    /// A save point begins: from now on, first changes of each slot are saved.
-    pub fn begin_level(&mut self) {
-        let level = Level::new(self.slots.len(), self.touched.clone());
+    /// Takes the tree out of the entity in `slot` (see `Store::take_tree`), and saves the
+    /// slot for the innermost level first: without its tree in a level that keeps trees, so a
+    /// write does not copy the whole aggregate to undo the members it brings in line.
+    pub(super) fn save_and_take_tree(&mut self, slot: u32) -> Option<T> {
+        let trees_kept = self
+            .levels
+            .last()
+            .is_some_and(|l| l.trees_kept && l.needs_save(slot));
+        if !trees_kept {
+            self.save(slot);
+            return self
+                .slots
+                .get_mut(slot as usize)?
+                .tracked
+                .as_mut()
+                .map(Tracked::take_tree);
+        }
+        let tree = self
+            .slots
+            .get_mut(slot as usize)?
+            .tracked
+            .as_mut()
+            .map(Tracked::take_tree);
+        self.save_in_level(slot);
+        if let Some(level) = self.levels.last_mut() {
+            level.treeless.push(slot);
+        }
+        tree
+    }
+
+    /// A save point begins: from now on, first changes of each slot are saved. `trees_kept`:
+    /// a commit's or flush's level, in which trees are put back unchanged (see [`Level`]).
+    pub fn begin_level(&mut self, trees_kept: bool) {
+        let level = Level::new(self.slots.len(), self.touched.clone(), trees_kept);
         self.levels.push(level);
     }
 
@@ -145,7 +188,14 @@ impl<T: Entity> Store<T> {
             s.tracked = None;
             s.listed = listed;
         }
-        for (slot, saved) in level.held {
+        for (slot, mut saved) in level.held {
+            if level.treeless.contains(&slot) {
+                // Saved without its tree, which is as it was: the tree stays.
+                let now = self.slots[slot as usize].tracked.as_mut();
+                if let (Some(now), Some(then)) = (now, saved.tracked.as_mut()) {
+                    then.put_tree(now.take_tree());
+                }
+            }
             if let Some(key) = saved.tracked.as_ref().and_then(|t| t.filed_key()) {
                 self.by_key.insert(key.clone(), slot);
             }
@@ -170,10 +220,23 @@ impl<T: Entity> Store<T> {
         let Some(outer) = self.levels.last_mut() else {
             return;
         };
-        for (slot, saved) in level.held {
-            if outer.first_change(slot) {
-                outer.held.push((slot, saved));
+        for (slot, mut saved) in level.held {
+            if !outer.first_change(slot) {
+                continue;
             }
+            if level.treeless.contains(&slot) {
+                if outer.trees_kept {
+                    outer.treeless.push(slot);
+                } else if let (Some(then), Some(now)) = (
+                    saved.tracked.as_mut(),
+                    self.slots[slot as usize].tracked.as_ref(),
+                ) {
+                    // The enclosing level (a scope's) may see the tree change: it needs the
+                    // tree as it is now, unchanged since the inner level began.
+                    then.put_tree(now.value().clone());
+                }
+            }
+            outer.held.push((slot, saved));
         }
         for (slot, listed) in level.vacant {
             if outer.first_change(slot) {

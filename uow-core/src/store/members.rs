@@ -37,12 +37,16 @@ impl<T: Entity> Store<T> {
     }
 
     /// Replaces the members list of the entity in `slot` (saved by the innermost save point
-    /// first).
+    /// first). An unchanged list, as most are when a write walks a tree, is left alone and
+    /// saves nothing.
     pub fn set_members(&mut self, slot: u32, generation: u32, members: Vec<Member>) {
         if self.get(slot, generation).is_none() {
             return;
         }
-        if members.is_empty() && self.tracked(slot).is_some_and(|t| t.members().is_empty()) {
+        if self
+            .tracked(slot)
+            .is_some_and(|t| t.members() == members.as_slice())
+        {
             return;
         }
         self.save(slot);
@@ -69,11 +73,7 @@ impl<T: Entity> Store<T> {
     /// innermost save point first, so an undone scope puts the tree back as it was.
     pub fn take_tree(&mut self, slot: u32, generation: u32) -> Option<T> {
         self.get(slot, generation)?;
-        self.save(slot);
-        self.slots[slot as usize]
-            .tracked
-            .as_mut()
-            .map(Tracked::take_tree)
+        self.save_and_take_tree(slot)
     }
 
     /// Puts back the tree [`take_tree`](Self::take_tree) took.
